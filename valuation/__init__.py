@@ -1,0 +1,22 @@
+"""valuation: the JAX core of valuate, from (data, target model) to per-sample values.
+
+Data flow: `data.load` -> `Dataset`; `models` -> `Model(init, apply)`; `training.fit` and the
+utility engine `utility.make_utility` train a target model on many subsets at once; the value
+families turn that into a `ValuationResult` (higher = more valuable).
+"""
+
+from .bundled import load_bundled as load_bundled
+from .bundled import make_classification as make_classification
+from .data import Dataset as Dataset
+from .data import align_classes as align_classes
+from .data import load as load
+from .errors import ValuationError as ValuationError
+from .models import Model as Model
+from .models import from_equinox as from_equinox
+from .models import logistic_regression as logistic_regression
+from .models import mlp as mlp
+from .results import ValuationResult as ValuationResult
+from .training import fit as fit
+from .training import fit_logistic_newton as fit_logistic_newton
+from .utility import Utility as Utility
+from .utility import make_utility as make_utility

@@ -1,0 +1,391 @@
+"""User tables in, validated `Dataset` out.
+
+Where it sits: the first step of the data flow. Every check on user input happens here and only
+here; code downstream (training, utilities, estimators) assumes a valid `Dataset`.
+
+A `Dataset` is immutable and carries, besides features and labels, the sample ids that let
+results be joined back to the user's rows, the feature names and the class list. Labels are
+stored as integer codes into `classes`; every operation (split, subset, label flips,
+standardisation) keeps ids aligned with rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ValuationError
+
+__all__ = ["Dataset", "load", "from_arrays", "from_dataframe", "read_table", "align_classes"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Features, labels and ids of a classification data set.
+
+    Attributes:
+      x: features, float32 array of shape `(n, d)`.
+      y: labels as int32 codes into `classes`, shape `(n,)`.
+      ids: sample ids, shape `(n,)`, unique; the join key back to the user's rows.
+      classes: the class labels, in code order (`classes[y[i]]` is sample i's label).
+      feature_names: names of the `d` feature columns.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+    classes: tuple
+    feature_names: tuple
+
+    def __post_init__(self):
+        for name in ("x", "y", "ids"):
+            getattr(self, name).setflags(write=False)
+
+    @property
+    def n(self) -> int:
+        """Number of samples."""
+        return int(self.x.shape[0])
+
+    @property
+    def d(self) -> int:
+        """Number of features."""
+        return int(self.x.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes in the class list (some may be absent from this split)."""
+        return len(self.classes)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels in the user's own vocabulary, shape `(n,)`."""
+        return np.asarray(self.classes, dtype=object)[self.y]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        counts = np.bincount(self.y, minlength=self.n_classes)
+        per_class = ", ".join(f"{c!s}: {k}" for c, k in zip(self.classes, counts))
+        return f"Dataset(n={self.n}, d={self.d}, classes={{{per_class}}})"
+
+    def replace(self, **changes: Any) -> Dataset:
+        """A copy with some fields replaced (no validation: internal use)."""
+        return dataclasses.replace(self, **changes)
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> Dataset:
+        """Rows `index` (integer positions or a boolean mask), ids kept with their rows."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return self.replace(x=self.x[index], y=self.y[index], ids=self.ids[index])
+
+    def split(self, *fractions: float, seed: int, stratify: bool = True) -> tuple[Dataset, ...]:
+        """Random disjoint splits, e.g. `train, valid, test = data.split(0.6, 0.2, 0.2, seed=0)`.
+
+        Args:
+          *fractions: shares of the samples per split; they must sum to at most 1 (the
+            remainder is dropped).
+          seed: seed of the shuffle.
+          stratify: keep class proportions in every split (per-class shuffles).
+
+        Returns:
+          One `Dataset` per fraction, rows in shuffled order, ids kept.
+        """
+        fr = np.asarray(fractions, dtype=float)
+        if fr.size == 0 or np.any(fr <= 0) or fr.sum() > 1 + 1e-9:
+            raise ValuationError(
+                f"split fractions {tuple(fractions)} must be positive and sum to at most 1; "
+                "pass e.g. data.split(0.7, 0.3, seed=0)"
+            )
+        rng = np.random.default_rng(seed)
+        groups = [np.flatnonzero(self.y == c) for c in range(self.n_classes)]
+        if not stratify:
+            groups = [np.arange(self.n)]
+        parts: list[list[np.ndarray]] = [[] for _ in fr]
+        for g in groups:
+            g = rng.permutation(g)
+            edges = np.round(np.cumsum(fr) * len(g)).astype(int)
+            for j, (lo, hi) in enumerate(zip(np.r_[0, edges[:-1]], edges)):
+                parts[j].append(g[lo:hi])
+        out = []
+        for j, p in enumerate(parts):
+            index = rng.permutation(np.concatenate(p))
+            if index.size == 0:
+                raise ValuationError(
+                    f"split {j} (fraction {fr[j]}) would be empty for {self.n} samples; "
+                    "use larger fractions or more data"
+                )
+            out.append(self.subset(index))
+        return tuple(out)
+
+    def flip_labels(self, fraction: float, *, seed: int) -> tuple[Dataset, np.ndarray]:
+        """Label noise for experiments: flip `fraction` of the labels to another class.
+
+        Each chosen sample gets a label drawn uniformly from the other classes of the class
+        list.
+
+        Returns:
+          `(noisy_dataset, flipped)`, where `flipped` is a boolean mask of shape `(n,)`.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValuationError(f"flip fraction {fraction} must lie in [0, 1]")
+        rng = np.random.default_rng(seed)
+        n_flip = int(round(fraction * self.n))
+        chosen = rng.choice(self.n, size=n_flip, replace=False)
+        shift = rng.integers(1, self.n_classes, size=n_flip)
+        y = self.y.copy()
+        y[chosen] = (y[chosen] + shift) % self.n_classes
+        flipped = np.zeros(self.n, dtype=bool)
+        flipped[chosen] = True
+        return self.replace(y=y), flipped
+
+    def standardize(self, mean: np.ndarray | None = None, std: np.ndarray | None = None):
+        """Features scaled to zero mean and unit variance.
+
+        Args:
+          mean, std: statistics to use, shape `(d,)`; by default this data set's own. Pass the
+            training set's statistics when scaling validation or test data.
+
+        Returns:
+          `(dataset, (mean, std))`; constant features keep std 1.
+        """
+        if mean is None:
+            mean = self.x.mean(axis=0)
+        if std is None:
+            std = self.x.std(axis=0)
+            std = np.where(std > 0, std, 1.0)
+        x = ((self.x - mean) / std).astype(np.float32)
+        return self.replace(x=x), (mean, std)
+
+
+def _fail(problem: str, fix: str):
+    raise ValuationError(f"{problem}; {fix}")
+
+
+def _check_features(x: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+    if x.ndim != 2:
+        _fail(f"features must be a 2-D array (samples, features), got shape {x.shape}",
+              "reshape a single feature with x.reshape(-1, 1)")
+    if x.shape[0] == 0:
+        _fail("the data set is empty (0 samples)", "pass at least two samples of two classes")
+    if x.shape[1] == 0:
+        _fail("the data set has no feature columns", "pass at least one numeric feature")
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        try:
+            x = x.astype(np.float64)
+        except (TypeError, ValueError):
+            _fail("features must be numeric, found non-numeric values",
+                  "encode text or category columns as numbers before valuation")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        col_names = sorted({str(feature_names[c]) for c in cols})
+        kind = "NaN" if np.isnan(x[rows[0], cols[0]]) else "infinite"
+        _fail(f"{bad.sum()} feature values are NaN or infinite (first: {kind} in row "
+              f"{rows[0]}, column {feature_names[cols[0]]!r}; columns affected: "
+              f"{', '.join(col_names[:5])})",
+              "impute or drop those rows before valuation")
+    return x
+
+
+def from_arrays(
+    x: Any,
+    y: Any,
+    *,
+    ids: Any = None,
+    feature_names: Sequence[str] | None = None,
+    classes: Sequence | None = None,
+) -> Dataset:
+    """A validated `Dataset` from array-likes.
+
+    Args:
+      x: features of shape `(n, d)`.
+      y: labels of shape `(n,)`, any hashable values (ints, strings).
+      ids: sample ids of shape `(n,)`; default `0..n-1`. Must be unique.
+      feature_names: names of the `d` columns; default `x0..x{d-1}`.
+      classes: the class list, in code order; default the sorted unique labels. Pass it to
+        keep a class that is absent from this table (e.g. a validation split).
+
+    Raises:
+      ValuationError: empty data, wrong shapes, NaN/inf or non-numeric features, fewer than
+        two classes, duplicate ids, labels outside `classes`.
+    """
+    x = np.asarray(x)
+    if x.ndim == 1 and x.size > 0:
+        x = x.reshape(-1, 1)
+    names = tuple(str(f) for f in feature_names) if feature_names is not None else None
+    if names is None:
+        names = tuple(f"x{j}" for j in range(x.shape[1] if x.ndim == 2 else 0))
+    x = _check_features(x, names)
+    if len(names) != x.shape[1]:
+        _fail(f"{len(names)} feature names for {x.shape[1]} feature columns",
+              "pass one name per column")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        _fail(f"labels must be 1-D (one per sample), got shape {y.shape}",
+              "pass class labels, not one-hot rows (use y.argmax(1))")
+    if y.shape[0] != x.shape[0]:
+        _fail(f"{x.shape[0]} feature rows but {y.shape[0]} labels",
+              "pass exactly one label per row")
+    if pd.isna(pd.Series(y, dtype=object)).any():
+        _fail("some labels are missing (NaN/None)", "drop or label those rows")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(y == np.round(y)):
+            _fail("labels are non-integer floats, which looks like a regression target",
+                  "valuate values classification data: pass class labels")
+        y = y.astype(np.int64)
+    if classes is None:
+        classes = tuple(np.unique(y).tolist())
+        if len(classes) < 2:
+            _fail(f"the labels hold {len(classes)} class ({classes[0]!r}); valuation needs "
+                  "at least 2", "add samples of another class")
+    classes = tuple(classes)
+    if len(classes) < 2:
+        _fail(f"the class list has {len(classes)} class; valuation needs at least 2",
+              "pass at least two classes")
+    code = {c: i for i, c in enumerate(classes)}
+    try:
+        codes = np.fromiter((code[v] for v in y.tolist()), dtype=np.int32, count=len(y))
+    except KeyError as err:
+        _fail(f"label {err.args[0]!r} is not in the class list {classes}",
+              "add it to `classes` or fix the label")
+    if ids is None:
+        ids = np.arange(x.shape[0])
+    ids = np.asarray(ids)
+    if ids.shape != (x.shape[0],):
+        _fail(f"{ids.shape} ids for {x.shape[0]} samples", "pass one id per row")
+    if pd.Series(ids).duplicated().any():
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        _fail(f"sample ids are not unique (e.g. {dup!r})", "pass a unique id per row")
+    return Dataset(x=x, y=codes, ids=ids.copy(), classes=classes, feature_names=names)
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    *,
+    label: str,
+    id_column: str | None = None,
+    features: Sequence[str] | None = None,
+    classes: Sequence | None = None,
+) -> Dataset:
+    """A `Dataset` from a pandas DataFrame.
+
+    Args:
+      df: one row per sample.
+      label: name of the label column.
+      id_column: name of a column of unique sample ids; default the DataFrame's index.
+      features: feature columns; default every other column.
+      classes: class list (see `from_arrays`).
+    """
+    if not isinstance(df, pd.DataFrame):
+        _fail(f"expected a pandas DataFrame, got {type(df).__name__}",
+              "use from_arrays for numpy arrays")
+    if label not in df.columns:
+        _fail(f"label column {label!r} not found (columns: {', '.join(map(str, df.columns[:10]))})",
+              "pass the name of the column holding the class labels")
+    if id_column is not None and id_column not in df.columns:
+        _fail(f"id column {id_column!r} not found", "pass an existing column or none")
+    if features is None:
+        features = [c for c in df.columns if c not in (label, id_column)]
+    else:
+        missing = [c for c in features if c not in df.columns]
+        if missing:
+            _fail(f"feature columns {missing} not found", "check the column names")
+    feats = df[list(features)]
+    non_numeric = [str(c) for c in feats.columns
+                   if not (pd.api.types.is_numeric_dtype(feats[c])
+                           or pd.api.types.is_bool_dtype(feats[c]))]
+    if non_numeric:
+        _fail(f"non-numeric feature columns: {', '.join(non_numeric[:5])}",
+              "encode them as numbers (e.g. one-hot) or drop them")
+    ids = df[id_column].to_numpy() if id_column is not None else df.index.to_numpy()
+    return from_arrays(feats.to_numpy(dtype=np.float64, na_value=np.nan), df[label].to_numpy(),
+                       ids=ids, feature_names=[str(c) for c in feats.columns], classes=classes)
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file into a DataFrame."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        _fail(f"file {path!r} does not exist", "check the path")
+    lower = path.lower()
+    try:
+        if lower.endswith((".parquet", ".pq")):
+            return pd.read_parquet(path)
+        if lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".txt")):
+            return pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        _fail(f"could not read {path!r}: {err}", "check that it is a valid CSV or Parquet file")
+    _fail(f"unknown file type {path!r}", "pass a .csv or .parquet file")
+
+
+def load(
+    source: Any,
+    y: Any = None,
+    *,
+    label: str | None = None,
+    id_column: str | None = None,
+    classes: Sequence | None = None,
+) -> Dataset:
+    """A `Dataset` from whatever the user holds.
+
+    Args:
+      source: a `Dataset` (returned as is), a numpy array of features (then pass `y`), a
+        pandas DataFrame or a path to a CSV/Parquet file (then pass `label`).
+      y: labels, for array input.
+      label: label column, for DataFrame and file input.
+      id_column: id column, for DataFrame and file input.
+      classes: class list (see `from_arrays`).
+
+    Example:
+      >>> import numpy as np
+      >>> load(np.array([[0.0], [1.0]]), np.array(["a", "b"]))
+      Dataset(n=2, d=1, classes={a: 1, b: 1})
+    """
+    if isinstance(source, Dataset):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        source = read_table(source)
+    if isinstance(source, pd.DataFrame):
+        if label is None:
+            _fail("a table needs the name of its label column", "pass label='column name'")
+        return from_dataframe(source, label=label, id_column=id_column, classes=classes)
+    if y is None:
+        _fail("array input needs labels", "pass load(x, y)")
+    return from_arrays(source, y, classes=classes)
+
+
+def align_classes(train: Dataset, *others: Dataset) -> tuple[Dataset, ...]:
+    """Re-code `others` onto `train`'s class list and check that they fit together.
+
+    Raises:
+      ValuationError: a data set has a different number of features, shares no class with
+        `train`, or has a class that `train` has never seen.
+    """
+    out = [train]
+    for k, other in enumerate(others, start=1):
+        if other.d != train.d:
+            _fail(f"data set {k} has {other.d} features but the training set has {train.d}",
+                  "pass the same feature columns to both")
+        labels = other.labels
+        unseen = sorted({str(v) for v in labels if v not in set(train.classes)})
+        if len(unseen) == len(set(labels.tolist())):
+            _fail(f"data set {k} shares no class with the training set "
+                  f"(its classes: {unseen[:5]}; training classes: {list(train.classes)[:5]})",
+                  "check the label column and that both come from the same task")
+        if unseen:
+            _fail(f"data set {k} has classes the training set lacks: {unseen[:5]}",
+                  "drop those rows or add training samples of those classes")
+        code = {c: i for i, c in enumerate(train.classes)}
+        y = np.array([code[v] for v in labels.tolist()], dtype=np.int32)
+        out.append(other.replace(y=y, classes=train.classes))
+    return tuple(out)

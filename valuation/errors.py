@@ -1,0 +1,9 @@
+"""The one error type valuate raises for bad input.
+
+Every message says what is wrong and how to fix it, so that a user never has to read a JAX
+stack trace to find out that a column held text.
+"""
+
+
+class ValuationError(ValueError):
+    """Bad input to valuate: the message names the problem and the fix."""

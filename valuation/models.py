@@ -1,0 +1,136 @@
+"""Target models as pairs of pure functions over pytrees.
+
+Where it sits: what the training engine trains and every value family differentiates.
+
+A `Model` is `init(key, x) -> params` and `apply(params, x) -> logits`, with `x` of shape
+`(batch, d)` and logits of shape `(batch, n_classes)`. Params are dicts keyed by layer name.
+`embed(params, x)` (optional) gives the penultimate-layer representation, shape
+`(batch, width)`, for methods that work in the model's own feature space (KNN-Shapley,
+meta-learner neighbourhoods).
+
+Bring your own network:
+
+* Flax Linen: `Model(init=lambda key, x: module.init(key, x), apply=module.apply)`;
+  `module.init` returns the `{"params": ...}` dict that `module.apply` takes.
+* Equinox: `from_equinox(eqx_model)` below splits the module into trainable arrays (the params
+  pytree) and static structure, and applies it row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["Model", "logistic_regression", "mlp", "from_equinox", "n_params"]
+
+Params = Any
+
+
+class Model(NamedTuple):
+    """A target model: pure `init` and `apply` (and optionally `embed`).
+
+    Attributes:
+      init: `init(key, x) -> params`; `x` is an example batch `(batch, d)`.
+      apply: `apply(params, x) -> logits`, `(batch, d) -> (batch, n_classes)`.
+      embed: `embed(params, x) -> (batch, width)`, the input of the last layer; `None` if the
+        model has none.
+      name: short description, stored with results so that values name their target model.
+    """
+
+    init: Callable[[jax.Array, jax.Array], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+    embed: Callable[[Params, jax.Array], jax.Array] | None = None
+    name: str = "custom"
+
+
+def n_params(params: Params) -> int:
+    """Number of scalars in a params pytree."""
+    return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))
+
+
+def logistic_regression(n_classes: int) -> Model:
+    """Multinomial logistic regression with the first class as reference.
+
+    The logits are `[0, x @ w + b]`: class 0's logit is pinned to zero, so a binary problem
+    has `d + 1` parameters and a `k`-class problem `(d + 1)(k - 1)`. This parametrisation is
+    identifiable, which keeps the Hessian of the L2-regularised loss positive definite
+    (influence functions and the Newton solver rely on it). Params start at zero.
+
+    Params: `{"linear": {"w": (d, k - 1), "b": (k - 1,)}}`.
+    """
+
+    def init(key, x):
+        del key
+        d = x.shape[-1]
+        return {"linear": {"w": jnp.zeros((d, n_classes - 1), x.dtype),
+                           "b": jnp.zeros((n_classes - 1,), x.dtype)}}
+
+    def apply(params, x):
+        z = x @ params["linear"]["w"] + params["linear"]["b"]
+        return jnp.concatenate([jnp.zeros(z.shape[:-1] + (1,), z.dtype), z], axis=-1)
+
+    def embed(params, x):
+        del params
+        return x
+
+    return Model(init, apply, embed, name=f"logistic_regression(n_classes={n_classes})")
+
+
+def mlp(
+    n_classes: int,
+    hidden: Sequence[int] = (64,),
+    *,
+    activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
+) -> Model:
+    """Multi-layer perceptron with He-normal initialisation.
+
+    Params: `{"dense_0": {"w", "b"}, ..., "out": {"w", "b"}}`; `embed` returns the last hidden
+    layer's activations, shape `(batch, hidden[-1])`.
+    """
+    hidden = tuple(int(h) for h in hidden)
+
+    def init(key, x):
+        sizes = (x.shape[-1],) + hidden + (n_classes,)
+        names = [f"dense_{i}" for i in range(len(hidden))] + ["out"]
+        keys = jax.random.split(key, len(names))
+        return {
+            name: {"w": jax.random.normal(k, (a, b), x.dtype) * jnp.sqrt(2.0 / a).astype(x.dtype),
+                   "b": jnp.zeros((b,), x.dtype)}
+            for name, k, a, b in zip(names, keys, sizes[:-1], sizes[1:])
+        }
+
+    def embed(params, x):
+        h = x
+        for i in range(len(hidden)):
+            layer = params[f"dense_{i}"]
+            h = activation(h @ layer["w"] + layer["b"])
+        return h
+
+    def apply(params, x):
+        return embed(params, x) @ params["out"]["w"] + params["out"]["b"]
+
+    return Model(init, apply, embed, name=f"mlp(n_classes={n_classes}, hidden={hidden})")
+
+
+def from_equinox(module: Any, name: str = "equinox") -> Model:
+    """Adapter for an Equinox module that maps one sample `(d,) -> (n_classes,)`.
+
+    The module's inexact arrays become the params pytree; the rest is closed over. `init`
+    ignores its key and returns the module's current arrays (initialise the module yourself,
+    with your own key, when you build it).
+    """
+    import equinox as eqx
+
+    params, static = eqx.partition(module, eqx.is_inexact_array)
+
+    def init(key, x):
+        del key, x
+        return params
+
+    def apply(p, x):
+        return jax.vmap(eqx.combine(p, static))(x)
+
+    return Model(init, apply, None, name=name)

@@ -1,0 +1,278 @@
+"""The utility engine: `U(masks) -> scores`, many subsets trained and scored in one program.
+
+Where it sits: under every retraining-based value (Shapley, Banzhaf, leave-one-out, Data-OOB)
+and the meta-learner's teachers, which spend nearly all their time here.
+
+`make_utility(model, train, valid)` returns a `Utility`. Calling it on weights of shape
+`(B, n_train)` trains B models (one compiled, vmap-ed program per chunk of the batch) and
+returns their validation scores, shape `(B,)`, higher = better.
+
+Degenerate subsets follow one rule: a subset with fewer than two classes present (including the
+empty subset) is not trained; it is scored as the constant predictor that outputs the subset's
+Laplace-smoothed class frequencies `(w_c + 1) / (sum(w) + k)`. The empty subset therefore scores
+as a uniform guess (accuracy `1/k`, log-loss `log k`), and a one-class subset as "always
+predict that class" (accuracy = that class's share of the validation set).
+
+Accuracy counts ties fractionally (a prediction tied between `t` classes, one of them right,
+scores `1/t`), which is what makes the uniform guess score exactly `1/k`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .data import Dataset, align_classes
+from .errors import ValuationError
+from .models import Model, n_params
+from .training import fit, fit_logistic_newton
+
+__all__ = ["Utility", "make_utility", "accuracy", "neg_log_loss", "METRICS"]
+
+Metric = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def accuracy(probs: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean accuracy, ties shared: probs `(n, k)`, y `(n,)` -> scalar in [0, 1]."""
+    top = probs >= probs.max(axis=-1, keepdims=True)
+    hit = jnp.take_along_axis(top, y[:, None], axis=-1)[:, 0]
+    return jnp.mean(hit / top.sum(axis=-1))
+
+
+def neg_log_loss(probs: jax.Array, y: jax.Array) -> jax.Array:
+    """Minus the mean log-loss (higher = better), probabilities clipped at 1e-7."""
+    p = jnp.take_along_axis(probs, y[:, None], axis=-1)[:, 0]
+    return jnp.mean(jnp.log(jnp.clip(p, 1e-7, 1.0)))
+
+
+METRICS: dict[str, Metric] = {"accuracy": accuracy, "neg_log_loss": neg_log_loss}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Utility:
+    """Trains a target model on weighted subsets of `train` and scores it on `valid`.
+
+    Build it with `make_utility`. Attributes are read-only configuration.
+
+    Attributes:
+      model: the target model.
+      train, valid: the data sets (same class list).
+      metric: `metric(probs (n_valid, k), y (n_valid,)) -> scalar`, higher = better.
+      metric_name: its name, for records.
+      solver: "newton" (logistic regression only) or "gd" (optax `fit`).
+      steps, l2, optimizer, batch_size: training settings (see `training.fit`).
+      chunk: models trained per compiled call; bounds peak memory.
+    """
+
+    model: Model
+    train: Dataset
+    valid: Dataset
+    metric: Metric
+    metric_name: str
+    solver: str
+    steps: int
+    l2: float
+    optimizer: optax.GradientTransformation | None
+    batch_size: int | None
+    chunk: int
+
+    @property
+    def n(self) -> int:
+        """Number of training samples (the length of a weight vector)."""
+        return self.train.n
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready settings, stored with results."""
+        return {"model": self.model.name, "metric": self.metric_name, "solver": self.solver,
+                "steps": self.steps, "l2": self.l2, "batch_size": self.batch_size,
+                "n_train": self.train.n, "n_valid": self.valid.n}
+
+    def __call__(self, weights: Any, *, key: jax.Array | None = None,
+                 chunk: int | None = None) -> np.ndarray:
+        """Scores of the models trained on each weight vector.
+
+        Args:
+          weights: `(B, n_train)` (or `(n_train,)` for one subset), non-negative.
+          key: training randomness (initialisation, mini-batch order). One key is shared by
+            all B models (common random numbers: the difference between two subsets' scores is
+            not blurred by different initialisations); pass `(B, 2)` keys for one each.
+            Default `PRNGKey(0)`; irrelevant for the deterministic Newton solver.
+          chunk: override the models per compiled call. Results do not depend on it.
+
+        Returns:
+          Scores, float64 numpy array `(B,)` (or a float for a single vector).
+        """
+        weights = np.asarray(weights, dtype=np.float32)
+        single = weights.ndim == 1
+        weights = np.atleast_2d(weights)
+        if weights.shape[1] != self.n:
+            raise ValuationError(f"weights have {weights.shape[1]} columns for {self.n} "
+                                 "training samples; pass one weight per training sample")
+        keys = _per_model_keys(key, weights.shape[0])
+        out = np.concatenate([
+            np.asarray(self._score(jnp.asarray(w), k))[:len_]
+            for w, k, len_ in _chunks(weights, keys, chunk or self.chunk)])
+        return float(out[0]) if single else out.astype(np.float64)
+
+    def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
+        """Batched params of the models trained on `weights` `(B, n_train)` (one chunk)."""
+        weights = jnp.asarray(np.atleast_2d(weights), jnp.float32)
+        return self._fit(weights, _per_model_keys(key, weights.shape[0]))
+
+    def predict_proba(self, params: Any, x: Any) -> jax.Array:
+        """Class probabilities of batched models: `(B, m, k)` for x `(m, d)`."""
+        return _predict(self.model, params, jnp.asarray(x, jnp.float32))
+
+    @functools.cached_property
+    def _fit(self):
+        return _compiled(self)[0]
+
+    @functools.cached_property
+    def _score(self):
+        return _compiled(self)[1]
+
+
+def _per_model_keys(key, batch: int) -> jax.Array:
+    key = jax.random.PRNGKey(0) if key is None else jnp.asarray(key)
+    if key.ndim == 1:
+        return jnp.broadcast_to(key, (batch,) + key.shape)
+    if key.shape[0] != batch:
+        raise ValuationError(f"{key.shape[0]} keys for {batch} weight vectors; pass one key "
+                             "or one per vector")
+    return key
+
+
+def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int):
+    """Fixed-size chunks, the last one padded by repeating its first row (one compile)."""
+    for start in range(0, weights.shape[0], chunk):
+        w, k = weights[start:start + chunk], keys[start:start + chunk]
+        size = w.shape[0]
+        if size < chunk:
+            w = np.concatenate([w, np.repeat(w[:1], chunk - size, axis=0)])
+            k = jnp.concatenate([k, jnp.repeat(k[:1], chunk - size, axis=0)])
+        yield w, k, size
+
+
+def _predict(model: Model, params, x):
+    return jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(params, x), axis=-1)
+
+
+def _compiled(u: Utility):
+    """Jitted (fit, score) for one utility (cached on the instance by its properties)."""
+    xt, yt = jnp.asarray(u.train.x), jnp.asarray(u.train.y)
+    xv, yv = jnp.asarray(u.valid.x), jnp.asarray(u.valid.y)
+    k = u.train.n_classes
+    onehot = jax.nn.one_hot(yt, k, dtype=jnp.float32)
+
+    if u.solver == "newton":
+        # Warm start from the full-data solution: subsets' optima lie near it, so a few
+        # Newton steps reach float32 precision (see training.fit_logistic_newton).
+        full = fit_logistic_newton(xt, yt, jnp.ones((1, u.n), jnp.float32), n_classes=k,
+                                   l2=u.l2, steps=2 * u.steps)
+        full = jax.tree_util.tree_map(lambda a: a[0], full)
+
+        def fit_batch(weights, keys):
+            del keys
+            return fit_logistic_newton(xt, yt, weights, n_classes=k, l2=u.l2, steps=u.steps,
+                                       init=full)
+    else:
+        def fit_one(w, key):
+            return fit(u.model, xt, yt, w, key=key, steps=u.steps, optimizer=u.optimizer,
+                       l2=u.l2, batch_size=u.batch_size)
+
+        fit_batch = jax.vmap(fit_one)
+
+    def score_batch(weights, keys):
+        probs = _predict(u.model, fit_batch(weights, keys), xv)  # (B, n_valid, k)
+        trained = jax.vmap(u.metric, in_axes=(0, None))(probs, yv)
+        counts = weights @ onehot  # (B, k) class weights of each subset
+        freq = (counts + 1.0) / (counts.sum(axis=1, keepdims=True) + k)
+        const = jax.vmap(u.metric, in_axes=(0, None))(
+            jnp.broadcast_to(freq[:, None, :], probs.shape), yv)
+        degenerate = jnp.sum(counts > 0, axis=1) < 2
+        return jnp.where(degenerate, const, trained)
+
+    return jax.jit(fit_batch), jax.jit(score_batch)
+
+
+def _auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
+                memory_budget: float) -> int:
+    """Models per chunk so that the batch's working set stays near `memory_budget` bytes.
+
+    A rough count of float32 temporaries per model: logits/probabilities over train and
+    validation, the params and optimizer state, and for Newton the Hessian and curvature terms.
+    """
+    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, train.d), jnp.float32))
+    p, k = n_params(params), train.n_classes
+    floats = 6 * (train.n + valid.n) * k + 6 * p
+    if solver == "newton":
+        floats += 4 * train.n * (k - 1) ** 2 + 3 * p * p
+    return int(max(1, min(1024, memory_budget // (4 * floats))))
+
+
+def make_utility(
+    model: Model,
+    train: Dataset,
+    valid: Dataset,
+    *,
+    metric: str | Metric = "accuracy",
+    solver: str = "auto",
+    steps: int | None = None,
+    l2: float = 1.0,
+    optimizer: optax.GradientTransformation | None = None,
+    batch_size: int | None = None,
+    chunk: int | None = None,
+    memory_budget: float = 1e9,
+) -> Utility:
+    """A `Utility` for a target model, training set and validation set.
+
+    Args:
+      model: the target model; for `models.logistic_regression` the Newton solver is used by
+        default when it has at most 400 parameters.
+      train, valid: data sets; `valid` is re-coded onto `train`'s class list and must share
+        its classes (see `data.align_classes`).
+      metric: "accuracy", "neg_log_loss" or a function `(probs, y) -> scalar` (jnp, higher =
+        better).
+      solver: "auto", "newton" or "gd".
+      steps: Newton steps (default 5, from the full-data solution) or optimizer steps
+        (default 300).
+      l2: L2 penalty (scikit-learn's `1/C`).
+      optimizer: optax optimizer for "gd" (default Adam, learning rate 0.05).
+      batch_size: mini-batch size for "gd" (default full batch).
+      chunk: models per compiled call; default from `memory_budget`.
+      memory_budget: approximate bytes of working memory per chunk (default 1 GB).
+    """
+    train, valid = align_classes(train, valid)
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ValuationError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} "
+                                 "or pass a function (probs, y) -> score")
+        metric_name, metric_fn = metric, METRICS[metric]
+    else:
+        metric_name, metric_fn = getattr(metric, "__name__", "custom"), metric
+    is_logreg = model.name.startswith("logistic_regression")
+    if solver == "auto":
+        p = (train.d + 1) * (train.n_classes - 1)
+        solver = "newton" if is_logreg and p <= 400 else "gd"
+    if solver not in ("newton", "gd"):
+        raise ValuationError(f"unknown solver {solver!r}; choose 'auto', 'newton' or 'gd'")
+    if solver == "newton" and not is_logreg:
+        raise ValuationError("the Newton solver is for models.logistic_regression only; "
+                             "use solver='gd' for other models")
+    if steps is None:
+        steps = 5 if solver == "newton" else 300
+    if chunk is None:
+        chunk = _auto_chunk(model, train, valid, solver, memory_budget)
+    if not (isinstance(chunk, int) and chunk >= 1 and math.isfinite(chunk)):
+        raise ValuationError(f"chunk must be a positive int, got {chunk!r}")
+    return Utility(model=model, train=train, valid=valid, metric=metric_fn,
+                   metric_name=metric_name, solver=solver, steps=int(steps), l2=float(l2),
+                   optimizer=optimizer, batch_size=batch_size, chunk=int(chunk))
