@@ -1,0 +1,37 @@
+"""Shared fixtures: small, deterministic data sets (no downloads)."""
+
+import jax
+import numpy as np
+import pytest
+
+import valuation as va
+
+
+def standardized_split(data, seed=0, fractions=(0.7, 0.3)):
+    """Stratified split, standardised with the first split's statistics."""
+    parts = data.split(*fractions, seed=seed)
+    first, (mean, std) = parts[0].standardize()
+    return (first,) + tuple(p.standardize(mean, std)[0] for p in parts[1:])
+
+
+@pytest.fixture(scope="session")
+def cancer():
+    """breast_cancer split 70/30, standardised: (train, valid)."""
+    return standardized_split(va.load_bundled("breast_cancer"))
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    """A small, well-separated 2-class synthetic set split 60/40: (train, valid)."""
+    return standardized_split(va.make_classification(200, 5, separation=3.0, seed=1),
+                              fractions=(0.6, 0.4))
+
+
+@pytest.fixture
+def key():
+    return jax.random.PRNGKey(0)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
