@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .rank_correlation import mid_ranks
+
 __all__ = ["detection_f1", "detection_auroc", "random_f1"]
 
 
@@ -31,19 +33,13 @@ def detection_f1(values: np.ndarray, noisy: np.ndarray, k: int | None = None) ->
 def detection_auroc(values: np.ndarray, noisy: np.ndarray) -> float:
     """AUROC of `-values` as a score for `noisy` (ties count one half)."""
     values, noisy = np.asarray(values, float), np.asarray(noisy, bool)
-    pos, neg = -values[noisy], -values[~noisy]
-    if len(pos) == 0 or len(neg) == 0:
+    n_pos, n_neg = int(noisy.sum()), int((~noisy).sum())
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    # Mann-Whitney U from mid-ranks.
-    allv = np.concatenate([pos, neg])
-    order = np.argsort(allv, kind="stable")
-    ranks = np.empty(len(allv))
-    sorted_v = allv[order]
-    _, first, counts = np.unique(sorted_v, return_index=True, return_counts=True)
-    mid = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(mid, counts)
-    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
-    return float(u / (len(pos) * len(neg)))
+    # Mann-Whitney U: rank sum of the noisy samples under the score -values, ties at mid-rank.
+    ranks = mid_ranks(-values)
+    u = ranks[noisy].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
 
 
 def random_f1(noisy: np.ndarray) -> float:
