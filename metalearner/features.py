@@ -1,0 +1,235 @@
+"""Sample features for the meta-model, computable for unseen samples without any training.
+
+Where it sits: between a trained target model (its final parameters, optionally its saved
+checkpoints) and the meta-model. `make_features(...)` freezes everything a feature needs (the
+target's parameters, the reference pool in input and embedding space, class centroids, the
+mean validation gradient) into a `FeatureMap`; calling it on a `Dataset` gives an `(n, f)`
+matrix whose columns are named in `FeatureMap.names`. Nothing here fits or retrains a model:
+a feature vector costs a forward pass and a distance computation against the pool.
+
+Feature groups (all computed at the target's final parameters `theta`; `h(x)` is the model's
+embedding, `model.embed`, or `x` itself when the model has none):
+
+* "model": cross-entropy loss, p(label), margin `z_y - max_{c != y} z_c` of the logits `z`,
+  predictive entropy (nats).
+* "gradient": the last-layer gradient of the sample's loss, `g = [h, 1] (p - e_y)^T` (the
+  gradient w.r.t. a linear map from `[h, 1]` to the logits), through its norm `|[h, 1]| |p - e_y|`
+  and its cosine with the mean validation gradient `G`. A descent step on the sample changes
+  the validation loss by `-lr <g, G>` to first order, so a positive cosine means the sample
+  helps (higher = more helpful; the first-order argument of TracIn, Pruthi et al., NeurIPS
+  2020).
+* "neighbours": share of the `k` nearest reference samples (Euclidean) with the same label, in
+  input space and in embedding space; mean distance to those `k` in embedding space; distance
+  to the own-class centroid and to the nearest other-class centroid of the reference pool, and
+  their difference. A sample that is itself in the reference pool (same id) is excluded from
+  its own neighbourhood.
+* "label": one-hot label (`n_classes` columns). Tied to the task's class list, so it is left
+  out of model-agnostic feature sets (see `MODEL_AGNOSTIC`).
+* "dynamics": per-sample learning-dynamics features over the target's saved checkpoints, from
+  `valuation.dynamics` (only when checkpoints are given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from valuation import Dataset, Model, ValuationError
+
+__all__ = ["FeatureMap", "make_features", "GROUPS", "MODEL_AGNOSTIC"]
+
+GROUPS = ("model", "gradient", "neighbours", "label")
+MODEL_AGNOSTIC = ("model", "gradient", "neighbours")
+_ROWS = 512  # samples per compiled feature call; the last chunk is padded (one compile)
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureMap:
+    """Everything a feature needs, frozen: call it on samples to get their features.
+
+    Build it with `make_features`. The arrays are the state `save`/`load` round-trip.
+
+    Attributes:
+      model: the target model.
+      params: the target model's final parameters.
+      arrays: reference pool and summaries: `ref_x (N, d)`, `ref_h (N, w)` (embeddings),
+        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`.
+      n_classes: number of classes of the task.
+      k: neighbours per sample.
+      groups: the feature groups, in column order.
+    """
+
+    model: Model
+    params: Params
+    arrays: dict
+    n_classes: int
+    k: int
+    groups: tuple
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The column names, in order."""
+        per_group = {
+            "model": ("loss", "p_label", "margin", "entropy"),
+            "gradient": ("grad_norm", "grad_alignment"),
+            "neighbours": ("knn_same_label_input", "knn_same_label_embed", "knn_distance",
+                           "dist_own_centroid", "dist_other_centroid", "centroid_gap"),
+            "label": tuple(f"label_{c}" for c in range(self.n_classes)),
+        }
+        return tuple(name for g in self.groups for name in per_group[g])
+
+    @property
+    def width(self) -> int:
+        """Number of features `f`."""
+        return len(self.names)
+
+    def __call__(self, data: Dataset) -> np.ndarray:
+        """Features of `data`'s samples, float32 `(data.n, f)`, columns as in `names`.
+
+        Raises:
+          ValuationError: `data` has a different number of input features than the target
+            model, or labels outside the task's `n_classes` classes.
+        """
+        d = self.arrays["ref_x"].shape[1]
+        if data.d != d:
+            raise ValuationError(
+                f"the samples have {data.d} feature columns but the target model was trained "
+                f"on {d}; pass the same columns, scaled the same way")
+        if data.n_classes != self.n_classes or (data.n and data.y.max() >= self.n_classes):
+            raise ValuationError(
+                f"the samples' class list has {data.n_classes} classes but the task has "
+                f"{self.n_classes}; re-code them onto the training set's class list "
+                "(valuation.align_classes(train, samples))")
+        self_index = pd.Index(self.arrays["ref_ids"]).get_indexer(np.asarray(data.ids))
+        out = []
+        for start in range(0, data.n, _ROWS):
+            x = data.x[start:start + _ROWS]
+            y = data.y[start:start + _ROWS]
+            own = self_index[start:start + _ROWS]
+            size = x.shape[0]
+            pad = _ROWS - size
+            x = np.pad(x, ((0, pad), (0, 0)))
+            y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
+            cols = _features(self.model, self.params, self._device_arrays, x, y, own,
+                             n_classes=self.n_classes, k=self.k, groups=self.groups)
+            out.append(np.asarray(cols)[:size])
+        if not out:
+            return np.zeros((0, self.width), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    @functools.cached_property
+    def _device_arrays(self) -> dict:
+        return {name: jnp.asarray(a) for name, a in self.arrays.items() if name != "ref_ids"}
+
+
+def make_features(
+    model: Model,
+    params: Params,
+    reference: Dataset,
+    valid: Dataset,
+    *,
+    k: int = 10,
+    groups: Sequence[str] = GROUPS,
+) -> FeatureMap:
+    """Freeze a trained target model and its reference pool into a `FeatureMap`.
+
+    Args:
+      model: the target model.
+      params: its trained (final) parameters, unbatched.
+      reference: the samples neighbourhoods are measured against (the training set the
+        target was fitted on, which contains the valued pool).
+      valid: validation samples; their mean last-layer gradient is the direction that
+        "gradient" features align with.
+      k: neighbours per sample (at most `reference.n - 1`).
+      groups: feature groups to compute, a subset of `GROUPS`, in this order.
+
+    Returns:
+      A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
+    """
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
+    if not 1 <= k < reference.n:
+        raise ValuationError(f"k={k} neighbours needs a reference pool of more than {k} "
+                             f"samples (it has {reference.n}); lower k")
+    n_classes = reference.n_classes
+    ref_x = jnp.asarray(reference.x)
+    ref_h = _embed(model, params, ref_x)
+    onehot = jax.nn.one_hot(jnp.asarray(reference.y), n_classes)
+    counts = onehot.sum(axis=0)
+    if np.any(np.asarray(counts) == 0):
+        missing = [reference.classes[c] for c in np.flatnonzero(np.asarray(counts) == 0)]
+        raise ValuationError(f"the reference pool has no samples of classes {missing[:5]}; "
+                             "neighbourhood features need every class (use a stratified split)")
+    centroids = (onehot.T @ ref_h) / counts[:, None]
+    xv = jnp.asarray(valid.x)
+    resid = jax.nn.softmax(model.apply(params, xv)) - jax.nn.one_hot(valid.y, n_classes)
+    hv = _with_bias(_embed(model, params, xv))
+    valid_grad = hv.T @ resid / valid.n  # mean of the outer products [h, 1] (p - e_y)^T
+    arrays = {"ref_x": np.asarray(ref_x), "ref_h": np.asarray(ref_h),
+              "ref_y": np.asarray(reference.y), "ref_ids": np.asarray(reference.ids),
+              "centroids": np.asarray(centroids), "valid_grad": np.asarray(valid_grad)}
+    return FeatureMap(model=model, params=params, arrays=arrays, n_classes=n_classes, k=int(k),
+                      groups=groups)
+
+
+def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:
+    return x if model.embed is None else model.embed(params, x)
+
+
+def _with_bias(h: jax.Array) -> jax.Array:
+    return jnp.concatenate([h, jnp.ones((h.shape[0], 1), h.dtype)], axis=1)
+
+
+def _distances(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Euclidean distances `(m, N)`, via |a|^2 + |b|^2 - 2ab (one matrix product)."""
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return jnp.sqrt(jnp.maximum(sq, 0.0))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n_classes", "k", "groups"))
+def _features(model, params, arrays, x, y, own, *, n_classes, k, groups):
+    logits = model.apply(params, x)
+    logp = jax.nn.log_softmax(logits)
+    p = jnp.exp(logp)
+    onehot = jax.nn.one_hot(y, n_classes)
+    h = _embed(model, params, x)
+    cols = []
+    if "model" in groups:
+        other = jnp.max(jnp.where(onehot > 0, -jnp.inf, logits), axis=1)
+        cols += [-(logp * onehot).sum(1), (p * onehot).sum(1),
+                 (logits * onehot).sum(1) - other, -(p * logp).sum(1)]
+    if "gradient" in groups:
+        a, r, g = _with_bias(h), p - onehot, arrays["valid_grad"]
+        a_norm, r_norm = jnp.linalg.norm(a, axis=1), jnp.linalg.norm(r, axis=1)
+        inner = jnp.einsum("nw,wc,nc->n", a, g, r)  # <[h,1] r^T, G> without forming it
+        cos = inner / jnp.maximum(a_norm * r_norm * jnp.linalg.norm(g), 1e-12)
+        cols += [a_norm * r_norm, cos]
+    if "neighbours" in groups:
+        n_ref = arrays["ref_y"].shape[0]
+        is_self = own[:, None] == jnp.arange(n_ref)[None, :]
+        same = (y[:, None] == arrays["ref_y"][None, :]).astype(jnp.float32)
+
+        def knn(dist):
+            neg, idx = jax.lax.top_k(-jnp.where(is_self, jnp.inf, dist), k)
+            return jnp.take_along_axis(same, idx, axis=1).mean(1), -neg.mean(1)
+
+        share_x, _ = knn(_distances(x, arrays["ref_x"]))
+        share_h, dist_h = knn(_distances(h, arrays["ref_h"]))
+        to_centroid = _distances(h, arrays["centroids"])
+        own_c = (to_centroid * onehot).sum(1)
+        other_c = jnp.min(jnp.where(onehot > 0, jnp.inf, to_centroid), axis=1)
+        cols += [share_x, share_h, dist_h, own_c, other_c, other_c - own_c]
+    if "label" in groups:
+        cols += list(onehot.T)
+    return jnp.stack(cols, axis=1)
