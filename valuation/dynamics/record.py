@@ -1,0 +1,293 @@
+"""Recording the learning dynamics of one training run: per-sample, per-epoch statistics.
+
+Where it sits: between `training.fit` and the dynamics signals (`signals.py`). The target model
+trains once (or once per seed, the seeds as one `vmap`) with `fit(..., save_every=...)`, which
+keeps the parameters after every epoch; the per-sample statistics are then computed from those
+checkpoints in one vectorised pass (`trajectory`). The recorder therefore never touches the
+optimiser loop: the trained parameters are exactly those of an unrecorded run, and the same
+pass gives the same statistics for samples the model never saw.
+
+Memory: the checkpoints cost `seeds x epochs x n_params` floats and the trace
+`7 x seeds x epochs x n` floats; the pass keeps one checkpoint's `(n, n_classes)` logits live
+at a time (`jax.lax.map` over checkpoints).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..data import Dataset, align_classes
+from ..errors import ValuationError
+from ..models import Model
+from ..training import fit
+
+__all__ = ["DEFAULT_STEPS_PER_EPOCH", "Trace", "record", "trajectory", "with_extra_class"]
+
+Params = Any
+
+DEFAULT_STEPS_PER_EPOCH = 10
+"""Optimizer steps between two recordings in full-batch training (one "epoch")."""
+
+
+class Trace(NamedTuple):
+    """Per-sample statistics at every checkpoint, each of shape `(seeds, epochs, n)`.
+
+    Checkpoint `t` holds the parameters after `t + 1` epochs, so the last one is the trained
+    model. Logits are `z = apply(params, x)`, `p = softmax(z)`, `y` the given label, `e_y`
+    its one-hot vector and `h = embed(params, x)` the input of the last layer.
+
+    Attributes:
+      loss: cross-entropy `-log p_y`, in nats.
+      prob: probability of the given label, `p_y`.
+      correct: `z_y > max_{c != y} z_c` (bool; a tie counts as wrong).
+      margin: `z_y - max_{c != y} z_c`, in logits (Pleiss et al. 2020's margin).
+      error_norm: `||p - e_y||_2`, the EL2N quantity (Paul et al. 2021).
+      grad_norm: norm of the loss gradient with respect to a softmax last layer
+        `z = h W + b`: `||p - e_y|| * sqrt(||h||^2 + 1)` (the `+1` is the bias).
+      alignment: `g_i . g_valid`, the dot product of that last-layer gradient with the mean
+        last-layer gradient over the validation set; NaN when no validation set was given.
+        `-lr * alignment` is the first-order change of the mean validation loss from a
+        gradient step on sample i (TracIn, Pruthi et al. 2020), so higher = more helpful.
+    """
+
+    loss: np.ndarray
+    prob: np.ndarray
+    correct: np.ndarray
+    margin: np.ndarray
+    error_norm: np.ndarray
+    grad_norm: np.ndarray
+    alignment: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """`(seeds, epochs, n)`."""
+        return tuple(self.loss.shape)
+
+
+def _last_layer_grad(model: Model, params: Params, x: jax.Array, y: jax.Array, k: int):
+    """Residuals `p - e_y` `(n, k)` and last-layer inputs `[h, 1]` `(n, width + 1)`.
+
+    The per-sample gradient of the cross-entropy with respect to `(W, b)` of `z = h W + b` is
+    the outer product `[h, 1]^T (p - e_y)`.
+    """
+    logits = model.apply(params, x)
+    h = model.embed(params, x)
+    residual = jax.nn.softmax(logits, axis=-1) - jax.nn.one_hot(y, k, dtype=logits.dtype)
+    hb = jnp.concatenate([h, jnp.ones(h.shape[:-1] + (1,), h.dtype)], axis=-1)
+    return logits, residual, hb
+
+
+def _checkpoint_stats(model: Model, params: Params, x, y, xv, yv, k: int):
+    """The seven statistics of `Trace` at one checkpoint, each `(n,)`."""
+    logits, residual, hb = _last_layer_grad(model, params, x, y, k)
+    onehot = jax.nn.one_hot(y, k, dtype=bool)
+    z_y = jnp.sum(jnp.where(onehot, logits, 0.0), axis=-1)
+    z_other = jnp.max(jnp.where(onehot, -jnp.inf, logits), axis=-1)
+    loss = jax.nn.logsumexp(logits, axis=-1) - z_y
+    error = jnp.linalg.norm(residual, axis=-1)
+    grad_norm = error * jnp.linalg.norm(hb, axis=-1)
+    if xv is None:
+        alignment = jnp.full(y.shape, jnp.nan, logits.dtype)
+    else:
+        _, res_v, hb_v = _last_layer_grad(model, params, xv, yv, k)
+        g_valid = hb_v.T @ res_v / xv.shape[0]  # (width + 1, k): mean validation gradient
+        # <[h_i,1]^T r_i, G>_F = [h_i,1] G r_i^T: the per-sample gradients are never formed.
+        alignment = jnp.einsum("na,ac,nc->n", hb, g_valid, residual)
+    return (loss, jnp.exp(-loss), z_y > z_other, z_y - z_other, error, grad_norm, alignment)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "k"))
+def _trajectory(model, checkpoints, x, y, xv, yv, k):
+    lead = jax.tree_util.tree_leaves(checkpoints)[0].shape[:2]
+    flat = jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:]), checkpoints)
+    stats = jax.lax.map(lambda p: _checkpoint_stats(model, p, x, y, xv, yv, k), flat)
+    return tuple(s.reshape(lead + s.shape[1:]) for s in stats)
+
+
+def trajectory(
+    model: Model,
+    checkpoints: Params,
+    x: Any,
+    y: Any,
+    *,
+    n_classes: int,
+    valid: Dataset | None = None,
+) -> Trace:
+    """Per-sample statistics of samples `(x, y)` at every checkpoint, no training.
+
+    This is the recorder's only computation: `record` calls it on the training set, and it
+    gives the same statistics for any other samples (new rows, a validation set).
+
+    Args:
+      model: the target model; needs `model.embed` (the last layer's input).
+      checkpoints: params with two leading axes `(seeds, epochs)`, as `record` returns them.
+      x: features `(m, d)`, float32; y: label codes `(m,)` in `[0, n_classes)`.
+      n_classes: number of outputs of the model.
+      valid: validation set (same class codes) for the gradient alignment; None gives NaN.
+
+    Returns:
+      A `Trace` of shape `(seeds, epochs, m)`, numpy arrays.
+    """
+    if model.embed is None:
+        raise ValuationError(f"model {model.name!r} has no `embed` (the input of its last "
+                             "layer), which the gradient statistics need; use "
+                             "models.mlp / models.logistic_regression or give it an embed")
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.int32)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValuationError(f"x must be (m, d) and y (m,), got {x.shape} and {y.shape}")
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValuationError(f"label codes must lie in [0, {n_classes}); re-code new samples "
+                             "onto the training classes with data.align_classes")
+    xv = yv = None
+    if valid is not None:
+        xv, yv = jnp.asarray(valid.x, jnp.float32), jnp.asarray(valid.y, jnp.int32)
+    stats = _trajectory(model, checkpoints, x, y, xv, yv, n_classes)
+    return Trace(*(np.asarray(s) for s in stats))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "steps", "save_every", "optimizer",
+                                             "batch_size"))
+def _train(model, x, y, keys, l2, *, steps, save_every, optimizer, batch_size):
+    """`fit` vmap-ed over keys (and labels, when `y` is `(seeds, n)`)."""
+    ones = jnp.ones(x.shape[0], jnp.float32)
+
+    def one(y_, key):
+        return fit(model, x, y_, ones, key=key, steps=steps, optimizer=optimizer, l2=l2,
+                   batch_size=batch_size, save_every=save_every)
+
+    return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, 0))(y, keys)
+
+
+def _schedule(n: int, epochs: int, steps_per_epoch: int | None, batch_size: int | None):
+    if not isinstance(epochs, int) or epochs < 2:
+        raise ValuationError(f"epochs must be an int >= 2 (a trajectory needs two points), "
+                             f"got {epochs!r}")
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValuationError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if steps_per_epoch is None:
+        steps_per_epoch = (-(-n // batch_size) if batch_size is not None and batch_size < n
+                           else DEFAULT_STEPS_PER_EPOCH)
+    if not (isinstance(steps_per_epoch, int) and steps_per_epoch >= 1):
+        raise ValuationError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+    return steps_per_epoch
+
+
+def train_checkpoints(
+    model: Model,
+    x: jax.Array,
+    y: jax.Array,
+    keys: jax.Array,
+    *,
+    epochs: int,
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    l2: float = 1.0,
+) -> Params:
+    """Train one model per key and keep the params after every epoch.
+
+    Args:
+      x: `(n, d)`; y: `(n,)`, or `(seeds, n)` for different labels per run; keys `(seeds, 2)`.
+      epochs, steps_per_epoch, batch_size, optimizer, l2: see `record`.
+
+    Returns:
+      Checkpoints: the params' structure with leading axes `(seeds, epochs)`.
+    """
+    spe = _schedule(x.shape[0], epochs, steps_per_epoch, batch_size)
+    _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), keys,
+                      jnp.float32(l2), steps=epochs * spe, save_every=spe, optimizer=optimizer,
+                      batch_size=batch_size)
+    return saved
+
+
+def record(
+    model: Model,
+    train: Dataset,
+    *,
+    key: jax.Array,
+    epochs: int = 30,
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    l2: float = 1.0,
+    valid: Dataset | None = None,
+    seeds: int = 1,
+) -> tuple[Params, Trace]:
+    """Train the target model and record every sample's trajectory.
+
+    Training is `training.fit` on all samples (weights 1) for `epochs * steps_per_epoch`
+    steps; the params after every epoch are kept and the statistics of `Trace` are computed
+    from them afterwards, so recording never changes the trained model.
+
+    Args:
+      model: the target model (needs `embed`).
+      train: the training set.
+      key: split into one key per seed; each seeds the initialisation and batch order.
+      epochs: number of recordings (a Python int >= 2).
+      steps_per_epoch: optimizer steps per epoch; default one pass over the data in
+        mini-batches of `batch_size`, or 10 full-batch steps.
+      batch_size: mini-batch size (default full batch), as in `training.fit`.
+      optimizer: optax optimizer (default `training.default_optimizer()`).
+      l2: L2 penalty, as in `training.fit`.
+      valid: validation set for the gradient alignment (optional).
+      seeds: independent training runs, trained as one `vmap` over keys.
+
+    Returns:
+      `(checkpoints, trace)`: the params with leading axes `(seeds, epochs)` (the last epoch is
+      the trained model) and the `Trace`, shape `(seeds, epochs, n)`.
+
+    Example:
+      >>> import jax, valuation as va
+      >>> data = va.make_classification(60, 3, separation=3.0, seed=0)
+      >>> ckpt, trace = record(va.logistic_regression(2), data, key=jax.random.PRNGKey(0),
+      ...                      epochs=5)
+      >>> trace.shape
+      (1, 5, 60)
+    """
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValuationError(f"seeds must be a positive int, got {seeds!r}")
+    if valid is not None:
+        train, valid = align_classes(train, valid)
+    keys = jax.random.split(key, seeds)
+    checkpoints = train_checkpoints(model, train.x, train.y, keys, epochs=epochs,
+                                    steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                                    optimizer=optimizer, l2=l2)
+    trace = trajectory(model, checkpoints, train.x, train.y, n_classes=train.n_classes,
+                       valid=valid)
+    return checkpoints, trace
+
+
+def with_extra_class(model: Model) -> Model:
+    """The same model with one more output: a logit `h w + b` on its last-layer input `h`.
+
+    For `logistic_regression(k)` this is `logistic_regression(k + 1)`, and for `mlp(k)` it is
+    `mlp(k + 1)` with the new output column starting at zero: the architecture the
+    threshold-sample trick of AUM trains (Pleiss et al. 2020, section 3). Params:
+    `{"base": <model's params>, "extra": {"w": (width, 1), "b": (1,)}}`.
+    """
+    if model.embed is None:
+        raise ValuationError(f"model {model.name!r} has no `embed`, so no extra class can be "
+                             "attached to its last layer; give it an embed function")
+
+    def init(key, x):
+        base = model.init(key, x)
+        width = model.embed(base, x).shape[-1]
+        return {"base": base, "extra": {"w": jnp.zeros((width, 1), x.dtype),
+                                        "b": jnp.zeros((1,), x.dtype)}}
+
+    def apply(params, x):
+        h = model.embed(params["base"], x)
+        extra = h @ params["extra"]["w"] + params["extra"]["b"]
+        return jnp.concatenate([model.apply(params["base"], x), extra], axis=-1)
+
+    def embed(params, x):
+        return model.embed(params["base"], x)
+
+    return Model(init, apply, embed, name=f"{model.name}+extra_class")
