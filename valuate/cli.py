@@ -1,4 +1,10 @@
-"""The `valuate` command line."""
+"""The `valuate` command line: `value`, `bench` and `demo`.
+
+Every failure the user can fix (a missing file, an unknown column, text in a feature column,
+NaN, an unknown method, an unwritable output path) ends with one line on stderr,
+`valuate: error: <problem>; <fix>`, and exit code 2; never a traceback. An interrupted job
+(Ctrl-C) exits with code 130; with --job-dir it resumes when the same command is run again.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,41 @@ import argparse
 import sys
 
 from valuation.errors import ValuationError
+
+from .table import Z
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) like every other error."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _value(args) -> int:
+    from .job import run_job
+
+    sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
+                      model=args.model, metric=args.metric, id_column=args.id_column,
+                      valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
+                      budget=args.budget, job_dir=args.job_dir, progress=not args.quiet, z=args.z)
+    if not args.quiet:
+        c = sidecar["categories"]
+        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
+              f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful "
+              f"-> {args.out} (+ {args.out}.json)", file=sys.stderr)
+    return 0
+
+
+def _bench(args) -> int:
+    from experiments.bench import run_bench
+
+    run_bench(args.out, preset=args.preset, tasks=args.tasks, methods=args.methods,
+              seed=args.seed, plots=not args.no_plots, progress=not args.quiet)
+    return 0
 
 
 def _demo(args) -> int:
@@ -16,8 +57,51 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="valuate", description="Data valuation that learns.")
+    parser = _Parser(prog="valuate", description="Data valuation that learns.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    value = sub.add_parser("value", help="value every row of a table for a target model",
+                           description="Value every training row of DATA (CSV or Parquet).")
+    value.add_argument("data", metavar="DATA", help="training table, .csv or .parquet")
+    value.add_argument("--label", required=True, help="name of the label column")
+    value.add_argument("--id-column", help="column of unique row ids (default: row number)")
+    held = value.add_mutually_exclusive_group()
+    held.add_argument("--valid", metavar="DATA", help="validation table (same columns)")
+    held.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
+                      help="share of DATA held out (stratified) as validation data when "
+                           "--valid is not given; those rows get category 'validation' "
+                           "(default 0.2)")
+    value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
+    value.add_argument("--method", required=True,
+                       help="valuation method, e.g. tmc, banzhaf, beta, loo, oob, knn")
+    value.add_argument("--metric", default="accuracy",
+                       help="validation score: accuracy or neg_log_loss")
+    value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
+    value.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    value.add_argument("--budget", type=int,
+                       help="utility evaluations (models trained) to spend; method default "
+                            "if omitted")
+    value.add_argument("--job-dir", help="folder for checkpoints; rerun the same command "
+                                         "to resume an interrupted job")
+    value.add_argument("--z", type=float, default=Z,
+                       help="standard errors on each side of a value for the harmful / "
+                            f"useless / useful categories (default {Z})")
+    value.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    value.set_defaults(run=_value)
+
+    bench = sub.add_parser("bench", help="run the benchmark suite",
+                           description="Methods x tasks: noisy-label detection, removal "
+                                       "curves, rank correlation, time and memory.")
+    bench.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                       default="full", help="the CI preset (about a minute)")
+    bench.add_argument("--out", default="valuate-bench", help="folder for the results")
+    bench.add_argument("--tasks", nargs="+", help="override the preset's tasks")
+    bench.add_argument("--methods", nargs="+", help="override the preset's methods")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--no-plots", action="store_true", help="skip the figures")
+    bench.add_argument("--quiet", action="store_true", help="no progress output")
+    bench.set_defaults(run=_bench)
+
     demo = sub.add_parser("demo", help="value a bundled data set with injected label noise")
     demo.add_argument("--out", default="valuate-demo-values.csv", help="values table to write")
     demo.add_argument("--dataset", default="breast_cancer", choices=["breast_cancer", "wine"])
@@ -34,3 +118,9 @@ def main(argv=None) -> int:
     except ValuationError as err:
         print(f"valuate: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("valuate: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"valuate: error: {err}", file=sys.stderr)
+        return 1

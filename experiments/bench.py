@@ -1,0 +1,226 @@
+"""The benchmark suite behind `valuate bench`: methods x tasks, one tidy results table.
+
+Where it sits: on top of the value families (through `valuation.api.value`), the tasks
+(`experiments.tasks`) and the protocols (`noisy_labels`, `point_removal`, `rank_correlation`,
+`measure`). For every task and method it records
+
+* noisy-label detection: F1 of flagging the k lowest values (k = flipped labels), AUROC, and
+  the random-flagging F1;
+* point removal and addition curves on the held-out test split, high-first, low-first and
+  random order (the target model retrained for every point, all points in one batch);
+* Spearman correlation of the values with a reference run (the preset's reference method
+  at its larger budget, under another seed);
+* wall time and peak resident memory of the valuation call, and utility evaluations used.
+
+A "random" method (seeded uniform values) is the baseline row of every task.
+
+Outputs in the `out` folder, each written atomically: `results.parquet` and `results.csv`
+(tidy: one row per task, method, measure and curve point), `summary.md` (one line per task
+and method) and, when matplotlib is installed, `removal_<task>.png` (removal curves) and
+`values_<task>.png` (value histograms, noisy vs clean).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+import jax
+import numpy as np
+import pandas as pd
+
+from valuation import ValuationError, logistic_regression, make_utility
+from valuation.results import atomic_write
+
+from .measure import measure
+from .noisy_labels import detection_auroc, detection_f1, random_f1
+from .point_removal import curve_summary, curves
+from .rank_correlation import spearman
+from .tasks import Task, make_task
+
+__all__ = ["Preset", "PRESETS", "run_bench", "summarize"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A benchmark configuration.
+
+    Attributes:
+      tasks: task names (see `experiments.tasks.TASKS`).
+      methods: method names of `valuation.api.value`, plus "random".
+      budget: utility evaluations per Monte Carlo method.
+      reference: method of the reference run for rank correlation.
+      reference_budget: its budget.
+      fractions: removal / addition fractions.
+      n_random: random orders averaged for the curves' baseline.
+    """
+
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    budget: int
+    reference: str
+    reference_budget: int
+    fractions: tuple[float, ...]
+    n_random: int
+
+
+PRESETS = {
+    "quick": Preset(tasks=("wine", "breast_cancer"),
+                    methods=("random", "loo", "oob", "banzhaf", "knn"),
+                    budget=400, reference="banzhaf", reference_budget=1200,
+                    fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
+    "full": Preset(tasks=("wine", "breast_cancer", "digits", "synthetic_1k", "synthetic_10k"),
+                   methods=("random", "loo", "tmc", "beta", "banzhaf", "oob", "knn"),
+                   budget=5000, reference="tmc", reference_budget=20000,
+                   fractions=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), n_random=5),
+}
+
+
+def _value(task: Task, method: str, *, budget: int, seed: int) -> np.ndarray:
+    """Values of the task's training samples, in training order."""
+    if method == "random":
+        return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,)))
+    from valuation.api import value  # noqa: PLC0415 - the value families load on demand
+
+    model = logistic_regression(task.train.n_classes)
+    return value((task.train, task.valid), model, method=method, budget=budget, seed=seed,
+                 progress=False).align(task.train.ids).values
+
+
+def _rows(task: str, method: str, measures: dict[str, float]) -> list[dict]:
+    return [{"task": task, "method": method, "measure": k, "order": None, "fraction": np.nan,
+             "value": float(v)} for k, v in measures.items()]
+
+
+def _bench_task(task: Task, preset: Preset, methods, seed: int, echo) -> tuple[list, dict]:
+    """Tidy rows and {method: values} for one task."""
+    test_utility = make_utility(logistic_regression(task.train.n_classes), task.train,
+                                task.test)
+    # The reference run uses a seed of its own stream, never seed + 1.
+    ref_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
+    reference = _value(task, preset.reference, budget=preset.reference_budget, seed=ref_seed)
+    rows, values_by_method = [], {}
+    for method in methods:
+        values, cost = measure(_value, task, method, budget=preset.budget, seed=seed)
+        frame = curves(values, test_utility, fractions=preset.fractions,
+                       n_random=preset.n_random, seed=seed)
+        scalars = {"f1": detection_f1(values, task.noisy),
+                   "auroc": detection_auroc(values, task.noisy),
+                   "random_f1": random_f1(task.noisy),
+                   "spearman_to_reference": spearman(values, reference),
+                   "seconds": cost.seconds, "peak_mb": cost.peak_mb,
+                   **curve_summary(frame)}
+        rows += _rows(task.name, method, scalars)
+        rows += [{"task": task.name, "method": method, "measure": r.protocol,
+                  "order": r.order, "fraction": r.fraction, "value": r.score}
+                 for r in frame.itertuples()]
+        values_by_method[method] = values
+        echo(f"{task.name:>14} {method:>8}: F1 {scalars['f1']:.3f}  AUROC "
+             f"{scalars['auroc']:.3f}  rho {scalars['spearman_to_reference']:+.2f}  "
+             f"{cost.seconds:6.2f} s  {cost.peak_mb:6.0f} MiB")
+    return rows, values_by_method
+
+
+SUMMARY_COLUMNS = ["f1", "random_f1", "auroc", "spearman_to_reference",
+                   "removal_high_first", "removal_random", "removal_low_first",
+                   "addition_high_first", "addition_random", "seconds", "peak_mb"]
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per task and method, the scalar measures as columns (curves as their means)."""
+    scalars = table[table["order"].isna()]
+    wide = scalars.pivot_table(index=["task", "method"], columns="measure", values="value",
+                               sort=False)
+    return wide[[c for c in SUMMARY_COLUMNS if c in wide.columns]].reset_index()
+
+
+def _markdown(summary: pd.DataFrame, preset_name: str, preset: Preset, seed: int) -> str:
+    cols = list(summary.columns)
+    lines = [f"# valuate bench ({preset_name} preset, seed {seed})", "",
+             f"Budget {preset.budget} utility evaluations per Monte Carlo method; reference "
+             f"run: {preset.reference} at {preset.reference_budget}. F1 / AUROC: lowest "
+             "values flag the flipped labels. removal_* / addition_*: mean test accuracy "
+             "along the curve (lower removal_high_first and higher removal_low_first = better "
+             "ranking). seconds / peak_mb: the valuation call alone.", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in summary.itertuples(index=False):
+        lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3f}"
+                                       for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out: str, table: pd.DataFrame, values: dict, tasks: dict) -> list[str]:
+    """Removal curves and noisy-vs-clean value histograms per task; [] without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    for name, by_method in values.items():
+        curves_ = table[(table["task"] == name) & (table["measure"] == "removal")]
+        fig, axes = plt.subplots(1, len(by_method), figsize=(3 * len(by_method), 3),
+                                 sharey=True, squeeze=False)
+        for ax, method in zip(axes[0], by_method):
+            for order, part in curves_[curves_["method"] == method].groupby("order"):
+                ax.plot(part["fraction"], part["value"], marker="o", label=order)
+            ax.set(title=method, xlabel="share removed")
+        axes[0, 0].set_ylabel("test accuracy")
+        axes[0, -1].legend(fontsize="small")
+        written.append(_save_figure(fig, os.path.join(out, f"removal_{name}.png")))
+        noisy = tasks[name].noisy
+        fig, axes = plt.subplots(1, len(by_method), figsize=(3 * len(by_method), 3),
+                                 squeeze=False)
+        for ax, (method, v) in zip(axes[0], by_method.items()):
+            bins = np.histogram_bin_edges(v, bins=30)
+            ax.hist(v[~noisy], bins=bins, alpha=0.6, label="clean")
+            ax.hist(v[noisy], bins=bins, alpha=0.6, label="flipped")
+            ax.set(title=method, xlabel="value")
+        axes[0, -1].legend(fontsize="small")
+        written.append(_save_figure(fig, os.path.join(out, f"values_{name}.png")))
+        plt.close("all")
+    return written
+
+
+def _save_figure(fig, path: str) -> str:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return path
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed: int = 0,
+              plots: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Run a preset (optionally with other tasks / methods) and write its outputs to `out`.
+
+    Returns:
+      The tidy results table (columns task, method, measure, order, fraction, value).
+    """
+    if preset not in PRESETS:
+        raise ValuationError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    config = PRESETS[preset]
+    os.makedirs(out, exist_ok=True)
+    echo = (lambda s: print(s, file=sys.stderr)) if progress else (lambda s: None)
+    built = {name: make_task(name, seed=seed) for name in (tasks or config.tasks)}
+    rows, values = [], {}
+    for name, task in built.items():
+        task_rows, values[name] = _bench_task(task, config, methods or config.methods, seed,
+                                              echo)
+        rows += task_rows
+    table = pd.DataFrame(rows)
+    atomic_write(os.path.join(out, "results.parquet"),
+                 lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(os.path.join(out, "results.csv"), lambda tmp: table.to_csv(tmp, index=False))
+    text = _markdown(summarize(table), preset, config, seed)
+    written = _plots(out, table, values, built) if plots else []
+    atomic_write(os.path.join(out, "summary.md"), lambda tmp: _write_text(tmp, text))
+    echo(f"results: {out}/results.parquet, results.csv, summary.md"
+         + (f", {len(written)} figures" if written else ""))
+    return table

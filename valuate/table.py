@@ -1,0 +1,100 @@
+"""The values table a batch job writes: one row per input row, with a category per sample.
+
+Where it sits: the last step of `valuate value`, between a `ValuationResult` (training
+samples only, in training order) and the user's file (every input row, in input order).
+
+Categories come from the standard errors, with `z` standard errors on each side (default
+1.96, a two-sided 95 % normal interval):
+
+* harmful: `value + z * stderr < 0`, the value is reliably below zero;
+* useful: `value - z * stderr > 0`, reliably above zero;
+* useless: the interval contains zero, the value cannot be told apart from zero;
+* validation: the row was held out as validation data and has no value.
+
+Exact methods report `stderr = 0`, so for them the sign of the value alone decides, and only
+a value of exactly zero is "useless". A sample with fewer than two updates has an infinite
+standard error and is "useless" until it has more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from valuation import ValuationError, ValuationResult
+from valuation.results import atomic_write
+
+__all__ = ["Z", "CATEGORIES", "categorize", "values_frame", "check_output", "write_table"]
+
+Z = 1.96
+CATEGORIES = ("harmful", "useless", "useful", "validation")
+
+
+def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z) -> np.ndarray:
+    """"harmful" / "useless" / "useful" per sample from `value +/- z * stderr` (see above)."""
+    values, stderr = np.asarray(values, float), np.asarray(stderr, float)
+    out = np.full(values.shape, "useless", dtype=object)
+    out[values + z * stderr < 0] = "harmful"
+    out[values - z * stderr > 0] = "useful"
+    return out
+
+
+def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z) -> pd.DataFrame:
+    """The output table: one row per input id, in input order.
+
+    Columns: id, value, stderr, count, rank (1 = most valuable among the valued rows),
+    category. Input rows absent from `result` (held out for validation) get value and stderr
+    NaN, count 0, no rank and category "validation".
+    """
+    frame = result.to_dataframe()
+    frame["category"] = categorize(result.values, result.stderr, z=z)
+    frame = frame.set_index("id").reindex(pd.Index(input_ids, name="id"))
+    held_out = frame["category"].isna().to_numpy()
+    frame.loc[held_out, "category"] = "validation"
+    frame["count"] = frame["count"].fillna(0).astype(np.int64)
+    frame["rank"] = frame["rank"].astype("Int64")
+    return frame.reset_index()
+
+
+def check_output(path: str) -> None:
+    """Fail before any work if `path` cannot receive a values table."""
+    if not path.endswith((".parquet", ".csv")):
+        raise ValuationError(f"output {path!r} must end in .parquet or .csv; "
+                             "pass e.g. --out values.parquet")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValuationError(f"output {path!r} is a directory; pass a file name")
+    if not os.path.isdir(folder):
+        raise ValuationError(f"output folder {folder!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValuationError(f"output folder {folder!r} is not writable; pick another --out")
+
+
+def write_table(path: str, frame: pd.DataFrame, sidecar: dict[str, Any]) -> None:
+    """Write the sidecar `path + ".json"`, then the table; each atomically.
+
+    The table is written last, so its presence means the job finished.
+    """
+    text = json.dumps(sidecar, indent=2, default=_json_default)
+    atomic_write(path + ".json", lambda tmp: _write_text(tmp, text))
+    if path.endswith(".parquet"):
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
