@@ -39,7 +39,7 @@ from .point_removal import curve_summary, curves
 from .rank_correlation import spearman
 from .tasks import Task, make_task
 
-__all__ = ["Preset", "PRESETS", "run_bench", "summarize"]
+__all__ = ["PRESETS", "Preset", "run_bench", "summarize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _value(task: Task, method: str, *, budget: int, seed: int) -> np.ndarray:
     """Values of the task's training samples, in training order."""
     if method == "random":
         return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,)))
-    from valuation.api import value  # noqa: PLC0415 - the value families load on demand
+    from valuation.api import value
 
     model = logistic_regression(task.train.n_classes)
     return value((task.train, task.valid), model, method=method, budget=budget, seed=seed,
@@ -138,11 +138,11 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 def _markdown(summary: pd.DataFrame, preset_name: str, preset: Preset, seed: int) -> str:
     cols = list(summary.columns)
     lines = [f"# valuate bench ({preset_name} preset, seed {seed})", "",
-             f"Budget {preset.budget} utility evaluations per Monte Carlo method; reference "
-             f"run: {preset.reference} at {preset.reference_budget}. F1 / AUROC: lowest "
-             "values flag the flipped labels. removal_* / addition_*: mean test accuracy "
-             "along the curve (lower removal_high_first and higher removal_low_first = better "
-             "ranking). seconds / peak_mb: the valuation call alone.", "",
+             (f"Budget {preset.budget} utility evaluations per Monte Carlo method; reference "
+              f"run: {preset.reference} at {preset.reference_budget}. F1 / AUROC: lowest "
+              "values flag the flipped labels. removal_* / addition_*: mean test accuracy "
+              "along the curve (lower removal_high_first and higher removal_low_first = "
+              "better ranking). seconds / peak_mb: the valuation call alone."), "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in summary.itertuples(index=False):
         lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3f}"

@@ -11,7 +11,7 @@ import numpy as np
 
 from .rank_correlation import mid_ranks
 
-__all__ = ["detection_f1", "detection_auroc", "random_f1"]
+__all__ = ["detection_auroc", "detection_f1", "random_f1"]
 
 
 def detection_f1(values: np.ndarray, noisy: np.ndarray, k: int | None = None) -> float:

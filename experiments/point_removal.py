@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["FRACTIONS", "order_masks", "curves", "curve_summary"]
+__all__ = ["FRACTIONS", "curve_summary", "curves", "order_masks"]
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
@@ -40,7 +40,7 @@ def order_masks(order: np.ndarray, fractions: Sequence[float], *, remove: bool) 
     n = order.size
     taken = np.zeros((len(fractions), n), np.float32)
     for row, f in enumerate(fractions):
-        taken[row, order[: int(round(f * n))]] = 1.0
+        taken[row, order[: round(f * n)]] = 1.0
     return 1.0 - taken if remove else taken
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from valuation import Dataset, ValuationError, load_bundled, make_classification
 
-__all__ = ["Task", "TASKS", "make_task"]
+__all__ = ["TASKS", "Task", "make_task"]
 
 # Synthetic tasks by name -> rows: Gaussian clusters, 3 classes, 20 features of which 10 are
 # informative, moderate separation. Bundled tasks come from `load_bundled`.

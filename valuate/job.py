@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from valuation import Dataset, ValuationError, load, logistic_regression, mlp
 from valuation.data import read_table
 
@@ -63,7 +61,7 @@ def run_job(
     Raises:
       ValuationError: any problem with the inputs or the output path, before work starts.
     """
-    from valuation.api import value  # noqa: PLC0415 - the value families load on demand
+    from valuation.api import value
 
     check_output(out)
     if model not in MODELS:

@@ -28,7 +28,7 @@ import pandas as pd
 from valuation import ValuationError, ValuationResult
 from valuation.results import atomic_write
 
-__all__ = ["Z", "CATEGORIES", "categorize", "values_frame", "check_output", "write_table"]
+__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "values_frame", "write_table"]
 
 Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
