@@ -1,0 +1,378 @@
+"""`MetaValuator`: learn a target model's values on a valued pool, predict them for new samples.
+
+Where it sits: the user-facing end of the meta-learner. It ties `features.make_features` (what
+the meta-model sees) to `model.fit_ensemble` (the regressor) and returns `ValuationResult`s
+like every value family, with the ensemble's spread as the standard error.
+
+A meta-model belongs to one target model: the values it learns (and the features it reads:
+loss, gradients, embeddings at the target's parameters) are that model's. `save` records the
+target's description and the feature names; `load` refuses a different target model or a
+different feature set rather than predicting nonsense.
+
+Example:
+  >>> import valuation as va, numpy as np
+  >>> train, valid = va.make_classification(120, 3, seed=0).split(0.7, 0.3, seed=0)
+  >>> utility = va.make_utility(va.logistic_regression(2), train, valid)
+  >>> values = va.ValuationResult(values=train.x[:, 0], stderr=np.zeros(train.n),
+  ...                             counts=np.ones(train.n, int), ids=train.ids, method="toy")
+  >>> meta = MetaValuator(members=2, steps=100, k=5).fit(utility, values[:60])
+  >>> meta.predict(train.subset(np.arange(60, 84))).values.shape
+  (24,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
+from valuation.results import atomic_write, package_versions
+
+from .features import GROUPS, FeatureMap, make_features
+from .model import EnsembleFit, fit_ensemble, predict_members
+
+__all__ = ["MetaValuator", "TARGETS"]
+
+TARGETS = ("standardized", "ranks")
+_FORMAT = "valuate.metavaluator/1"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Fitted:
+    """What `MetaValuator.fit` learns (all arrays numpy, all config JSON-ready)."""
+
+    features: FeatureMap
+    classes: tuple
+    feature_mean: np.ndarray  # (f,)
+    feature_std: np.ndarray  # (f,)
+    target_mean: float
+    target_std: float
+    pool_values: np.ndarray  # (n_pool,) sorted: the quantile map back from rank targets
+    ensemble: EnsembleFit
+    teacher: str
+    target: dict  # the target model's and training's description (Utility.describe())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MetaValuator:
+    """Predicts a target model's per-sample values for samples it has never seen.
+
+    Configure, then `fit` (which returns a fitted copy; the object itself never changes),
+    then `predict`. Every setting is keyword-only and recorded by `save`.
+
+    Attributes:
+      members: ensemble size.
+      hidden: hidden widths of each member MLP.
+      steps: full-batch AdamW steps per member.
+      learning_rate, weight_decay: AdamW settings.
+      holdout: share of the pool each member holds out for early stopping.
+      targets: "standardized" (regress `(v - mean) / std`) or "ranks" (regress the values'
+        quantiles in the pool; predictions are mapped back through the pool's quantiles, so
+        they stay in value units but never leave the pool's range).
+      k: neighbours for the neighbourhood features.
+      groups: feature groups (see `features.GROUPS`).
+      seed: the meta-model's seed (initialisation and held-out splits); same seed, same
+        pool, same values => bit-identical meta-model.
+    """
+
+    members: int = 8
+    hidden: tuple[int, ...] = (64, 64)
+    steps: int = 1500
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    holdout: float = 0.2
+    targets: str = "standardized"
+    k: int = 10
+    groups: tuple[str, ...] = GROUPS
+    seed: int = 0
+    state: _Fitted | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        if self.targets not in TARGETS:
+            raise ValuationError(f"targets={self.targets!r} is unknown; choose one of {TARGETS}")
+        if self.members < 2:
+            raise ValuationError(f"members={self.members}: an ensemble needs at least 2 "
+                                 "members to report a spread")
+        if not 0.0 < self.holdout < 1.0:
+            raise ValuationError(f"holdout={self.holdout} must lie strictly between 0 and 1")
+
+    def config(self) -> dict[str, Any]:
+        """The settings, JSON-ready."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "state"}
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the features the fitted meta-model reads."""
+        return self._fitted.features.names
+
+    @property
+    def _fitted(self) -> _Fitted:
+        if self.state is None:
+            raise ValuationError("this MetaValuator is not fitted; call "
+                                 "meta = meta.fit(utility, values) first")
+        return self.state
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def fit(self, utility: Utility, values: ValuationResult, *,
+            params: Any = None) -> MetaValuator:
+        """Fit the meta-model to the values of a pool of training samples.
+
+        Args:
+          utility: the target model with its training and validation sets (the `Utility`
+            the teacher valued); neighbourhoods are measured against `utility.train`.
+          values: the teacher's values of a pool, whose ids are training-set ids (any subset
+            of `utility.train`, in any order, at least 10 samples).
+          params: the target model's trained parameters (unbatched); default: train it on
+            all of `utility.train` with the utility's own solver and settings.
+
+        Returns:
+          A fitted copy of this `MetaValuator`.
+        """
+        train = utility.train
+        position = pd.Index(train.ids).get_indexer(np.asarray(values.ids))
+        if (position < 0).any():
+            missing = np.asarray(values.ids)[position < 0][:3].tolist()
+            raise ValuationError(f"{(position < 0).sum()} valued ids are not in the utility's "
+                                 f"training set (e.g. {missing}); value samples of that set")
+        if len(values) < 10:
+            raise ValuationError(f"{len(values)} valued samples are too few to fit a "
+                                 "meta-model; value at least 10")
+        v = np.asarray(values.values, np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValuationError("some values are NaN or infinite; drop those samples")
+        if params is None:
+            params = jax.tree_util.tree_map(lambda a: a[0], utility.fit(np.ones((1, train.n))))
+        fmap = make_features(utility.model, params, train, utility.valid, k=self.k,
+                             groups=self.groups)
+        feats = fmap(train.subset(position))
+        mean, std = feats.mean(0), feats.std(0)
+        std = np.where(std > 1e-8, std, 1.0)
+        t, t_mean, t_std = self._encode(v)
+        ensemble = fit_ensemble((feats - mean) / std, t, key=jax.random.PRNGKey(self.seed),
+                                members=self.members, hidden=self.hidden, steps=self.steps,
+                                learning_rate=self.learning_rate,
+                                weight_decay=self.weight_decay, holdout=self.holdout)
+        state = _Fitted(features=fmap, classes=tuple(train.classes), feature_mean=mean,
+                        feature_std=std, target_mean=t_mean, target_std=t_std,
+                        pool_values=np.sort(v), ensemble=ensemble, teacher=values.method,
+                        target=utility.describe())
+        return dataclasses.replace(self, state=state)
+
+    def _encode(self, v: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Targets for the regressor, with the mean and std that standardised them."""
+        if self.targets == "ranks":
+            v = (pd.Series(v).rank(method="average").to_numpy() - 0.5) / len(v)
+        mean, std = float(v.mean()), float(v.std())
+        std = std if std > 0 else 1.0
+        return (v - mean) / std, mean, std
+
+    def _decode(self, z: np.ndarray) -> np.ndarray:
+        s = self._fitted
+        u = s.target_mean + s.target_std * z
+        if self.targets == "ranks":
+            grid = (np.arange(len(s.pool_values)) + 0.5) / len(s.pool_values)
+            u = np.interp(u, grid, s.pool_values)
+        return u
+
+    # -- prediction --------------------------------------------------------------------
+
+    def features(self, samples: Dataset) -> np.ndarray:
+        """Raw (unstandardised) features of `samples`, `(n, f)`, columns `feature_names`."""
+        s = self._fitted
+        return s.features(self._recode(samples))
+
+    def predict(self, samples: Dataset) -> ValuationResult:
+        """Predicted values of `samples` for the target model, without retraining it.
+
+        Args:
+          samples: a `Dataset` with the training set's feature columns (same scaling) and
+            labels from its class list; ids travel to the result.
+
+        Returns:
+          A `ValuationResult` (method `"meta_<teacher>"`): values = the ensemble mean mapped
+          back to value units, stderr = the ensemble's standard deviation in the same units
+          (an epistemic spread, not a Monte Carlo error), counts = number of members.
+
+        Raises:
+          ValuationError: not fitted, a different number of feature columns, labels the
+            task does not know.
+        """
+        s = self._fitted
+        start = time.perf_counter()
+        feats = s.features(self._recode(samples))
+        z = np.asarray(predict_members(s.ensemble.params,
+                                       (feats - s.feature_mean) / s.feature_std), np.float64)
+        center, spread = z.mean(0), z.std(0, ddof=1)
+        values = self._decode(center)
+        stderr = np.abs(self._decode(center + spread) - self._decode(center - spread)) / 2
+        seconds = time.perf_counter() - start
+        return ValuationResult(
+            values=values, stderr=stderr, counts=np.full(samples.n, self.members),
+            ids=samples.ids, method=f"meta_{s.teacher}",
+            params={"meta": self.config(), "teacher": s.teacher, "target": s.target},
+            seed=self.seed, versions=package_versions(),
+            extra={"seconds": seconds, "feature_names": list(s.features.names)})
+
+    def _recode(self, samples: Dataset) -> Dataset:
+        """`samples` with labels coded onto the task's class list."""
+        s = self._fitted
+        if not isinstance(samples, Dataset):
+            raise ValuationError(f"expected a valuation Dataset, got {type(samples).__name__}; "
+                                 "build one with valuation.load(x, y)")
+        d = s.features.arrays["ref_x"].shape[1]
+        if samples.d != d:
+            raise ValuationError(
+                f"the samples have {samples.d} feature columns but the meta-model was fitted "
+                f"on {d}; pass the training set's columns, scaled the same way")
+        if tuple(samples.classes) == s.classes:
+            return samples
+        code = {c: i for i, c in enumerate(s.classes)}
+        labels = samples.labels.tolist()
+        unknown = sorted({str(v) for v in labels if v not in code})
+        if unknown:
+            raise ValuationError(f"labels {unknown[:5]} are not classes of the task "
+                                 f"{list(s.classes)[:10]}; drop those rows or fix the labels")
+        y = np.array([code[v] for v in labels], dtype=np.int32)
+        return samples.replace(y=y, classes=s.classes)
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the parameters to `path` (npz) and the configuration to `path + ".json"`.
+
+        The JSON holds the settings, the feature names, the teacher method, the target
+        model's description and the class list; the npz holds the ensemble, the target
+        model's parameters, the reference pool and the standardisation statistics. Both are
+        written atomically.
+        """
+        s = self._fitted
+        path = os.fspath(path)
+        arrays = {"feature_mean": s.feature_mean, "feature_std": s.feature_std,
+                  "pool_values": s.pool_values}
+        arrays.update({f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()})
+        arrays.update({f"target/{i}": np.asarray(leaf) for i, leaf in
+                       enumerate(jax.tree_util.tree_leaves(s.features.params))})
+        for name, a in s.features.arrays.items():
+            a = np.asarray(a)
+            arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
+        meta = {"format": _FORMAT, "config": self.config(), "feature_names": list(s.features.names),
+                "teacher": s.teacher, "target": s.target, "target_model": s.features.model.name,
+                "classes": list(s.classes), "n_classes": s.features.n_classes,
+                "target_mean": s.target_mean, "target_std": s.target_std,
+                "best_step": s.ensemble.best_step.tolist(),
+                "holdout_loss": s.ensemble.holdout_loss.tolist(), "versions": package_versions()}
+
+        def write_npz(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write_npz)
+        text = json.dumps(meta, indent=2, default=_json_default)
+        atomic_write(path + ".json", lambda tmp: open(tmp, "w").write(text))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Model, *,
+             feature_names: Sequence[str] | None = None) -> MetaValuator:
+        """Read a meta-model written by `save`, for the same target model.
+
+        Args:
+          path: the npz path given to `save` (the JSON sits at `path + ".json"`).
+          model: the target model (its functions are not saved); must be the one the
+            meta-model was fitted for.
+          feature_names: optionally, the feature names the caller expects.
+
+        Raises:
+          ValuationError: missing files, a different target model (name or parameter
+            shapes), or a feature set that differs from the saved one.
+        """
+        path = os.fspath(path)
+        if not os.path.exists(path) or not os.path.exists(path + ".json"):
+            raise ValuationError(f"{path!r} or its sidecar {path + '.json'!r} is missing; "
+                                 "pass the path given to MetaValuator.save")
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        if meta.get("format") != _FORMAT:
+            raise ValuationError(f"{path!r} is not a saved MetaValuator ({_FORMAT})")
+        if model.name != meta["target_model"]:
+            raise ValuationError(
+                f"this meta-model predicts values for target model {meta['target_model']!r}, "
+                f"not {model.name!r}; values differ between target models: load it with the "
+                "model it was fitted for, or fit a new meta-model for this one")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        config = dict(meta["config"])
+        config["hidden"], config["groups"] = tuple(config["hidden"]), tuple(config["groups"])
+        feats = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("features/")}
+        example = np.zeros((1, feats["ref_x"].shape[1]), np.float32)
+        template = model.init(jax.random.PRNGKey(0), example)
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        saved = [arrays.get(f"target/{i}") for i in range(len(leaves))]
+        if (any(a is None for a in saved) or f"target/{len(leaves)}" in arrays
+                or [a.shape for a in saved] != [np.shape(a) for a in leaves]):
+            raise ValuationError(f"the saved target parameters do not fit {model.name!r} "
+                                 "(different layer shapes); load with the model it was fitted for")
+        fmap = FeatureMap(model=model, params=jax.tree_util.tree_unflatten(treedef, saved),
+                          arrays=feats, n_classes=int(meta["n_classes"]), k=int(config["k"]),
+                          groups=config["groups"])
+        names = list(fmap.names)
+        expected = list(feature_names) if feature_names is not None else meta["feature_names"]
+        if names != meta["feature_names"] or expected != meta["feature_names"]:
+            raise ValuationError(
+                f"feature mismatch: the meta-model was fitted on features {meta['feature_names']} "
+                f"but {'the caller expects' if feature_names is not None else 'this version computes'} "
+                f"{expected if feature_names is not None else names}; refit the meta-model with "
+                "the current features")
+        ensemble = EnsembleFit(params=_unflatten({k.split("/", 1)[1]: v for k, v in arrays.items()
+                                                  if k.startswith("ensemble/")}),
+                               best_step=np.asarray(meta["best_step"]),
+                               holdout_loss=np.asarray(meta["holdout_loss"]))
+        if ensemble.params["dense_0"]["w"].shape[1] != len(names):
+            raise ValuationError("the saved ensemble does not read the saved features; "
+                                 "the file is corrupt: refit and save again")
+        state = _Fitted(features=fmap, classes=tuple(meta["classes"]),
+                        feature_mean=arrays["feature_mean"], feature_std=arrays["feature_std"],
+                        target_mean=float(meta["target_mean"]),
+                        target_std=float(meta["target_std"]), pool_values=arrays["pool_values"],
+                        ensemble=ensemble, teacher=meta["teacher"], target=meta["target"])
+        return cls(**config, state=state)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = np.asarray(v)
+    return out
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    out: dict = {}
+    for name, v in flat.items():
+        *parents, leaf = name.split("/")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
