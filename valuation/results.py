@@ -123,6 +123,57 @@ class ValuationResult:
         return pd.DataFrame({"id": self.ids, "value": self.values, "stderr": self.stderr,
                              "count": self.counts, "rank": self.ranks})
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the summary line, then the 5 lowest and 5 highest samples."""
+        import html
+
+        parts = [f"<p><b>{html.escape(repr(self))}</b>, seed {self.seed}</p>"]
+        for title, part in (("lowest values", self.bottom(5)), ("highest values", self.top(5))):
+            parts.append(f"<p>{title}</p>" + part.to_dataframe().drop(columns="rank")
+                         .to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        return "\n".join(parts)
+
+    def plot(self, highlight: np.ndarray | None = None, *, z: float = 1.96):
+        """A matplotlib figure: values by rank with +/- z * stderr bands, and their histogram.
+
+        Args:
+          highlight: optional `(n,)` boolean mask of samples to mark (e.g. flipped labels),
+            drawn in a second colour in both panels.
+          z: half-width of the bands, in standard errors.
+
+        Returns:
+          The `matplotlib.figure.Figure` (needs the "plots" extra: pip install 'valuate[plots]').
+        """
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ValuationError("plotting needs matplotlib; pip install 'valuate[plots]'"
+                                 ) from None
+        mark = np.zeros(len(self), bool) if highlight is None else np.asarray(highlight, bool)
+        if mark.shape != (len(self),):
+            raise ValuationError(f"highlight has shape {mark.shape} for {len(self)} samples; "
+                                 "pass one boolean per sample")
+        order = np.argsort(-self.values, kind="stable")
+        rank = np.arange(1, len(self) + 1)
+        v, e = self.values[order], np.where(np.isfinite(self.stderr), self.stderr, 0.0)[order]
+        fig = Figure(figsize=(9, 3.5))
+        left, right = fig.subplots(1, 2)
+        left.fill_between(rank, v - z * e, v + z * e, alpha=0.3, label=f"±{z:g} stderr")
+        left.plot(rank, v, lw=1, label="value")
+        left.scatter(rank[mark[order]], v[mark[order]], s=12, color="C3", zorder=3,
+                     label="highlighted")
+        left.axhline(0.0, color="k", lw=0.5)
+        left.set(xlabel="rank (1 = most valuable)", ylabel="value", title=self.method)
+        bins = np.histogram_bin_edges(self.values, bins=30)
+        right.hist(self.values[~mark], bins=bins, alpha=0.7, label="others")
+        right.hist(self.values[mark], bins=bins, alpha=0.7, color="C3", label="highlighted")
+        right.set(xlabel="value", ylabel="samples")
+        if mark.any():
+            left.legend(fontsize="small")
+            right.legend(fontsize="small")
+        fig.tight_layout()
+        return fig
+
     def sort(self, *, descending: bool = True) -> ValuationResult:
         """A copy sorted by value (most valuable first by default)."""
         order = np.argsort(-self.values if descending else self.values, kind="stable")
