@@ -61,8 +61,6 @@ def run_job(
     Raises:
       ValuationError: any problem with the inputs or the output path, before work starts.
     """
-    from valuation.api import value
-
     check_output(out)
     if model not in MODELS:
         raise ValuationError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
@@ -73,6 +71,8 @@ def run_job(
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
     loaded = time.perf_counter()
+    from valuation.api import value  # the value families load on demand, after input checks
+
     result = value((train, valid_set), MODELS[model](train.n_classes), method=method,
                    metric=metric, budget=budget, seed=seed, job_dir=job_dir,
                    progress=progress)

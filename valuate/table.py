@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,13 @@ def check_output(path: str) -> None:
         raise ValuationError(f"output {path!r} is a directory; pass a file name")
     if not os.path.isdir(folder):
         raise ValuationError(f"output folder {folder!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ValuationError(f"output folder {folder!r} is not writable; pick another --out")
+    try:  # try it: permission bits alone miss read-only mounts and root's privileges
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".valuate-probe-")
+    except OSError:
+        raise ValuationError(f"output folder {folder!r} is not writable; pick another --out"
+                             ) from None
+    os.close(fd)
+    os.remove(probe)
 
 
 def write_table(path: str, frame: pd.DataFrame, sidecar: dict[str, Any]) -> None:
