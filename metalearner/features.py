@@ -25,8 +25,11 @@ embedding, `model.embed`, or `x` itself when the model has none):
   its own neighbourhood.
 * "label": one-hot label (`n_classes` columns). Tied to the task's class list, so it is left
   out of model-agnostic feature sets (see `MODEL_AGNOSTIC`).
-* "dynamics": per-sample learning-dynamics features over the target's saved checkpoints, from
-  `valuation.dynamics` (only when checkpoints are given).
+* "dynamics": the learning-dynamics signals of `valuation.dynamics` (confidence, variability,
+  forgetting, AUM, EL2N, GraNd, validation-gradient alignment, ...), computed over the
+  checkpoints of a recorded training run of the target by
+  `valuation.dynamics.features_for_new_samples`, which gives a sample the same numbers
+  whether or not it was trained on (only when checkpoints are given).
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from valuation import Dataset, Model, ValuationError
+from valuation import Dataset, Model, ValuationError, align_classes
+from valuation.data import from_arrays
+from valuation.dynamics import FEATURE_COLUMNS, features_for_new_samples
 
 __all__ = ["FeatureMap", "make_features", "GROUPS", "MODEL_AGNOSTIC"]
 
-GROUPS = ("model", "gradient", "neighbours", "label")
-MODEL_AGNOSTIC = ("model", "gradient", "neighbours")
+GROUPS = ("model", "gradient", "neighbours", "label", "dynamics")
+MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "dynamics")
 _ROWS = 512  # samples per compiled feature call; the last chunk is padded (one compile)
 
 Params = Any
@@ -62,7 +67,10 @@ class FeatureMap:
       model: the target model.
       params: the target model's final parameters.
       arrays: reference pool and summaries: `ref_x (N, d)`, `ref_h (N, w)` (embeddings),
-        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`.
+        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`, and the
+        validation set `valid_x (V, d)`, `valid_y (V,)` (for the dynamics features).
+      checkpoints: the target's params with leading axes `(seeds, epochs)`, from
+        `valuation.dynamics.record`, or None (then no "dynamics" group).
       n_classes: number of classes of the task.
       k: neighbours per sample.
       groups: the feature groups, in column order.
@@ -71,6 +79,7 @@ class FeatureMap:
     model: Model
     params: Params
     arrays: dict
+    checkpoints: Params | None
     n_classes: int
     k: int
     groups: tuple
@@ -84,6 +93,7 @@ class FeatureMap:
             "neighbours": ("knn_same_label_input", "knn_same_label_embed", "knn_distance",
                            "dist_own_centroid", "dist_other_centroid", "centroid_gap"),
             "label": tuple(f"label_{c}" for c in range(self.n_classes)),
+            "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
         }
         return tuple(name for g in self.groups for name in per_group[g])
 
@@ -120,15 +130,28 @@ class FeatureMap:
             x = np.pad(x, ((0, pad), (0, 0)))
             y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
             cols = _features(self.model, self.params, self._device_arrays, x, y, own,
-                             n_classes=self.n_classes, k=self.k, groups=self.groups)
+                             n_classes=self.n_classes, k=self.k,
+                             groups=tuple(g for g in self.groups if g != "dynamics"))
             out.append(np.asarray(cols)[:size])
         if not out:
             return np.zeros((0, self.width), np.float32)
-        return np.concatenate(out).astype(np.float32)
+        out = np.concatenate(out)
+        if "dynamics" in self.groups:  # the last group (groups follow the order of GROUPS)
+            out = np.concatenate([out, self._dynamics(data)], axis=1)
+        return out.astype(np.float32)
+
+    def _dynamics(self, data: Dataset) -> np.ndarray:
+        """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`."""
+        a = self.arrays
+        valid = from_arrays(a["valid_x"], a["valid_y"], classes=tuple(range(self.n_classes)))
+        frame = features_for_new_samples(self.model, self.checkpoints, data.x, data.y,
+                                         n_classes=self.n_classes, valid=valid)
+        return frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
 
     @functools.cached_property
     def _device_arrays(self) -> dict:
-        return {name: jnp.asarray(a) for name, a in self.arrays.items() if name != "ref_ids"}
+        return {name: jnp.asarray(a) for name, a in self.arrays.items()
+                if name not in ("ref_ids", "valid_x", "valid_y")}
 
 
 def make_features(
@@ -138,7 +161,8 @@ def make_features(
     valid: Dataset,
     *,
     k: int = 10,
-    groups: Sequence[str] = GROUPS,
+    groups: Sequence[str] | None = None,
+    checkpoints: Params | None = None,
 ) -> FeatureMap:
     """Freeze a trained target model and its reference pool into a `FeatureMap`.
 
@@ -150,18 +174,28 @@ def make_features(
       valid: validation samples; their mean last-layer gradient is the direction that
         "gradient" features align with.
       k: neighbours per sample (at most `reference.n - 1`).
-      groups: feature groups to compute, a subset of `GROUPS`, in this order.
+      groups: feature groups to compute, a subset of `GROUPS` (columns follow the order of
+        `GROUPS`); default all of them, "dynamics" only when `checkpoints` are given.
+      checkpoints: params with leading axes `(seeds, epochs)` from
+        `valuation.dynamics.record(model, reference, valid=valid, ...)`, for "dynamics".
 
     Returns:
       A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
     """
-    groups = tuple(groups)
+    if groups is None:
+        groups = tuple(g for g in GROUPS if g != "dynamics" or checkpoints is not None)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups:
         raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
+    groups = tuple(g for g in GROUPS if g in groups)
+    if "dynamics" in groups and checkpoints is None:
+        raise ValuationError("the 'dynamics' features need the checkpoints of a recorded run; "
+                             "pass checkpoints=valuation.dynamics.record(...)[0] or drop the "
+                             "group")
     if not 1 <= k < reference.n:
         raise ValuationError(f"k={k} neighbours needs a reference pool of more than {k} "
                              f"samples (it has {reference.n}); lower k")
+    reference, valid = align_classes(reference, valid)
     n_classes = reference.n_classes
     ref_x = jnp.asarray(reference.x)
     ref_h = _embed(model, params, ref_x)
@@ -178,9 +212,11 @@ def make_features(
     valid_grad = hv.T @ resid / valid.n  # mean of the outer products [h, 1] (p - e_y)^T
     arrays = {"ref_x": np.asarray(ref_x), "ref_h": np.asarray(ref_h),
               "ref_y": np.asarray(reference.y), "ref_ids": np.asarray(reference.ids),
-              "centroids": np.asarray(centroids), "valid_grad": np.asarray(valid_grad)}
-    return FeatureMap(model=model, params=params, arrays=arrays, n_classes=n_classes, k=int(k),
-                      groups=groups)
+              "centroids": np.asarray(centroids), "valid_grad": np.asarray(valid_grad),
+              "valid_x": np.asarray(valid.x), "valid_y": np.asarray(valid.y)}
+    return FeatureMap(model=model, params=params, arrays=arrays,
+                      checkpoints=checkpoints if "dynamics" in groups else None,
+                      n_classes=n_classes, k=int(k), groups=groups)
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:

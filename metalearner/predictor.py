@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
+from valuation.dynamics import record
 from valuation.results import atomic_write, package_versions
 
 from .features import GROUPS, FeatureMap, make_features
@@ -79,6 +80,8 @@ class MetaValuator:
         they stay in value units but never leave the pool's range).
       k: neighbours for the neighbourhood features.
       groups: feature groups (see `features.GROUPS`).
+      epochs: recorded epochs of the target's training run for the "dynamics" features
+        (`valuation.dynamics.record` with the utility's `l2`; 10 full-batch Adam steps each).
       seed: the meta-model's seed (initialisation and held-out splits); same seed, same
         pool, same values => bit-identical meta-model.
     """
@@ -92,6 +95,7 @@ class MetaValuator:
     targets: str = "standardized"
     k: int = 10
     groups: tuple[str, ...] = GROUPS
+    epochs: int = 30
     seed: int = 0
     state: _Fitted | None = dataclasses.field(default=None, repr=False)
 
@@ -125,8 +129,8 @@ class MetaValuator:
 
     # -- fitting -----------------------------------------------------------------------
 
-    def fit(self, utility: Utility, values: ValuationResult, *,
-            params: Any = None) -> MetaValuator:
+    def fit(self, utility: Utility, values: ValuationResult, *, params: Any = None,
+            checkpoints: Any = None) -> MetaValuator:
         """Fit the meta-model to the values of a pool of training samples.
 
         Args:
@@ -136,6 +140,9 @@ class MetaValuator:
             of `utility.train`, in any order, at least 10 samples).
           params: the target model's trained parameters (unbatched); default: train it on
             all of `utility.train` with the utility's own solver and settings.
+          checkpoints: for the "dynamics" features, the checkpoints of
+            `valuation.dynamics.record(utility.model, utility.train, valid=utility.valid)`;
+            default: record `epochs` epochs with the key `fold_in(PRNGKey(seed), 1)`.
 
         Returns:
           A fitted copy of this `MetaValuator`.
@@ -154,9 +161,13 @@ class MetaValuator:
             raise ValuationError("some values are NaN or infinite; drop those samples")
         if params is None:
             params = jax.tree_util.tree_map(lambda a: a[0], utility.fit(np.ones((1, train.n))))
+        if "dynamics" in self.groups and checkpoints is None:
+            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 1)
+            checkpoints, _ = record(utility.model, train, key=key, epochs=self.epochs,
+                                    l2=utility.l2, valid=utility.valid)
         fmap = make_features(utility.model, params, train, utility.valid, k=self.k,
-                             groups=self.groups)
-        feats = fmap(train.subset(position))
+                             groups=self.groups, checkpoints=checkpoints)
+        feats = _finite(fmap(train.subset(position)), fmap.names)
         mean, std = feats.mean(0), feats.std(0)
         std = np.where(std > 1e-8, std, 1.0)
         t, t_mean, t_std = self._encode(v)
@@ -211,7 +222,7 @@ class MetaValuator:
         """
         s = self._fitted
         start = time.perf_counter()
-        feats = s.features(self._recode(samples))
+        feats = _finite(s.features(self._recode(samples)), s.features.names)
         z = np.asarray(predict_members(s.ensemble.params,
                                        (feats - s.feature_mean) / s.feature_std), np.float64)
         center, spread = z.mean(0), z.std(0, ddof=1)
@@ -264,6 +275,9 @@ class MetaValuator:
         arrays.update({f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()})
         arrays.update({f"target/{i}": np.asarray(leaf) for i, leaf in
                        enumerate(jax.tree_util.tree_leaves(s.features.params))})
+        if s.features.checkpoints is not None:
+            arrays.update({f"checkpoints/{i}": np.asarray(leaf) for i, leaf in
+                           enumerate(jax.tree_util.tree_leaves(s.features.checkpoints))})
         for name, a in s.features.arrays.items():
             a = np.asarray(a)
             arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
@@ -323,8 +337,18 @@ class MetaValuator:
                 or [a.shape for a in saved] != [np.shape(a) for a in leaves]):
             raise ValuationError(f"the saved target parameters do not fit {model.name!r} "
                                  "(different layer shapes); load with the model it was fitted for")
+        checkpoints = None
+        if "checkpoints/0" in arrays:
+            ckpt = [arrays.get(f"checkpoints/{i}") for i in range(len(leaves))]
+            if any(a is None or a.shape[2:] != np.shape(b) for a, b in zip(ckpt, leaves)):
+                raise ValuationError(f"the saved checkpoints do not fit {model.name!r}; load "
+                                     "with the model the meta-model was fitted for")
+            checkpoints = jax.tree_util.tree_unflatten(treedef, ckpt)
+        if "dynamics" in config["groups"] and checkpoints is None:
+            raise ValuationError(f"{path!r} uses dynamics features but holds no checkpoints; "
+                                 "the file is incomplete: refit and save again")
         fmap = FeatureMap(model=model, params=jax.tree_util.tree_unflatten(treedef, saved),
-                          arrays=feats, n_classes=int(meta["n_classes"]), k=int(config["k"]),
+                          arrays=feats, checkpoints=checkpoints, n_classes=int(meta["n_classes"]), k=int(config["k"]),
                           groups=config["groups"])
         names = list(fmap.names)
         expected = list(feature_names) if feature_names is not None else meta["feature_names"]
@@ -347,6 +371,15 @@ class MetaValuator:
                         target_std=float(meta["target_std"]), pool_values=arrays["pool_values"],
                         ensemble=ensemble, teacher=meta["teacher"], target=meta["target"])
         return cls(**config, state=state)
+
+
+def _finite(feats: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    bad = ~np.isfinite(feats).all(axis=0)
+    if bad.any():
+        raise ValuationError(f"features {[n for n, b in zip(names, bad) if b]} are NaN or "
+                             "infinite for some samples; check the inputs (NaN features, a "
+                             "diverged target model) or drop those feature groups")
+    return feats
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
