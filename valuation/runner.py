@@ -1,0 +1,269 @@
+"""The one host loop that drives Monte Carlo estimators: keyed draws, stopping, checkpoints.
+
+Where it sits: between an `Estimator` (permutation/Banzhaf semivalues, Data-OOB, ...) and the
+`ValuationResult` that `api.value` builds. The loop lives on the host because each update
+calls the utility engine, which trains whole batches of models in compiled programs.
+
+Determinism: draw j (a permutation, a coalition, a bootstrap model) always uses the key
+`jax.random.fold_in(key, j)`, whatever the number of draws per update (`batch`) or the
+utility's chunk size. The same key therefore gives the same values (up to float64 rounding in
+the running statistics) for any batch size, and a resumed run repeats an uninterrupted one.
+
+Checkpoint API (for long jobs and the CLI's `--job-dir`):
+
+    out = run(estimator, utility, key=0, stop=max_draws(1000),
+              checkpoint="job/state.npz", checkpoint_every=1)
+
+* After every `checkpoint_every` updates, and once more at the end, the file `checkpoint`
+  is replaced atomically (`results.atomic_write`: a kill at any moment leaves either the old
+  or the new file, never a torn one). It holds the estimator state, the number of draws,
+  evaluations and seconds so far, the previous estimate (for `rank_stable`) and a hash of
+  the configuration (estimator name, parameters and batch, key, the utility's settings and a
+  fingerprint of its data, plus the caller's `config`).
+* If the file exists when `run` starts, the run resumes from it: the next draw is the one the
+  interrupted run would have made next, so a resumed run returns exactly what an
+  uninterrupted run would (apart from `max_time`, whose clock keeps counting). A file from a
+  different configuration raises `ValuationError`; delete it or pass another path.
+* A finished run leaves its final checkpoint behind; running again returns the same result
+  at once (the stopping rule fires before any new draw).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import ValuationError
+from .estimate import Estimate
+from .results import atomic_write
+
+__all__ = ["Estimator", "Progress", "RunOutput", "run", "as_key", "draw_keys"]
+
+
+class Estimator(NamedTuple):
+    """A Monte Carlo estimator as pure functions of an explicit state.
+
+    Attributes:
+      init: `init(n) -> state`, a pytree of numpy arrays for `n` training samples.
+      update: `update(state, utility, keys) -> (state, evaluations)`: make one draw per row of
+        `keys` `(b, 2)`, score them with `utility`, fold them into the state; `evaluations`
+        is the number of utility evaluations (models trained) it spent.
+      estimate: `estimate(state) -> Estimate`.
+      name: method name stored with results, e.g. "tmc_shapley".
+      params: JSON-ready parameters stored with results.
+      batch: default draws per update (a multiple of `batch_multiple`), or None for the
+        utility's chunk (models per compiled call).
+      batch_multiple: draws that must share an update (2 for antithetic pairs).
+    """
+
+    init: Callable[[int], Any]
+    update: Callable[[Any, Any, jax.Array], tuple[Any, int]]
+    estimate: Callable[[Any], Estimate]
+    name: str
+    params: dict
+    batch: int | None
+    batch_multiple: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What a stopping rule may look at (see `shapley.stopping`).
+
+    Attributes:
+      estimate: the current estimate.
+      previous: the estimate at the previous check (None before the first update).
+      evaluations: utility evaluations (models trained) so far.
+      draws: Monte Carlo draws so far (permutations, coalitions, bootstrap models).
+      seconds: wall time spent so far, in seconds (summed over resumed runs).
+    """
+
+    estimate: Estimate
+    previous: Estimate | None
+    evaluations: int
+    draws: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutput:
+    """What `run` returns: the final estimate, state and bookkeeping.
+
+    Attributes:
+      estimate: values, stderr, counts, each `(n,)`.
+      state: the estimator's final state.
+      evaluations: utility evaluations spent (all sessions of a resumed run).
+      draws: Monte Carlo draws made.
+      seconds: wall time, summed over sessions.
+      reason: the stopping rule(s) that fired.
+      resumed: whether this session started from a checkpoint.
+    """
+
+    estimate: Estimate
+    state: Any
+    evaluations: int
+    draws: int
+    seconds: float
+    reason: str
+    resumed: bool
+
+
+def as_key(key_or_seed) -> jax.Array:
+    """A `jax.random` key from an int seed or a key."""
+    if isinstance(key_or_seed, (int, np.integer)):
+        return jax.random.PRNGKey(int(key_or_seed))
+    return jnp.asarray(key_or_seed)
+
+
+def draw_keys(key: jax.Array, start: int, count: int) -> jax.Array:
+    """Keys of draws `start .. start + count - 1`: `fold_in(key, j)`, shape `(count, 2)`."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+        key, jnp.arange(start, start + count, dtype=jnp.uint32))
+
+
+def _fingerprint(utility) -> dict:
+    out = {}
+    if hasattr(utility, "describe"):
+        out["utility"] = utility.describe()
+    for name in ("train", "valid"):
+        data = getattr(utility, name, None)
+        if data is not None:
+            h = hashlib.sha256(np.ascontiguousarray(data.x).tobytes())
+            h.update(np.ascontiguousarray(data.y).tobytes())
+            out[name] = h.hexdigest()[:16]
+    return out
+
+
+def config_hash(estimator: Estimator, utility, n: int, key: jax.Array, batch: int,
+                config: dict | None) -> str:
+    """Hash of everything that determines a run's draws and values."""
+    blob = {"name": estimator.name, "params": estimator.params, "batch": batch, "n": n,
+            "key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(
+                key.dtype, jax.dtypes.prng_key) else key).tolist(),
+            "utility": _fingerprint(utility), "config": config or {}}
+    text = json.dumps(blob, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save(path, leaves, draws, evaluations, seconds, previous, digest):
+    arrays = {f"leaf_{i}": np.asarray(a) for i, a in enumerate(leaves)}
+    arrays.update(draws=np.int64(draws), evaluations=np.int64(evaluations),
+                  seconds=np.float64(seconds), config_hash=np.array(digest))
+    if previous is not None:
+        arrays.update(prev_values=previous.values, prev_stderr=previous.stderr,
+                      prev_counts=previous.counts)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def _load(path, treedef, n_leaves, digest):
+    with np.load(path) as z:
+        if str(z["config_hash"]) != digest:
+            raise ValuationError(
+                f"checkpoint {os.fspath(path)!r} belongs to a different configuration (method, "
+                "parameters, seed, batch or data changed); delete it to start afresh or pass "
+                "another checkpoint path")
+        leaves = [z[f"leaf_{i}"] for i in range(n_leaves)]
+        previous = None
+        if "prev_values" in z.files:
+            previous = Estimate(z["prev_values"], z["prev_stderr"], z["prev_counts"])
+        return (jax.tree_util.tree_unflatten(treedef, leaves), int(z["draws"]),
+                int(z["evaluations"]), float(z["seconds"]), previous)
+
+
+def run(
+    estimator: Estimator,
+    utility,
+    *,
+    key,
+    stop,
+    n: int | None = None,
+    batch: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    progress: bool = True,
+    config: dict | None = None,
+) -> RunOutput:
+    """Drive `estimator` until `stop` fires; optionally checkpoint and resume.
+
+    Args:
+      estimator: the `Estimator` to run.
+      utility: passed to `estimator.update`; a `utility.Utility` or any callable game
+        `(B, n) -> (B,)`.
+      key: int seed or `jax.random` key; draw j uses `fold_in(key, j)`.
+      stop: a stopping rule (`shapley.stopping`), checked before every update.
+      n: number of training samples (default `utility.n`).
+      batch: draws per update (default `estimator.batch`, else `utility.chunk`); results
+        do not depend on it.
+      checkpoint: file path of the checkpoint (see the module docstring), or None.
+      checkpoint_every: save after every this many updates.
+      progress: show a tqdm bar on stderr with the rule's completion and evaluations/s.
+      config: extra JSON-ready settings that must match for a resume (e.g. a job's
+        data path).
+
+    Returns:
+      A `RunOutput`.
+    """
+    n = int(utility.n if n is None else n)
+    batch = int(batch or estimator.batch or getattr(utility, "chunk", 64))
+    if batch < 1 or batch % estimator.batch_multiple:
+        raise ValuationError(f"batch must be a positive multiple of "
+                             f"{estimator.batch_multiple} for {estimator.name}, got {batch}")
+    if int(checkpoint_every) < 1:
+        raise ValuationError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
+    key = as_key(key)
+    state = estimator.init(n)
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    digest = config_hash(estimator, utility, n, key, batch, config)
+    draws = evaluations = 0
+    spent, previous, resumed = 0.0, None, False
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state, draws, evaluations, spent, previous = _load(checkpoint, treedef, len(leaves),
+                                                           digest)
+        resumed = True
+    start = time.perf_counter()
+    session_evals, updates = 0, 0
+    bar = tqdm(total=100, file=sys.stderr, disable=not progress, desc=estimator.name,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    try:
+        while True:
+            seconds = spent + time.perf_counter() - start
+            current = estimator.estimate(state)
+            status = Progress(current, previous, evaluations, draws, seconds)
+            if stop.check(status):
+                reason = ", ".join(stop.fired(status))
+                break
+            state, used = estimator.update(state, utility, draw_keys(key, draws, batch))
+            draws, evaluations, previous = draws + batch, evaluations + int(used), current
+            session_evals, updates = session_evals + int(used), updates + 1
+            if checkpoint is not None and updates % int(checkpoint_every) == 0:
+                _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations,
+                      spent + time.perf_counter() - start, previous, digest)
+            elapsed = time.perf_counter() - start
+            bar.update(int(100 * stop.completion(
+                Progress(estimator.estimate(state), previous, evaluations, draws,
+                          spent + elapsed))) - bar.n)
+            bar.set_postfix_str(f"{evaluations} evals, {session_evals / elapsed:.0f} evals/s",
+                                refresh=True)
+    finally:
+        bar.close()
+    if checkpoint is not None:
+        _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations, seconds,
+              previous, digest)
+    return RunOutput(current, state, evaluations, draws, seconds, reason, resumed)
+
+

@@ -1,0 +1,93 @@
+"""Data-OOB: each sample valued by how well bagged models that never saw it predict it.
+
+Where it sits: an `Estimator` for `runner.run`, on the engine's batched training
+(`Utility.fit`): a draw is one bootstrap resample of the training set, passed as fractional
+weights (how often each sample was drawn), so B bagged models train in one compiled batch.
+Needs no validation set.
+
+Value of sample i (Kwon & Zou, "Data-OOB: Out-of-bag Estimate as a Simple and Efficient Data
+Value", ICML 2023, eq. 3): the mean, over bootstrap models for which i is out-of-bag (weight
+0), of the score `T(y_i, f(x_i))`: by default correctness `1[argmax f(x_i) = y_i]` (ties
+shared, as in `utility.accuracy`), the paper's choice for classification; or the predicted
+probability of the sample's own label, a finer-grained score. A mislabelled sample is
+predicted as its true class by models that did not fit it, so it scores low. The standard
+error comes from the spread over those models; the count is the number of them (about
+`0.368 B`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import estimate as est
+from ..errors import ValuationError
+from ..runner import Estimator
+from .samplers import bootstrap_counts
+
+__all__ = ["data_oob", "SCORES"]
+
+SCORES = ("accuracy", "probability")
+
+
+class OOBState(NamedTuple):
+    """Moments of each sample's out-of-bag scores."""
+
+    moments: est.Moments
+
+
+def _sample_scores(probs: jax.Array, y: jax.Array, score: str) -> jax.Array:
+    """Per-model, per-sample scores `(B, n)` from probabilities `(B, n, k)`."""
+    own = jnp.take_along_axis(probs, y[None, :, None], axis=-1)[..., 0]
+    if score == "probability":
+        return own
+    top = probs >= probs.max(axis=-1, keepdims=True)
+    return (own >= probs.max(axis=-1)) / top.sum(axis=-1)
+
+
+def data_oob(*, score: str = "accuracy", batch: int | None = None) -> Estimator:
+    """Data-OOB values (Kwon & Zou, ICML 2023) with the utility's target model.
+
+    Args:
+      score: "accuracy" (the paper's correctness) or "probability" (of the sample's label).
+      batch: bootstrap models per update (default: the utility's chunk).
+
+    Returns:
+      An `Estimator` for a `utility.Utility` (it uses `fit`, `predict_proba` and `train`);
+      values in [0, 1], stderr and counts (out-of-bag models per sample) `(n,)`.
+
+    Example:
+      >>> data_oob(score="probability").params
+      {'score': 'probability'}
+    """
+    if score not in SCORES:
+        raise ValuationError(f"unknown Data-OOB score {score!r}; choose one of {SCORES}")
+    if batch is not None and int(batch) < 1:
+        raise ValuationError(f"batch must be a positive int, got {batch!r}")
+
+    def init(n):
+        return OOBState(est.moments(n))
+
+    def update(state, utility, keys):
+        if not hasattr(utility, "fit"):
+            raise ValuationError("Data-OOB trains bagged models itself: pass a Utility from "
+                                 "make_utility, not a plain game function")
+        n = state.moments.count.shape[0]
+        counts = bootstrap_counts(keys, n)
+        train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
+        x, y = jnp.asarray(utility.train.x), jnp.asarray(utility.train.y)
+        moments = state.moments
+        for start in range(0, counts.shape[0], utility.chunk):
+            w = counts[start:start + utility.chunk]
+            params = utility.fit(w, key=train_keys[start:start + utility.chunk])
+            scores = _sample_scores(utility.predict_proba(params, x), y, score)
+            moments = est.update(moments, np.asarray(scores), np.asarray(w) == 0)
+        return OOBState(moments), int(counts.shape[0])
+
+    def estimate(state):
+        return est.estimate(state.moments)
+
+    return Estimator(init, update, estimate, "data_oob", {"score": score}, batch)
