@@ -162,8 +162,9 @@ def fit_logistic_newton(
     For `B` weight vectors the gradient is one product `X^T R` and the Hessian of all `B`
     models is one product `(w * s) @ [x_i x_i^T]_i` of shape `(B*m*m, n) x (n, D*D)`, where
     `D = d + 1`, `m = n_classes - 1` and `s` holds each sample's softmax curvature
-    `diag(p) - p p^T`. Each step tries the step sizes (1, 1/2, 1/4, 1/10) and keeps the best
-    objective per model, which keeps the iteration monotone on nearly separable subsets.
+    `diag(p) - p p^T`. Each step tries the step sizes (1, 1/2, 1/4, 1/10) and takes the longest
+    one that does not increase the objective (beyond float32 rounding), which keeps the
+    iteration monotone on nearly separable subsets.
 
     The cost per step is `O(B n m^2 D^2 + B (mD)^3)`: meant for models with at most a few
     hundred parameters (binary problems with tens of features); use `fit` otherwise.
@@ -228,10 +229,15 @@ def fit_logistic_newton(
         trials = theta[None] - sizes[:, None, None, None] * delta[None]
         values = objective(z[None] - sizes[:, None, None, None] * logits_of(delta)[None], trials)
         values = jnp.where(jnp.isfinite(values), values, jnp.inf)  # (4, B)
-        best = jnp.argmin(values, axis=0)
-        new = jnp.take_along_axis(trials, best[None, :, None, None], axis=0)[0]
-        improved = jnp.min(values, axis=0) < objective(z, theta)
-        return jnp.where(improved[:, None, None], new, theta), None
+        # Take the longest step that does not increase the objective beyond float32 rounding:
+        # near the optimum objective values are flat to rounding, and full Newton steps (not
+        # comparisons of rounded values) are what pin the parameters down.
+        current = objective(z, theta)
+        ok = values <= current + 1e-6 * jnp.abs(current)
+        choice = jnp.where(ok.any(axis=0), jnp.argmax(ok, axis=0), jnp.argmin(values, axis=0))
+        new = jnp.take_along_axis(trials, choice[None, :, None, None], axis=0)[0]
+        accept = ok.any(axis=0) | (jnp.min(values, axis=0) < current)
+        return jnp.where(accept[:, None, None], new, theta), None
 
     theta0 = jnp.zeros((big_d, m), x.dtype)
     if init is not None:

@@ -117,9 +117,11 @@ class Utility:
             raise ValuationError(f"weights have {weights.shape[1]} columns for {self.n} "
                                  "training samples; pass one weight per training sample")
         keys = _per_model_keys(key, weights.shape[0])
+        # Small batches use the next power of two below the chunk: few shapes, few compiles.
+        size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
         out = np.concatenate([
             np.asarray(self._score(jnp.asarray(w), k))[:len_]
-            for w, k, len_ in _chunks(weights, keys, chunk or self.chunk)])
+            for w, k, len_ in _chunks(weights, keys, size)])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
