@@ -1,0 +1,125 @@
+"""One call for notebooks: value part of a training set with a teacher, learn, predict the rest.
+
+Where it sits: on top of `valuation.api.value` (the teachers: Shapley, Banzhaf, Data-OOB,
+influence, ...) and `MetaValuator`. The teacher only ever sees the valued pool: it plays the
+valuation game of a target model trained on pool subsets (scored on the same validation set),
+which is where the saving comes from (TMC-Shapley's cost grows faster than linearly in the
+number of samples). The meta-model then reads the features of every training sample at the
+target model trained on the whole training set and predicts the values of the rest.
+
+Values of the pool's game are on that game's scale: Shapley values add up to
+`U(pool) - U(empty)`, so a pool of half the samples carries per-sample values about twice
+those of the full game. Ranks, signs and noisy-label flags are what carry over.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from valuation import (Dataset, Model, Utility, ValuationError, ValuationResult,
+                       logistic_regression, make_utility)
+from valuation.api import value
+
+from .predictor import MetaValuator
+
+__all__ = ["LearnedValues", "learn_values"]
+
+
+class LearnedValues(NamedTuple):
+    """What `learn_values` returns.
+
+    Attributes:
+      meta: the fitted `MetaValuator` (predict new samples with `meta.predict(samples)`).
+      teacher: the teacher's values of the pool, `(n_pool,)`.
+      predicted: the meta-model's values of the other training samples, `(n - n_pool,)`.
+      combined: all training samples in the training set's order: teacher values for the
+        pool, predictions for the rest (`extra["valued_by_teacher"]` counts the former).
+    """
+
+    meta: MetaValuator
+    teacher: ValuationResult
+    predicted: ValuationResult
+    combined: ValuationResult
+
+
+def learn_values(
+    data: Dataset | Utility,
+    valid: Dataset | None = None,
+    *,
+    model: Model | None = None,
+    teacher: str = "tmc",
+    fraction: float = 0.5,
+    seed: int = 0,
+    meta: MetaValuator | None = None,
+    stop: Any = None,
+    progress: bool = True,
+    utility_options: dict | None = None,
+    **teacher_options: Any,
+) -> LearnedValues:
+    """Value a stratified `fraction` of the training set with `teacher`, predict the rest.
+
+    Args:
+      data: the training `Dataset` (then pass `valid`), or a ready `Utility`.
+      valid: validation set the teacher scores models on.
+      model: the target model (default logistic regression).
+      teacher: a method of `valuation.api.METHODS` ("tmc", "banzhaf", "oob", ...).
+      fraction: share of the training set the teacher values (the pool).
+      seed: seed of the pool split (`Dataset.split`) and the teacher; the meta-model uses
+        `meta.seed`.
+      meta: the meta-model's settings (default `MetaValuator()`).
+      stop: the teacher's stopping rule (default the method's).
+      progress: show progress bars (stages here, the teacher's own bar inside).
+      utility_options: keyword arguments for `make_utility` when `data` is a `Dataset`.
+      **teacher_options: options of the teacher method (e.g. `truncation_rtol=0.05`).
+
+    Returns:
+      `LearnedValues(meta, teacher, predicted, combined)`.
+    """
+    if isinstance(data, Utility):
+        utility = data
+    elif isinstance(data, Dataset):
+        if valid is None:
+            raise ValuationError("learn_values needs a validation set for a Dataset; pass "
+                                 "valid=<Dataset> or a ready Utility")
+        utility = make_utility(model or logistic_regression(data.n_classes), data, valid,
+                               **(utility_options or {}))
+    else:
+        raise ValuationError(f"data must be a Dataset or a Utility, got {type(data).__name__}")
+    if not 0.0 < fraction < 1.0:
+        raise ValuationError(f"fraction={fraction} must lie strictly between 0 and 1 (the "
+                             "rest is predicted)")
+    meta = meta or MetaValuator()
+    stages = tqdm(total=3, desc="learn_values", disable=not progress)
+    pool, rest = utility.train.split(fraction, 1.0 - fraction, seed=seed)
+    stages.set_postfix_str(f"teacher {teacher} on {pool.n} samples")
+    game = make_utility(utility.model, pool, utility.valid, metric=utility.metric,
+                        solver=utility.solver, steps=utility.steps, l2=utility.l2,
+                        optimizer=utility.optimizer, batch_size=utility.batch_size)
+    taught = value(game, method=teacher, seed=seed, stop=stop, progress=progress,
+                   **teacher_options)
+    stages.update()
+    stages.set_postfix_str(f"meta-model on {pool.n} samples")
+    meta = meta.fit(utility, taught)
+    stages.update()
+    stages.set_postfix_str(f"predicting {rest.n} samples")
+    predicted = meta.predict(rest)
+    stages.update()
+    stages.close()
+    return LearnedValues(meta, taught, predicted, _combine(utility.train, taught, predicted))
+
+
+def _combine(train: Dataset, taught: ValuationResult, predicted: ValuationResult):
+    both = {"values": np.concatenate([taught.values, predicted.values]),
+            "stderr": np.concatenate([taught.stderr, predicted.stderr]),
+            "counts": np.concatenate([taught.counts, predicted.counts]),
+            "ids": np.concatenate([taught.ids, predicted.ids])}
+    merged = ValuationResult(**both, method=predicted.method,
+                             params={"teacher": taught.params, "meta": predicted.params},
+                             seed=taught.seed,
+                             extra={"valued_by_teacher": len(taught),
+                                    "teacher_seconds": taught.extra.get("seconds"),
+                                    "predict_seconds": predicted.extra.get("seconds")})
+    return merged.align(train.ids)
