@@ -31,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from valuation import ValuationError, logistic_regression, make_utility
+from valuation.api import value
 from valuation.results import atomic_write
+from valuation.shapley.stopping import max_evaluations
 
 from .measure import measure
 from .noisy_labels import detection_auroc, detection_f1, random_f1
@@ -81,11 +83,8 @@ def _value(task: Task, method: str, *, budget: int, seed: int) -> np.ndarray:
     """Values of the task's training samples, in training order."""
     if method == "random":
         return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,)))
-    from valuation.api import value
-
-    model = logistic_regression(task.train.n_classes)
-    return value((task.train, task.valid), model, method=method, budget=budget, seed=seed,
-                 progress=False).align(task.train.ids).values
+    return value(task.train, method=method, valid=task.valid, seed=seed, progress=False,
+                 stop=max_evaluations(budget)).values
 
 
 def _rows(task: str, method: str, measures: dict[str, float]) -> list[dict]:

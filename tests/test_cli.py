@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -114,3 +116,90 @@ def test_usage_errors_are_one_line(capsys):
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "--label" in lines[0]
+
+
+def _cli(*args, check=True):
+    proc = subprocess.run(VALUATE + [str(a) for a in args], capture_output=True, text=True,
+                          timeout=300, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _sidecar(path):
+    with open(f"{path}.json") as f:
+        return json.load(f)
+
+
+def test_end_to_end_csv_with_held_out_validation(tmp_path, csv):
+    out = tmp_path / "values.csv"
+    _cli("value", csv, "--label", "target", "--id-column", "rid", "--method", "banzhaf",
+         "--budget", "64", "--batch", "32", "--valid-fraction", "0.25", "--seed", "3",
+         "--out", out, "--quiet")
+    frame, source = pd.read_csv(out), pd.read_csv(csv)
+    assert frame["id"].tolist() == source["rid"].tolist()  # every input row, input order
+    assert list(frame.columns) == ["id", "value", "stderr", "count", "rank", "category"]
+    held = frame["category"] == "validation"
+    assert held.sum() == 10 and frame.loc[held, "value"].isna().all()
+    valued = frame[~held]
+    assert (valued["count"] > 0).all() and np.isfinite(valued["value"]).all()
+    assert sorted(valued["rank"].astype(int)) == list(range(1, 31))
+    assert set(valued["category"]) <= {"harmful", "useless", "useful"}
+    meta = _sidecar(out)
+    assert meta["method"] == "msr_banzhaf" and meta["seed"] == 3
+    assert meta["extra"]["evaluations"] == 64 and meta["extra"]["stopping_reason"]
+    assert meta["input"]["rows"] == 40 and meta["input"]["n_train"] == 30
+    assert meta["categories"]["validation"] == 10 and meta["categories"]["z"] == 1.96
+    assert {"jax", "numpy", "valuate"} <= set(meta["versions"])
+    assert meta["timings"]["value_s"] > 0
+
+
+def test_end_to_end_parquet_with_validation_file(tmp_path):
+    train, valid = tmp_path / "train.parquet", tmp_path / "valid.parquet"
+    _table(30, seed=1).to_parquet(train, index=False)
+    _table(20, seed=2).to_parquet(valid, index=False)
+    out = tmp_path / "values.parquet"
+    _cli("value", train, "--label", "target", "--id-column", "rid", "--valid", valid,
+         "--method", "loo", "--metric", "neg_log_loss", "--out", out, "--quiet")
+    frame = pd.read_parquet(out)
+    assert frame["id"].tolist() == pd.read_parquet(train)["rid"].tolist()
+    assert (frame["count"] == 1).all() and (frame["stderr"] == 0).all()
+    # Exact method: the sign alone decides the category.
+    np.testing.assert_array_equal(frame["category"] == "useful", frame["value"] > 0)
+    meta = _sidecar(out)
+    assert meta["method"] == "leave_one_out"
+    assert meta["params"]["utility"]["metric"] == "neg_log_loss"
+    assert meta["input"]["n_valid"] == 20 and meta["categories"]["validation"] == 0
+
+
+def test_unknown_method_lists_the_choices(tmp_path, csv):
+    proc = _cli("value", csv, "--label", "target", "--method", "shapely", "--out",
+                tmp_path / "v.csv", check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "unknown method 'shapely'" in lines[0] and "tmc" in lines[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "v.csv").exists()
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_values(tmp_path, csv):
+    args = ["value", csv, "--label", "target", "--id-column", "rid", "--method", "banzhaf",
+            "--budget", "2400", "--batch", "16", "--seed", "7", "--quiet"]
+    _cli(*args, "--out", tmp_path / "straight.csv")
+    job, out = tmp_path / "job", tmp_path / "resumed.csv"
+    command = VALUATE + [str(a) for a in args] + ["--out", str(out), "--job-dir", str(job)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = job / "checkpoint.npz"
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # a few more checkpoints: kill between or during their writes
+    proc.kill()  # SIGKILL
+    assert proc.wait() == -signal.SIGKILL, "the job ended before it could be killed"
+    assert checkpoint.exists() and not out.exists()
+    _cli(*command[len(VALUATE):])
+    straight, resumed = pd.read_csv(tmp_path / "straight.csv"), pd.read_csv(out)
+    pd.testing.assert_frame_equal(straight, resumed)  # bit for bit
+    meta = _sidecar(out)
+    assert meta["extra"]["resumed"] is True
+    assert meta["extra"]["evaluations"] == _sidecar(tmp_path / "straight.csv")["extra"][
+        "evaluations"] == 2400

@@ -32,7 +32,7 @@ def _value(args) -> int:
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
                       model=args.model, metric=args.metric, id_column=args.id_column,
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
-                      budget=args.budget, job_dir=args.job_dir, progress=not args.quiet, z=args.z)
+                      budget=args.budget, batch=args.batch, job_dir=args.job_dir, progress=not args.quiet, z=args.z)
     if not args.quiet:
         c = sidecar["categories"]
         print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--budget", type=int,
                        help="utility evaluations (models trained) to spend; method default "
                             "if omitted")
+    value.add_argument("--batch", type=int,
+                       help="Monte Carlo draws per update, i.e. between checkpoints (method "
+                            "default if omitted); the budget is spent in whole updates")
     value.add_argument("--job-dir", help="folder for checkpoints; rerun the same command "
                                          "to resume an interrupted job")
     value.add_argument("--z", type=float, default=Z,

@@ -13,12 +13,14 @@ writes the values an uninterrupted run gives.
 
 from __future__ import annotations
 
+import os
 import time
 
 from valuation import Dataset, ValuationError, load, logistic_regression, mlp
 from valuation.data import read_table
+from valuation.shapley.stopping import max_evaluations
 
-from .table import Z, check_output, values_frame, write_table
+from .table import Z, check_output, reference_point, values_frame, write_table
 
 __all__ = ["MODELS", "run_job"]
 
@@ -52,6 +54,7 @@ def run_job(
     valid_fraction: float = 0.2,
     seed: int = 0,
     budget: int | None = None,
+    batch: int | None = None,
     job_dir: str | None = None,
     progress: bool = True,
     z: float = Z,
@@ -64,6 +67,16 @@ def run_job(
     check_output(out)
     if model not in MODELS:
         raise ValuationError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    from valuation.api import (  # the value families load after cheap checks
+        METHODS,
+        value,
+    )
+
+    if method not in METHODS:
+        raise ValuationError(f"unknown method {method!r}; choose one of "
+                             f"{', '.join(sorted(METHODS))}")
+    if budget is not None and budget < 1:
+        raise ValuationError(f"--budget {budget} must be a positive number of evaluations")
     start = time.perf_counter()
     data = _read(data_path, label, id_column)
     train, valid_set = _split(data, valid, valid_fraction, label=label, id_column=id_column,
@@ -71,13 +84,18 @@ def run_job(
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
     loaded = time.perf_counter()
-    from valuation.api import value  # the value families load on demand, after input checks
-
-    result = value((train, valid_set), MODELS[model](train.n_classes), method=method,
-                   metric=metric, budget=budget, seed=seed, job_dir=job_dir,
-                   progress=progress)
+    checkpoint = None
+    if job_dir is not None:
+        os.makedirs(job_dir, exist_ok=True)
+        checkpoint = os.path.join(job_dir, "checkpoint.npz")
+    result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
+                   stop=None if budget is None else max_evaluations(budget), seed=seed,
+                   progress=progress, checkpoint=checkpoint,
+                   utility_options={"metric": metric},
+                   **({} if batch is None else {"batch": batch}))
     valued = time.perf_counter()
-    frame = values_frame(result, data.ids, z=z)
+    reference = reference_point(result.method, train.n_classes)
+    frame = values_frame(result, data.ids, z=z, reference=reference)
     counts = frame["category"].value_counts()
     sidecar = {
         **result.metadata(),
@@ -85,8 +103,9 @@ def run_job(
                   "valid_fraction": None if valid else valid_fraction, "rows": data.n,
                   "n_train": train.n, "n_valid": valid_set.n},
         "model": model,
-        "categories": {"z": z, "rule": "harmful: value + z*stderr < 0; useful: value - "
-                       "z*stderr > 0; useless: otherwise; validation: held-out rows",
+        "categories": {"z": z, "reference": reference,
+                       "rule": "harmful: value + z*stderr < reference; useful: value - "
+                       "z*stderr > reference; useless: otherwise; validation: held-out rows",
                        **{c: int(counts.get(c, 0)) for c in ("harmful", "useless", "useful",
                                                              "validation")}},
         "timings": {"load_s": loaded - start, "value_s": valued - loaded},

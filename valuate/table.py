@@ -6,10 +6,15 @@ samples only, in training order) and the user's file (every input row, in input 
 Categories come from the standard errors, with `z` standard errors on each side (default
 1.96, a two-sided 95 % normal interval):
 
-* harmful: `value + z * stderr < 0`, the value is reliably below zero;
-* useful: `value - z * stderr > 0`, reliably above zero;
-* useless: the interval contains zero, the value cannot be told apart from zero;
+* harmful: `value + z * stderr < reference`, the value is reliably below the reference;
+* useful: `value - z * stderr > reference`, reliably above it;
+* useless: the interval contains the reference, the value cannot be told apart from it;
 * validation: the row was held out as validation data and has no value.
+
+The reference is 0, the "no contribution" point of marginal-contribution values (Shapley,
+Banzhaf, leave-one-out, KNN-Shapley, influence) and of margins (dynamics). Data-OOB values
+are out-of-bag scores in [0, 1] rather than contributions; for them the reference is the
+chance score `1 / n_classes` (see `reference_point`).
 
 Exact methods report `stderr = 0`, so for them the sign of the value alone decides, and only
 a value of exactly zero is "useless". A sample with fewer than two updates has an infinite
@@ -29,22 +34,29 @@ import pandas as pd
 from valuation import ValuationError, ValuationResult
 from valuation.results import atomic_write
 
-__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "values_frame", "write_table"]
+__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "reference_point", "values_frame", "write_table"]
 
 Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
 
 
-def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z) -> np.ndarray:
+def reference_point(method: str, n_classes: int) -> float:
+    """The value that separates harmful from useful samples for a method (see above)."""
+    return 1.0 / n_classes if method == "data_oob" else 0.0
+
+
+def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z,
+               reference: float = 0.0) -> np.ndarray:
     """"harmful" / "useless" / "useful" per sample from `value +/- z * stderr` (see above)."""
     values, stderr = np.asarray(values, float), np.asarray(stderr, float)
     out = np.full(values.shape, "useless", dtype=object)
-    out[values + z * stderr < 0] = "harmful"
-    out[values - z * stderr > 0] = "useful"
+    out[values + z * stderr < reference] = "harmful"
+    out[values - z * stderr > reference] = "useful"
     return out
 
 
-def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z) -> pd.DataFrame:
+def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z,
+                 reference: float = 0.0) -> pd.DataFrame:
     """The output table: one row per input id, in input order.
 
     Columns: id, value, stderr, count, rank (1 = most valuable among the valued rows),
@@ -52,7 +64,7 @@ def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z
     NaN, count 0, no rank and category "validation".
     """
     frame = result.to_dataframe()
-    frame["category"] = categorize(result.values, result.stderr, z=z)
+    frame["category"] = categorize(result.values, result.stderr, z=z, reference=reference)
     frame = frame.set_index("id").reindex(pd.Index(input_ids, name="id"))
     held_out = frame["category"].isna().to_numpy()
     frame.loc[held_out, "category"] = "validation"
