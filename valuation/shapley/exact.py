@@ -41,11 +41,13 @@ def exact_semivalue(utility, weights: Weights, *, n: int | None = None, key=None
     codes = np.arange(2**n)
     masks = (codes[:, None] >> np.arange(n)) & 1
     scores = np.asarray(utility(masks.astype(np.float32), key=key), np.float64)
-    w = np.exp(weights.log_weight(n))[masks.sum(axis=1)]  # weight of each coalition's size
+    w = np.exp(weights.log_weight(n))  # (n,): weight of one coalition of size k
+    sizes = masks.sum(axis=1)
     values = np.empty(n)
     for i in range(n):
         without = codes[masks[:, i] == 0]
-        values[i] = np.sum(w[without] * (scores[without | (1 << i)] - scores[without]))
+        marginals = scores[without | (1 << i)] - scores[without]
+        values[i] = np.sum(w[sizes[without]] * marginals)
     return Estimate(values, np.zeros(n), np.full(n, 2 ** (n - 1), np.int64))
 
 

@@ -163,7 +163,7 @@ class _RankStable(Rule):
     min_updates: int
 
     def _corr(self, p):
-        if p.previous is None or p.estimate.counts.min(initial=0) < self.min_updates:
+        if p.previous is None or np.any(p.estimate.counts < self.min_updates):
             return 0.0
         a, b = _ranks(p.estimate.values), _ranks(p.previous.values)
         if a.std() == 0 or b.std() == 0:
