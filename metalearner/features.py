@@ -44,11 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from valuation import Dataset, Model, ValuationError, align_classes
+from valuation import Dataset, Model, Utility, ValuationError, align_classes
 from valuation.data import from_arrays
-from valuation.dynamics import FEATURE_COLUMNS, features_for_new_samples
+from valuation.dynamics import FEATURE_COLUMNS, features_for_new_samples, record
 
-__all__ = ["FeatureMap", "make_features", "GROUPS", "MODEL_AGNOSTIC"]
+__all__ = ["FeatureMap", "make_features", "features_for_utility", "GROUPS", "MODEL_AGNOSTIC"]
 
 GROUPS = ("model", "gradient", "neighbours", "label", "dynamics")
 MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "dynamics")
@@ -217,6 +217,39 @@ def make_features(
     return FeatureMap(model=model, params=params, arrays=arrays,
                       checkpoints=checkpoints if "dynamics" in groups else None,
                       n_classes=n_classes, k=int(k), groups=groups)
+
+
+def features_for_utility(
+    utility: Utility,
+    *,
+    key: jax.Array,
+    k: int = 10,
+    groups: Sequence[str] = GROUPS,
+    epochs: int = 30,
+    params: Params | None = None,
+    checkpoints: Params | None = None,
+) -> FeatureMap:
+    """`make_features` for the target model, training and validation sets of a `Utility`.
+
+    Args:
+      utility: the target model with its training set (the reference pool) and validation
+        set.
+      key: seeds the recorded training run behind the "dynamics" features.
+      k, groups: as in `make_features`.
+      epochs: recorded epochs for "dynamics" (`valuation.dynamics.record` with the utility's
+        `l2`, 10 full-batch Adam steps per epoch).
+      params: the target's trained parameters; default: trained on all of `utility.train`
+        with the utility's own solver and settings (`utility.fit`).
+      checkpoints: recorded checkpoints for "dynamics"; default: recorded here.
+    """
+    if params is None:
+        params = jax.tree_util.tree_map(lambda a: a[0],
+                                        utility.fit(np.ones((1, utility.n), np.float32)))
+    if "dynamics" in groups and checkpoints is None:
+        checkpoints, _ = record(utility.model, utility.train, key=key, epochs=epochs,
+                                l2=utility.l2, valid=utility.valid)
+    return make_features(utility.model, params, utility.train, utility.valid, k=k,
+                         groups=groups, checkpoints=checkpoints)
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:

@@ -34,10 +34,9 @@ import numpy as np
 import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
-from valuation.dynamics import record
 from valuation.results import atomic_write, package_versions
 
-from .features import GROUPS, FeatureMap, make_features
+from .features import GROUPS, FeatureMap, features_for_utility
 from .model import EnsembleFit, fit_ensemble, predict_members
 
 __all__ = ["MetaValuator", "TARGETS"]
@@ -142,7 +141,7 @@ class MetaValuator:
             all of `utility.train` with the utility's own solver and settings.
           checkpoints: for the "dynamics" features, the checkpoints of
             `valuation.dynamics.record(utility.model, utility.train, valid=utility.valid)`;
-            default: record `epochs` epochs with the key `fold_in(PRNGKey(seed), 1)`.
+            default: record `epochs` epochs (key: the first half of `split(PRNGKey(seed))`).
 
         Returns:
           A fitted copy of this `MetaValuator`.
@@ -159,19 +158,14 @@ class MetaValuator:
         v = np.asarray(values.values, np.float64)
         if not np.all(np.isfinite(v)):
             raise ValuationError("some values are NaN or infinite; drop those samples")
-        if params is None:
-            params = jax.tree_util.tree_map(lambda a: a[0], utility.fit(np.ones((1, train.n))))
-        if "dynamics" in self.groups and checkpoints is None:
-            key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 1)
-            checkpoints, _ = record(utility.model, train, key=key, epochs=self.epochs,
-                                    l2=utility.l2, valid=utility.valid)
-        fmap = make_features(utility.model, params, train, utility.valid, k=self.k,
-                             groups=self.groups, checkpoints=checkpoints)
+        k_record, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
+        fmap = features_for_utility(utility, key=k_record, k=self.k, groups=self.groups,
+                                    epochs=self.epochs, params=params, checkpoints=checkpoints)
         feats = _finite(fmap(train.subset(position)), fmap.names)
         mean, std = feats.mean(0), feats.std(0)
         std = np.where(std > 1e-8, std, 1.0)
         t, t_mean, t_std = self._encode(v)
-        ensemble = fit_ensemble((feats - mean) / std, t, key=jax.random.PRNGKey(self.seed),
+        ensemble = fit_ensemble((feats - mean) / std, t, key=k_fit,
                                 members=self.members, hidden=self.hidden, steps=self.steps,
                                 learning_rate=self.learning_rate,
                                 weight_decay=self.weight_decay, holdout=self.holdout)
