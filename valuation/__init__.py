@@ -5,6 +5,7 @@ utility engine `utility.make_utility` train a target model on many subsets at on
 families turn that into a `ValuationResult` (higher = more valuable).
 """
 
+from .api import value as value
 from .bundled import load_bundled as load_bundled
 from .bundled import make_classification as make_classification
 from .data import Dataset as Dataset

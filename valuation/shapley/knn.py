@@ -9,7 +9,7 @@ member of S. Sorting the N training points by distance to x (a_1 nearest), its S
 values are (Jia et al., "Efficient Task-Specific Data Valuation for Nearest Neighbor
 Algorithms", VLDB 2019, Theorem 1):
 
-    s_{a_N} = 1[y_{a_N} = y] / N
+    s_{a_N} = 1[y_{a_N} = y] / N          (for K > N: 1[y_{a_N} = y] / K)
     s_{a_i} = s_{a_{i+1}} + (1[y_{a_i} = y] - 1[y_{a_{i+1}} = y]) / K * min(K, i) / i
 
 which is a reversed cumulative sum. The value over a validation set is the mean over its
@@ -45,7 +45,8 @@ def _chunk_sum(xt, yt, sq_t, xv, yv, keep, *, k):
     step = (match[:, :-1] - match[:, 1:]) / k * jnp.minimum(k, i) / i  # (c, N-1)
     tail = jnp.cumsum(step[:, ::-1], axis=1)[:, ::-1]
     s_sorted = jnp.concatenate([tail, jnp.zeros_like(tail[:, :1])], axis=1)
-    s_sorted = s_sorted + match[:, -1:] / n
+    # farthest point: it counts only when fewer than K others are present (P = min(K, N)/N)
+    s_sorted = s_sorted + match[:, -1:] * (min(k, n) / (n * k))
     rows = jnp.arange(order.shape[0])[:, None]
     values = jnp.zeros_like(s_sorted).at[rows, order].set(s_sorted)
     return jnp.sum(keep[:, None] * values, axis=0)
