@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import valuation as va
-from valuation.influence import per_sample_grads, tracin, trak
+from influence_setup import L2, logreg  # noqa: F401
+
+from valuation.influence import influence, per_sample_grads, tracin, trak
 
 
 def hand_grads(params, x, y):
@@ -65,18 +67,29 @@ def test_trak_seed_and_projection_dimension(blobs, tmp_path):
     params = va.fit(model, xt, yt, jnp.ones(train.n), key=jax.random.PRNGKey(0), steps=200,
                     l2=0.1)
     key = jax.random.PRNGKey(3)
-    exact = trak(model, params, train, valid, key=key, dim=None).values
-    a = trak(model, params, train, valid, key=key, dim=16)
-    b, matrix = trak(model, params, train, valid, key=key, dim=16, return_matrix=True,
+    exact = trak(model, params, train, valid, key=key, dim=None, l2=0.1).values
+    a = trak(model, params, train, valid, key=key, l2=0.1, dim=16)
+    b, matrix = trak(model, params, train, valid, key=key, l2=0.1, dim=16, return_matrix=True,
                      matrix_path=tmp_path / "scores.npy")
     np.testing.assert_array_equal(a.values, b.values)  # same key, same values
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy").mean(axis=1), a.values,
                                rtol=1e-5, atol=1e-9)
     assert matrix.shape == (train.n, valid.n)
-    other = trak(model, params, train, valid, key=jax.random.PRNGKey(4), dim=16).values
+    other = trak(model, params, train, valid, key=jax.random.PRNGKey(4), l2=0.1, dim=16).values
     assert not np.allclose(other, a.values)
     # Larger k: closer to the unprojected estimate (mean correlation over 3 keys per k).
     corr = [np.mean([np.corrcoef(trak(model, params, train, valid, key=jax.random.PRNGKey(s),
-                                      dim=k, valid_blocks=8).values, exact)[0, 1]
+                                      l2=0.1, dim=k, valid_blocks=8).values, exact)[0, 1]
                      for s in range(3)]) for k in (8, 64, 512)]
     assert corr[0] < corr[1] < corr[2] and corr[2] > 0.9, corr
+
+
+def test_unprojected_trak_is_the_influence_function_for_a_linear_model(logreg):
+    """Gauss-Newton = Hessian for logistic regression, so P = I gives exact influence."""
+    model, params, train, valid = logreg
+    ref = influence(model, params, train, valid, method="exact", l2=L2, valid_blocks=10)
+    r = trak(model, params, train, valid, key=jax.random.PRNGKey(0), dim=None, l2=L2,
+             valid_blocks=10)
+    scale = np.abs(ref.values).max()
+    np.testing.assert_allclose(r.values, ref.values, atol=1e-3 * scale)
+    np.testing.assert_allclose(r.stderr, ref.stderr, atol=1e-3 * scale)

@@ -212,7 +212,7 @@ def influence(
         return tracin(model, checkpoints, train, valid, learning_rates=learning_rates,
                       **shared)
     if method == "trak":
-        return trak(model, params, train, valid, key=key, **options, **shared)
+        return trak(model, params, train, valid, key=key, l2=l2, **options, **shared)
     try:
         solver = SOLVERS[method](**options)
     except TypeError as err:

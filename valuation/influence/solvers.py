@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import ValuationError
 from .hvp import HVP, hessian, lanczos
 
-__all__ = ["Curvature", "Inverse", "Solver", "dense", "cg", "lissa", "lowrank", "SOLVERS"]
+__all__ = ["Curvature", "Inverse", "Solver", "auto_damping", "dense", "cg", "lissa", "lowrank", "SOLVERS"]
 
 
 class Curvature(NamedTuple):
@@ -65,7 +65,8 @@ class Inverse(NamedTuple):
 Solver = Callable[..., Inverse]
 
 
-def _auto_damping(damping, lmin: float, lmax: float, rcond: float) -> float:
+def auto_damping(damping, lmin: float, lmax: float, rcond: float) -> float:
+    """The damping to use: `damping` checked, or the spectral rule of the module docstring."""
     if damping != "auto":
         if not (isinstance(damping, (int, float)) and damping >= 0 and math.isfinite(damping)):
             raise ValuationError(f"damping must be 'auto' or a number >= 0, got {damping!r}")
@@ -90,7 +91,7 @@ def dense(*, damping: float | str = "auto", rcond: float = 1e-4) -> Solver:
         del key
         evals, evecs = jnp.linalg.eigh(hessian(curv.hvp, curv.dim))
         lmin, lmax = float(evals[0]), float(evals[-1])
-        delta = _auto_damping(damping, lmin, lmax, rcond)
+        delta = auto_damping(damping, lmin, lmax, rcond)
         if lmin + delta <= 0:
             raise ValuationError(
                 f"the Hessian plus damping is not positive definite (smallest eigenvalue "
@@ -136,9 +137,9 @@ def cg(*, damping: float | str = "auto", tol: float = 1e-5, maxiter: int = 500,
         if damping == "auto":
             lmin, lmax = _spectrum(curv, spectrum_steps, key)
             info.update(lambda_min=lmin, lambda_max=lmax)
-            delta = _auto_damping(damping, lmin, lmax, rcond)
+            delta = auto_damping(damping, lmin, lmax, rcond)
         else:
-            delta = _auto_damping(damping, 0.0, 0.0, rcond)
+            delta = auto_damping(damping, 0.0, 0.0, rcond)
         info["damping"] = delta
         solve = jax.jit(functools.partial(_block_cg, curv.hvp, delta, tol, maxiter))
 
@@ -236,7 +237,7 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
             raise ValuationError("stochastic LiSSA needs mini-batch HVPs; pass batch_size=None")
         k_spec, k_iter = jax.random.split(key)
         lmin, lmax = _spectrum(curv, spectrum_steps, k_spec)
-        delta = _auto_damping(damping, lmin, lmax, rcond)
+        delta = auto_damping(damping, lmin, lmax, rcond)
         s = scale if scale is not None else 1.1 * (lmax + delta)
         if damping == "auto":
             delta = max(delta, s * math.log(1.0 / tol) / depth - lmin)
@@ -298,7 +299,7 @@ def lowrank(*, rank: int = 64, damping: float | str = "auto", steps: int | None 
         k = min(curv.dim, steps or 2 * r)
         evals, evecs = lanczos(curv.hvp, curv.dim, k, key=key)
         lmin, lmax = float(evals[0]), float(evals[-1])
-        delta = _auto_damping(damping, lmin, lmax, rcond)
+        delta = auto_damping(damping, lmin, lmax, rcond)
         keep = np.argsort(-np.abs(np.asarray(evals)))[:r]
         lam, u = evals[keep], evecs[:, keep]
         if float(jnp.min(lam)) + delta <= 0:
