@@ -12,6 +12,7 @@ from experiments.noisy_labels import detection_auroc
 from valuation.dynamics import (
     aum_threshold_values,
     data_map_plot,
+    dynamics_from_utility,
     dynamics_values,
     features_for_new_samples,
     record,
@@ -129,3 +130,17 @@ def test_data_map_plot_returns_a_figure(recorded, noisy_blobs):
     assert fig.axes[0].get_xlabel() == "variability"
     with pytest.raises(va.ValuationError, match="mask"):
         data_map_plot(frame, mask=np.ones(3, bool))
+
+
+def test_dynamics_from_utility_plugs_into_the_value_registry(noisy_blobs, monkeypatch):
+    from valuation import api
+
+    noisy, valid, _ = noisy_blobs
+    monkeypatch.setitem(api.METHODS, "dynamics",
+                        api.Method(dynamics_from_utility, needs_valid=False))
+    r = api.value(noisy, method="dynamics", valid=valid, seed=2, progress=False,
+                  signal="alignment", epochs=4, seeds=2)
+    direct = dynamics_values(va.logistic_regression(2), noisy, valid, signal="alignment",
+                             key=2, epochs=4, seeds=2)
+    assert r.method == "dynamics_alignment" and "utility" in r.params
+    np.testing.assert_array_equal(r.values, direct.values)

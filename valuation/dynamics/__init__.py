@@ -17,5 +17,6 @@ from .record import trajectory as trajectory
 from .record import with_extra_class as with_extra_class
 from .values import SIGNAL_NAMES as SIGNAL_NAMES
 from .values import aum_threshold_values as aum_threshold_values
+from .values import dynamics_from_utility as dynamics_from_utility
 from .values import dynamics_values as dynamics_values
 from .values import signal_values as signal_values

@@ -3,11 +3,13 @@
 Where it sits: the top of the dynamics family. `dynamics_values` trains the target model once
 (per seed), records the trajectories and returns one signal as values, higher = more valuable,
 with the standard error over seeds; `signal_values` turns an existing `Trace` into any signal
-without retraining; `aum_threshold_values` runs the threshold-sample experiment of AUM.
+without retraining; `aum_threshold_values` runs the threshold-sample experiment of AUM; `dynamics_from_utility`
+has the signature of a `valuation.api.METHODS` entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -21,7 +23,8 @@ from ..results import ValuationResult
 from . import signals as sg
 from .record import Trace, record, train_checkpoints, trajectory, with_extra_class
 
-__all__ = ["SIGNAL_NAMES", "aum_threshold_values", "dynamics_values", "signal_values"]
+__all__ = ["SIGNAL_NAMES", "aum_threshold_values", "dynamics_from_utility", "dynamics_values",
+           "signal_values"]
 
 SIGNAL_NAMES = tuple(sg.SIGNALS) + ("aum_threshold",)
 """Every `signal` that `dynamics_values` accepts."""
@@ -141,6 +144,36 @@ def dynamics_values(
               "batch_size": batch_size, "l2": l2}
     return signal_values(trace, train.ids, signal, early_epoch=early_epoch, params=params,
                          seed=seed)
+
+
+def dynamics_from_utility(
+    utility: Any,
+    *,
+    seed: int,
+    stop: Any = None,
+    progress: bool = False,
+    checkpoint: Any = None,
+    checkpoint_every: int = 1,
+    signal: str = "aum",
+    epochs: int = 30,
+    steps_per_epoch: int | None = None,
+    seeds: int = 3,
+    early_epoch: int | None = None,
+) -> ValuationResult:
+    """`dynamics_values` for a `utility.Utility`, as a `valuation.api.METHODS` entry.
+
+    Trains `utility.model` on `utility.train` with the utility's optimizer, `l2` and
+    `batch_size`; "alignment" uses `utility.valid`. One training run per seed, no Monte Carlo
+    sampling: `stop`, `progress`, `checkpoint` and `checkpoint_every` are accepted and unused.
+    Register it with `METHODS["dynamics"] = Method(dynamics_from_utility, needs_valid=False)`.
+    """
+    del stop, progress, checkpoint, checkpoint_every
+    result = dynamics_values(utility.model, utility.train, utility.valid, signal=signal,
+                             key=seed, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                             batch_size=utility.batch_size, optimizer=utility.optimizer,
+                             l2=utility.l2, seeds=seeds, early_epoch=early_epoch)
+    return dataclasses.replace(result, params={**result.params,
+                                               "utility": utility.describe()})
 
 
 def aum_threshold_values(
