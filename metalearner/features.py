@@ -120,8 +120,9 @@ class FeatureMap:
                 f"{self.n_classes}; re-code them onto the training set's class list "
                 "(valuation.align_classes(train, samples))")
         self_index = pd.Index(self.arrays["ref_ids"]).get_indexer(np.asarray(data.ids))
+        static = tuple(g for g in self.groups if g != "dynamics")
         out = []
-        for start in range(0, data.n, _ROWS):
+        for start in range(0, data.n, _ROWS) if static else ():
             x = data.x[start:start + _ROWS]
             y = data.y[start:start + _ROWS]
             own = self_index[start:start + _ROWS]
@@ -130,15 +131,12 @@ class FeatureMap:
             x = np.pad(x, ((0, pad), (0, 0)))
             y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
             cols = _features(self.model, self.params, self._device_arrays, x, y, own,
-                             n_classes=self.n_classes, k=self.k,
-                             groups=tuple(g for g in self.groups if g != "dynamics"))
+                             n_classes=self.n_classes, k=self.k, groups=static)
             out.append(np.asarray(cols)[:size])
-        if not out:
-            return np.zeros((0, self.width), np.float32)
-        out = np.concatenate(out)
-        if "dynamics" in self.groups:  # the last group (groups follow the order of GROUPS)
+        out = np.concatenate(out) if out else np.zeros((data.n, 0), np.float32)
+        if "dynamics" in self.groups and data.n:  # last: groups follow the order of GROUPS
             out = np.concatenate([out, self._dynamics(data)], axis=1)
-        return out.astype(np.float32)
+        return out.astype(np.float32).reshape(data.n, self.width)
 
     def _dynamics(self, data: Dataset) -> np.ndarray:
         """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`."""
