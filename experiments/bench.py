@@ -51,7 +51,9 @@ class Preset:
     Attributes:
       tasks: task names (see `experiments.tasks.TASKS`).
       methods: method names of `valuation.api.value`, plus "random".
-      budget: utility evaluations per Monte Carlo method.
+      budget: utility evaluations per Monte Carlo method (spent in whole batches).
+      metric: validation score of the utility ("neg_log_loss": smoother than accuracy, so
+        small retraining differences such as leave-one-out's register).
       reference: method of the reference run for rank correlation.
       reference_budget: its budget.
       fractions: removal / addition fractions.
@@ -61,6 +63,7 @@ class Preset:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     budget: int
+    metric: str
     reference: str
     reference_budget: int
     fractions: tuple[float, ...]
@@ -68,23 +71,25 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(tasks=("wine", "breast_cancer"),
+    "quick": Preset(tasks=("breast_cancer",),
                     methods=("random", "loo", "oob", "banzhaf", "knn"),
-                    budget=400, reference="banzhaf", reference_budget=1200,
+                    budget=512, metric="neg_log_loss", reference="banzhaf",
+                    reference_budget=2048,
                     fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
     "full": Preset(tasks=("wine", "breast_cancer", "digits", "synthetic_1k", "synthetic_10k"),
                    methods=("random", "loo", "tmc", "beta", "banzhaf", "oob", "knn"),
-                   budget=5000, reference="tmc", reference_budget=20000,
+                   budget=5000, metric="neg_log_loss", reference="tmc",
+                   reference_budget=20000,
                    fractions=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), n_random=5),
 }
 
 
-def _value(task: Task, method: str, *, budget: int, seed: int) -> np.ndarray:
+def _value(task: Task, method: str, *, budget: int, metric: str, seed: int) -> np.ndarray:
     """Values of the task's training samples, in training order."""
     if method == "random":
         return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,)))
     return value(task.train, method=method, valid=task.valid, seed=seed, progress=False,
-                 stop=max_evaluations(budget)).values
+                 stop=max_evaluations(budget), utility_options={"metric": metric}).values
 
 
 def _rows(task: str, method: str, measures: dict[str, float]) -> list[dict]:
@@ -94,14 +99,18 @@ def _rows(task: str, method: str, measures: dict[str, float]) -> list[dict]:
 
 def _bench_task(task: Task, preset: Preset, methods, seed: int, echo) -> tuple[list, dict]:
     """Tidy rows and {method: values} for one task."""
+    # One chunk holds every curve point of a method: one compile, no padding.
+    points = 2 * (2 + preset.n_random) * len(preset.fractions)
     test_utility = make_utility(logistic_regression(task.train.n_classes), task.train,
-                                task.test)
+                                task.test, chunk=points)
     # The reference run uses a seed of its own stream, never seed + 1.
     ref_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    reference = _value(task, preset.reference, budget=preset.reference_budget, seed=ref_seed)
+    reference = _value(task, preset.reference, budget=preset.reference_budget,
+                       metric=preset.metric, seed=ref_seed)
     rows, values_by_method = [], {}
     for method in methods:
-        values, cost = measure(_value, task, method, budget=preset.budget, seed=seed)
+        values, cost = measure(_value, task, method, budget=preset.budget,
+                               metric=preset.metric, seed=seed)
         frame = curves(values, test_utility, fractions=preset.fractions,
                        n_random=preset.n_random, seed=seed)
         scalars = {"f1": detection_f1(values, task.noisy),
@@ -137,7 +146,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 def _markdown(summary: pd.DataFrame, preset_name: str, preset: Preset, seed: int) -> str:
     cols = list(summary.columns)
     lines = [f"# valuate bench ({preset_name} preset, seed {seed})", "",
-             (f"Budget {preset.budget} utility evaluations per Monte Carlo method; reference "
+             (f"Budget {preset.budget} utility evaluations per Monte Carlo method, validation "
+              f"metric {preset.metric}; reference "
               f"run: {preset.reference} at {preset.reference_budget}. F1 / AUROC: lowest "
               "values flag the flipped labels. removal_* / addition_*: mean test accuracy "
               "along the curve (lower removal_high_first and higher removal_low_first = "
