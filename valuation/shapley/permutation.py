@@ -48,7 +48,16 @@ class PermutationState(NamedTuple):
 
 
 def _score(utility, masks, keys):
-    return np.asarray(utility(np.asarray(masks, np.float32), key=keys), np.float64)
+    """Scores of `masks` `(B, n)`; padded to a whole number of the engine's chunks so that
+    every call reuses one compiled shape (the padding rows are discarded)."""
+    masks, keys = np.asarray(masks, np.float32), np.asarray(keys)
+    rows = masks.shape[0]
+    chunk = getattr(utility, "chunk", None)
+    if chunk is not None and rows % chunk:
+        pad = chunk - rows % chunk
+        masks = np.concatenate([masks, np.repeat(masks[:1], pad, axis=0)])
+        keys = np.concatenate([keys, np.repeat(keys[:1], pad, axis=0)])
+    return np.asarray(utility(masks, key=keys), np.float64)[:rows]
 
 
 def permutation_semivalue(
@@ -103,26 +112,31 @@ def permutation_semivalue(
             orders = np.asarray(permutations(keys, n))
             train_keys = np.asarray(keys)
         train_keys = np.asarray(jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, 1))
-        evaluations = 0
+        # U(empty) and U(N) are scored once per run, with the first block of prefixes.
         ends = state.ends
-        if np.isnan(ends).any():
-            ends = _score(utility, np.stack([np.zeros(n), np.ones(n)]),
-                          np.repeat(train_keys[:1], 2, axis=0))
-            evaluations += 2
-        u_empty, u_full = ends
+        extra = 2 if np.isnan(ends).any() else 0
+        evaluations = extra
         rank = np.argsort(orders, axis=1)  # rank[p, i]: position of sample i in order p
         scores = np.full((b, n + 1), np.nan)
-        scores[:, 0] = u_empty
         cut = np.full(b, n)  # last position whose marginal counts
         alive = np.ones(b, bool)
         t0 = 0
         while t0 < n and alive.any():
             live = np.flatnonzero(alive)
-            size = int(block or max(1, getattr(utility, "chunk", 8 * n) // live.size))
+            room = getattr(utility, "chunk", 8 * n) - extra
+            size = int(block or max(1, room // live.size))
             ts = np.arange(t0 + 1, min(t0 + size, n) + 1)
             t0 = ts[-1]
-            masks = rank[live][:, None, :] < ts[None, :, None]
-            s = _score(utility, masks.reshape(-1, n), np.repeat(train_keys[live], len(ts), 0))
+            masks = (rank[live][:, None, :] < ts[None, :, None]).reshape(-1, n)
+            keys_ = np.repeat(train_keys[live], len(ts), axis=0)
+            if extra:
+                masks = np.concatenate([np.zeros((1, n)), np.ones((1, n)), masks])
+                keys_ = np.concatenate([np.repeat(train_keys[:1], 2, axis=0), keys_])
+            s = _score(utility, masks, keys_)
+            if extra:
+                ends, s, extra = s[:2], s[2:], 0
+            u_empty, u_full = ends
+            scores[:, 0] = u_empty
             s = s.reshape(live.size, len(ts))
             scores[live[:, None], ts[None, :]] = s
             evaluations += s.size
