@@ -63,7 +63,7 @@ def _digits(quick: bool):
     methods = {
         "exact": {},
         "cg": {},
-        "lissa": {"depth": 1000},
+        "lissa": {"depth": 1000, "valid_blocks": 16},
         "lowrank": {"rank": 64},
         "tracin": {"checkpoints": ckpts, "learning_rates": 0.5 * 40},
         "trak": {"dim": 256},

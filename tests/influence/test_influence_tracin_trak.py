@@ -84,6 +84,7 @@ def test_trak_seed_and_projection_dimension(blobs, tmp_path):
     assert corr[0] < corr[1] < corr[2] and corr[2] > 0.9, corr
 
 
+@pytest.mark.slow
 def test_unprojected_trak_is_the_influence_function_for_a_linear_model(logreg):
     """Gauss-Newton = Hessian for logistic regression, so P = I gives exact influence."""
     model, params, train, valid = logreg

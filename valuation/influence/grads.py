@@ -90,15 +90,18 @@ def sample_losses(model: Model, flat: Flat, theta: jax.Array, x: jax.Array,
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
 
-def mean_objective(model: Model, flat: Flat, l2: float, x: jax.Array,
-                   y: jax.Array) -> Callable[[jax.Array], jax.Array]:
-    """`theta -> J(theta)`, the training objective at weight 1 on every sample.
+def mean_objective(model: Model, flat: Flat, l2: float) -> Callable[..., jax.Array]:
+    """`(theta, x, y) -> J(theta)`, the training objective at weight 1 on every sample.
 
     `J = (sum_i ce_i + l2/2 ||W||^2) / n` exactly as in `training.weighted_objective`, so its
     Hessian is the curvature of the objective the model was trained on.
     """
-    ones = jnp.ones(x.shape[0], x.dtype)
-    return lambda theta: weighted_objective(model, flat.params(theta), x, y, ones, l2)
+
+    def objective(theta, x, y):
+        ones = jnp.ones(x.shape[0], x.dtype)
+        return weighted_objective(model, flat.params(theta), x, y, ones, l2)
+
+    return objective
 
 
 def grad_chunk(model: Model, flat: Flat) -> Callable[[jax.Array, jax.Array, jax.Array],

@@ -7,6 +7,7 @@ Hessian with `m` column vectors at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -17,12 +18,13 @@ __all__ = ["hvp", "hessian", "lanczos", "HVP"]
 HVP = Callable[[jax.Array], jax.Array]
 
 
-def hvp(fun: Callable[[jax.Array], jax.Array], theta: jax.Array) -> HVP:
-    """`V -> H V` for the Hessian `H` of scalar `fun` at `theta`, V of shape `(p, m)`.
+def hvp(fun: Callable[..., jax.Array], theta: jax.Array, *args) -> HVP:
+    """`V -> H V` for the Hessian `H` of scalar `fun(theta, *args)` in `theta`, V `(p, m)`.
 
     Forward-over-reverse (`jvp` of `grad`): one forward-mode pass through the gradient, half
     the memory of reverse-over-reverse; vmapped over the `m` columns, so the primal gradient
-    computation is shared by all columns. Jitted.
+    computation is shared by all columns. Jitted with `theta` and `args` (e.g. the training
+    data) as arguments, not closed-over constants, so XLA does not constant-fold them.
 
     Example:
       >>> import jax.numpy as jnp
@@ -32,10 +34,14 @@ def hvp(fun: Callable[[jax.Array], jax.Array], theta: jax.Array) -> HVP:
     """
     grad = jax.grad(fun)
 
-    def one(v):
-        return jax.jvp(grad, (theta,), (v,))[1]
+    @jax.jit
+    def product(theta, args, v):
+        def one(u):
+            return jax.jvp(lambda t: grad(t, *args), (theta,), (u,))[1]
 
-    return jax.jit(jax.vmap(one, in_axes=1, out_axes=1))
+        return jax.vmap(one, in_axes=1, out_axes=1)(v)
+
+    return functools.partial(product, theta, args)
 
 
 def hessian(hvp_fn: HVP, dim: int, *, block: int = 256) -> jax.Array:

@@ -48,8 +48,8 @@ __all__ = ["trak"]
 Params = Any
 
 
-def _features(model: Model, flat: Flat, projection: jax.Array | None, n_classes: int):
-    """Jitted `(theta, x, y) -> (phi (c, k), fisher (k, k))` for one chunk.
+def _features(model: Model, flat: Flat, n_classes: int):
+    """Jitted `(theta, projection, x, y, weights) -> (phi (c, k), fisher (k, k))`, one chunk.
 
     `phi` are the projected gradients at the observed labels; `fisher` is the chunk's sum of
     `p_ic phi_ic phi_ic^T` over samples and classes. Padded rows must be masked by the caller
@@ -57,10 +57,10 @@ def _features(model: Model, flat: Flat, projection: jax.Array | None, n_classes:
     """
     grad_fn = grad_chunk(model, flat)
 
-    def project(g):
-        return g if projection is None else g @ projection
+    def run(theta, projection, x, y, weights):
+        def project(g):
+            return g if projection is None else g @ projection
 
-    def run(theta, x, y, weights):
         phi = project(grad_fn(theta, x, y))
         probs = jax.nn.softmax(model.apply(flat.params(theta), x), axis=-1) * weights[:, None]
         fisher = 0.0
@@ -134,11 +134,11 @@ def trak(
         if dim is not None:
             proj = jax.random.normal(jax.random.fold_in(key, s), (flat.dim, dim), jnp.float32)
             proj = proj / jnp.sqrt(jnp.float32(dim))
-        features = _features(model, flat, proj, train.n_classes)
+        features = _features(model, flat, train.n_classes)
         phi, kernel = [], 0.0
         for xc, yc, size in padded_chunks(xt, yt, c):
             mask = (jnp.arange(xc.shape[0]) < size).astype(jnp.float32)
-            f, k_c = features(flat.theta, xc, yc, mask)
+            f, k_c = features(flat.theta, proj, xc, yc, mask)
             phi.append(f[:size])
             kernel = kernel + k_c
         phi = jnp.concatenate(phi)  # (n, k)

@@ -65,17 +65,15 @@ def curvature(model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float
     """
     n = x.shape[0]
 
+    def batch_objective(theta, xb, yb):
+        w = jnp.full((xb.shape[0],), n / xb.shape[0], xb.dtype)
+        return weighted_objective(model, flat.params(theta), xb, yb, w, l2)
+
     def batch_hvp(key, v, size):
         idx = jax.random.choice(key, n, (size,), replace=False)
-        xb, yb = x[idx], y[idx]
-        w = jnp.full((size,), n / size, x.dtype)
+        return hvp(batch_objective, flat.theta, x[idx], y[idx])(v)
 
-        def obj(theta):
-            return weighted_objective(model, flat.params(theta), xb, yb, w, l2)
-
-        return hvp(obj, flat.theta)(v)
-
-    return Curvature(hvp(mean_objective(model, flat, l2, x, y), flat.theta), flat.dim,
+    return Curvature(hvp(mean_objective(model, flat, l2), flat.theta, x, y), flat.dim,
                      batch_hvp)
 
 
@@ -135,8 +133,8 @@ def influence_function(
     s = inverse.apply(gv.T) / train.n  # (p, B): (1/n) H^-1 g_b
     t_solve = time.perf_counter() - t0
 
-    score = jax.jit(lambda theta, xc, yc: grad_fn(theta, xc, yc) @ s)
-    rows = (np.asarray(score(flat.theta, xc, yc))[:size]
+    score = jax.jit(lambda theta, xc, yc, s: grad_fn(theta, xc, yc) @ s)
+    rows = (np.asarray(score(flat.theta, xc, yc, s))[:size]
             for xc, yc, size in padded_chunks(xt, yt, chunk))
     values, stderr, matrix = stream(rows, train.n, shares(avg),
                                     return_matrix=return_matrix, matrix_path=matrix_path)

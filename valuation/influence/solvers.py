@@ -102,7 +102,7 @@ def dense(*, damping: float | str = "auto", rcond: float = 1e-4) -> Solver:
         def apply(v):
             return evecs @ (inv[:, None] * (evecs.T @ v))
 
-        return Inverse(jax.jit(apply), {"solver": "dense", "damping": delta,
+        return Inverse(apply, {"solver": "dense", "damping": delta,
                                         "lambda_min": lmin, "lambda_max": lmax})
 
     return build
@@ -141,7 +141,7 @@ def cg(*, damping: float | str = "auto", tol: float = 1e-5, maxiter: int = 500,
         else:
             delta = auto_damping(damping, 0.0, 0.0, rcond)
         info["damping"] = delta
-        solve = jax.jit(functools.partial(_block_cg, curv.hvp, delta, tol, maxiter))
+        solve = functools.partial(_block_cg, curv.hvp, delta, tol, maxiter)
 
         def apply(v):
             x, iters, negative, resid = solve(v)
@@ -259,8 +259,6 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
             resid = jnp.linalg.norm(curv.hvp(x) + delta * x - v, axis=0)
             return x, resid / jnp.maximum(jnp.linalg.norm(v, axis=0), 1e-30)
 
-        series = jax.jit(series)
-
         def apply(v):
             x, resid = series(v)
             worst = float(jnp.max(resid))
@@ -311,7 +309,7 @@ def lowrank(*, rank: int = 64, damping: float | str = "auto", steps: int | None 
         def apply(v):
             return u @ (inv[:, None] * (u.T @ v))
 
-        return Inverse(jax.jit(apply), {"solver": "lowrank", "rank": r, "damping": delta,
+        return Inverse(apply, {"solver": "lowrank", "rank": r, "damping": delta,
                                         "lambda_min": lmin, "lambda_max": lmax,
                                         "lambda_kept_min": float(jnp.min(jnp.abs(lam)))})
 

@@ -101,17 +101,17 @@ def tracin(
         return grad_chunk(model, flat)(flat.theta, x, y)
 
     @jax.jit
-    def valid_part(x, y, weights):  # sum over this chunk's points of weights * g: (C, B, p)
+    def valid_part(checkpoints, x, y, weights):  # this chunk's weighted sum of g: (C, B, p)
         return jax.vmap(lambda pc: weights @ grads_at(pc, x, y))(checkpoints)
 
     vg = 0.0
     for start, (xc, yc, size) in zip(range(0, valid.n, chunk), padded_chunks(xv, yv, chunk)):
         w = jnp.zeros((avg.shape[0], xc.shape[0])).at[:, :size].set(
             avg_j[:, start:start + size])
-        vg = vg + valid_part(xc, yc, w)
+        vg = vg + valid_part(checkpoints, xc, yc, w)
 
     @jax.jit
-    def score(x, y):  # (c, B): sum_c eta_c / n g_i . g_b, scanned over checkpoints
+    def score(checkpoints, lrs, vg, x, y):  # (c, B): sum_c eta_c / n g_i . g_b
         def add(acc, inp):
             params_c, lr, vgc = inp
             return acc + lr * grads_at(params_c, x, y) @ vgc.T, None
@@ -119,7 +119,8 @@ def tracin(
         acc0 = jnp.zeros((x.shape[0], avg.shape[0]), jnp.float32)
         return jax.lax.scan(add, acc0, (checkpoints, lrs, vg))[0] / train.n
 
-    rows = (np.asarray(score(xc, yc))[:size] for xc, yc, size in padded_chunks(xt, yt, chunk))
+    rows = (np.asarray(score(checkpoints, lrs, vg, xc, yc))[:size]
+            for xc, yc, size in padded_chunks(xt, yt, chunk))
     values, stderr, matrix = stream(rows, train.n, shares(avg), return_matrix=return_matrix,
                                     matrix_path=matrix_path)
     return finish("tracin", train, valid, avg, values, stderr, matrix,
