@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.rank_correlation import spearman
 from valuate.cli import main
 from valuate.demo import run_demo
 from valuate.table import categorize, values_frame
@@ -215,3 +216,37 @@ def test_demo_writes_its_table_and_finds_flipped_labels(tmp_path):
     assert summary["f1"] > 3 * summary["random_f1"] and summary["auroc"] > 0.9
     assert any(line.startswith("most harmful") for line in lines)
     assert _sidecar(out)["method"] == summary["method"] == "data_oob"
+
+
+def test_fit_meta_needs_a_values_sidecar(tmp_path, csv, capsys):
+    values = tmp_path / "values.csv"
+    pd.DataFrame({"id": ["a"], "value": [0.1]}).to_csv(values, index=False)
+    code, lines = _error(capsys, ["fit-meta", str(values), "--out", str(tmp_path / "m.npz")])
+    assert code == 2 and len(lines) == 1 and "values.csv.json' is missing" in lines[0]
+    code, lines = _error(capsys, ["predict", csv, "--meta", str(tmp_path / "m.npz"),
+                                  "--out", str(tmp_path / "p.csv")])
+    assert code == 2 and len(lines) == 1 and "m.npz.job.json' is missing" in lines[0]
+
+
+@pytest.mark.slow
+def test_value_fit_meta_predict_round_trip(tmp_path):
+    data, new = tmp_path / "data.csv", tmp_path / "new.parquet"
+    _table(120, seed=0).to_csv(data, index=False)
+    _table(30, seed=5).to_parquet(new, index=False)
+    values, meta, pred = tmp_path / "v.csv", tmp_path / "meta.npz", tmp_path / "p.csv"
+    assert main(["value", str(data), "--label", "target", "--id-column", "rid", "--method",
+                 "knn", "--out", str(values), "--quiet"]) == 0
+    assert main(["fit-meta", str(values), "--out", str(meta), "--members", "2", "--steps",
+                 "200", "--quiet"]) == 0
+    assert main(["predict", str(new), "--meta", str(meta), "--out", str(pred),
+                 "--quiet"]) == 0
+    frame = pd.read_csv(pred)
+    assert frame["id"].tolist() == pd.read_parquet(new)["rid"].tolist()
+    assert np.isfinite(frame["value"]).all() and (frame["count"] == 2).all()
+    assert _sidecar(pred)["method"] == "meta_knn_shapley"
+    # The meta-model learned something: its predictions on the valued rows track the values.
+    valued = pd.read_csv(values).dropna(subset=["value"])
+    assert main(["predict", str(data), "--meta", str(meta), "--out", str(tmp_path / "q.csv"),
+                 "--quiet"]) == 0
+    again = pd.read_csv(tmp_path / "q.csv").set_index("id").loc[valued["id"], "value"]
+    assert spearman(again.to_numpy(), valued["value"].to_numpy()) > 0.5

@@ -1,4 +1,4 @@
-"""The `valuate` command line: `value`, `bench` and `demo`.
+"""The `valuate` command line: `value`, `fit-meta`, `predict`, `bench` and `demo`.
 
 Every failure the user can fix (a missing file, an unknown column, text in a feature column,
 NaN, an unknown method, an unwritable output path) ends with one line on stderr,
@@ -46,6 +46,27 @@ def _bench(args) -> int:
 
     run_bench(args.out, preset=args.preset, tasks=args.tasks, methods=args.methods,
               seed=args.seed, plots=not args.no_plots, progress=not args.quiet)
+    return 0
+
+
+def _fit_meta(args) -> int:
+    from .meta import fit_meta
+
+    record = fit_meta(args.values, out=args.out, members=args.members, steps=args.steps,
+                      seed=args.seed)
+    if not args.quiet:
+        print(f"meta-model fitted on {record['n_valued']} values ({record['teacher']}) "
+              f"-> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _predict(args) -> int:
+    from .meta import predict
+
+    sidecar = predict(args.data, meta_path=args.meta, out=args.out, z=args.z)
+    if not args.quiet:
+        print(f"predicted values of {sidecar['input']['rows']} rows -> {args.out}",
+              file=sys.stderr)
     return 0
 
 
@@ -104,6 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-plots", action="store_true", help="skip the figures")
     bench.add_argument("--quiet", action="store_true", help="no progress output")
     bench.set_defaults(run=_bench)
+
+    fit = sub.add_parser("fit-meta", help="learn values to predict them for new rows",
+                         description="Fit a meta-model to a values table of `valuate value` "
+                                     "(the data, split and model are read from its sidecar).")
+    fit.add_argument("values", metavar="VALUES", help="values table written by valuate value")
+    fit.add_argument("--out", required=True, help="meta-model file to write, .npz")
+    fit.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
+    fit.add_argument("--steps", type=int, default=1500, help="training steps per member")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--quiet", action="store_true")
+    fit.set_defaults(run=_fit_meta)
+
+    pred = sub.add_parser("predict", help="predict values of new rows with a meta-model",
+                          description="Predict values of the rows of DATA (with their labels) "
+                                      "for the target model a meta-model was fitted for.")
+    pred.add_argument("data", metavar="DATA", help="table of new rows, .csv or .parquet")
+    pred.add_argument("--meta", required=True, help="meta-model written by valuate fit-meta")
+    pred.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
+    pred.add_argument("--z", type=float, default=Z, help=f"category width (default {Z})")
+    pred.add_argument("--quiet", action="store_true")
+    pred.set_defaults(run=_predict)
 
     demo = sub.add_parser("demo", help="value a bundled data set with injected label noise")
     demo.add_argument("--out", default="valuate-demo-values.csv", help="values table to write")

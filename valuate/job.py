@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
+
+import numpy as np
 
 from valuation import Dataset, ValuationError, load, logistic_regression, mlp
 from valuation.data import read_table
@@ -22,7 +25,7 @@ from valuation.shapley.stopping import max_evaluations
 
 from .table import Z, check_output, reference_point, values_frame, write_table
 
-__all__ = ["MODELS", "run_job"]
+__all__ = ["MODELS", "Prepared", "prepare", "run_job"]
 
 MODELS = {"logreg": lambda k: logistic_regression(k), "mlp": lambda k: mlp(k, hidden=(64,))}
 
@@ -31,14 +34,34 @@ def _read(path: str, label: str, id_column: str | None) -> Dataset:
     return load(read_table(path), label=label, id_column=id_column)
 
 
-def _split(data: Dataset, valid_path: str | None, valid_fraction: float, *, label: str,
-           id_column: str | None, seed: int) -> tuple[Dataset, Dataset]:
-    if valid_path is not None:
-        return data, _read(valid_path, label, id_column)
-    if not 0.0 < valid_fraction < 1.0:
+class Prepared(NamedTuple):
+    """The input rows, the standardised training and validation sets, and the scaling."""
+
+    data: Dataset
+    train: Dataset
+    valid: Dataset
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | None,
+            valid_fraction: float, seed: int) -> Prepared:
+    """Read DATA, split off (or read) the validation data, standardise with train statistics.
+
+    The same arguments always give the same split (it is seeded), which is what lets
+    `valuate fit-meta` rebuild the training set a values table was computed on.
+    """
+    data = _read(data_path, label, id_column)
+    if valid is not None:
+        train, valid_set = data, _read(valid, label, id_column)
+    elif not 0.0 < valid_fraction < 1.0:
         raise ValuationError(f"--valid-fraction {valid_fraction} must lie strictly between 0 "
                              "and 1; e.g. --valid-fraction 0.2")
-    return data.split(1.0 - valid_fraction, valid_fraction, seed=seed)
+    else:
+        train, valid_set = data.split(1.0 - valid_fraction, valid_fraction, seed=seed)
+    train, (mean, std) = train.standardize()
+    valid_set, _ = valid_set.standardize(mean, std)
+    return Prepared(data, train, valid_set, np.asarray(mean), np.asarray(std))
 
 
 def run_job(
@@ -78,11 +101,9 @@ def run_job(
     if budget is not None and budget < 1:
         raise ValuationError(f"--budget {budget} must be a positive number of evaluations")
     start = time.perf_counter()
-    data = _read(data_path, label, id_column)
-    train, valid_set = _split(data, valid, valid_fraction, label=label, id_column=id_column,
-                              seed=seed)
-    train, (mean, std) = train.standardize()
-    valid_set, _ = valid_set.standardize(mean, std)
+    data, train, valid_set, _, _ = prepare(data_path, label=label, id_column=id_column,
+                                           valid=valid, valid_fraction=valid_fraction,
+                                           seed=seed)
     loaded = time.perf_counter()
     checkpoint = None
     if job_dir is not None:
@@ -99,10 +120,12 @@ def run_job(
     counts = frame["category"].value_counts()
     sidecar = {
         **result.metadata(),
-        "input": {"data": data_path, "label": label, "id_column": id_column, "valid": valid,
-                  "valid_fraction": None if valid else valid_fraction, "rows": data.n,
-                  "n_train": train.n, "n_valid": valid_set.n},
+        "input": {"data": os.path.abspath(data_path), "label": label, "id_column": id_column,
+                  "valid": valid and os.path.abspath(valid),
+                  "valid_fraction": None if valid else valid_fraction, "seed": seed,
+                  "rows": data.n, "n_train": train.n, "n_valid": valid_set.n},
         "model": model,
+        "metric": metric,
         "categories": {"z": z, "reference": reference,
                        "rule": "harmful: value + z*stderr < reference; useful: value - "
                        "z*stderr > reference; useless: otherwise; validation: held-out rows",

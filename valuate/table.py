@@ -34,7 +34,8 @@ import pandas as pd
 from valuation import ValuationError, ValuationResult
 from valuation.results import atomic_write
 
-__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "reference_point", "values_frame", "write_table"]
+__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "reference_point", "values_frame",
+           "write_json", "write_table"]
 
 Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
@@ -73,11 +74,11 @@ def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z
     return frame.reset_index()
 
 
-def check_output(path: str) -> None:
-    """Fail before any work if `path` cannot receive a values table."""
-    if not path.endswith((".parquet", ".csv")):
-        raise ValuationError(f"output {path!r} must end in .parquet or .csv; "
-                             "pass e.g. --out values.parquet")
+def check_output(path: str, suffixes: tuple[str, ...] = (".parquet", ".csv")) -> None:
+    """Fail before any work if `path` cannot receive an output file of one of `suffixes`."""
+    if not path.endswith(suffixes):
+        raise ValuationError(f"output {path!r} must end in {' or '.join(suffixes)}; "
+                             f"pass e.g. --out values{suffixes[0]}")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValuationError(f"output {path!r} is a directory; pass a file name")
@@ -97,17 +98,22 @@ def write_table(path: str, frame: pd.DataFrame, sidecar: dict[str, Any]) -> None
 
     The table is written last, so its presence means the job finished.
     """
-    text = json.dumps(sidecar, indent=2, default=_json_default)
-    atomic_write(path + ".json", lambda tmp: _write_text(tmp, text))
+    write_json(path + ".json", sidecar)
     if path.endswith(".parquet"):
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
+def write_json(path: str, record: dict[str, Any]) -> None:
+    """Write `record` as indented JSON, atomically (numpy scalars and arrays as lists)."""
+    text = json.dumps(record, indent=2, default=_json_default)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
 
 
 def _json_default(obj: Any) -> Any:
