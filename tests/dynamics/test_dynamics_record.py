@@ -128,6 +128,7 @@ def test_data_map_plot_returns_a_figure(recorded, noisy_blobs):
     frame = signals_frame(recorded[1], noisy_blobs[0].ids)
     fig = data_map_plot(frame, mask=noisy_blobs[2])
     assert fig.axes[0].get_xlabel() == "variability"
+    assert data_map_plot(frame).axes[0].get_ylabel() == "confidence"  # coloured by correctness
     with pytest.raises(va.ValuationError, match="mask"):
         data_map_plot(frame, mask=np.ones(3, bool))
 

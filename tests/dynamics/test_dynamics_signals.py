@@ -153,6 +153,9 @@ def test_trajectory_rejects_bad_input():
     model, x, y, _, checkpoints = _tiny_mlp_setup()
     with pytest.raises(va.ValuationError, match="label codes"):
         trajectory(model, checkpoints, x, y + 1, n_classes=3)
+    with pytest.raises(va.ValuationError, match="two leading axes"):
+        trajectory(model, jax.tree_util.tree_map(lambda a: a[0, 0], checkpoints), x, y,
+                   n_classes=3)
     with pytest.raises(va.ValuationError, match="embed"):
         trajectory(model._replace(embed=None), checkpoints, x, y, n_classes=3)
 

@@ -145,6 +145,12 @@ def trajectory(
     if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValuationError(f"label codes must lie in [0, {n_classes}); re-code new samples "
                              "onto the training classes with data.align_classes")
+    leads = {tuple(a.shape[:2]) for a in jax.tree_util.tree_leaves(checkpoints)}
+    if len(leads) != 1 or min(len(a.shape) for a in jax.tree_util.tree_leaves(checkpoints)) < 2:
+        raise ValuationError("checkpoints need two leading axes (seeds, epochs) shared by all "
+                             "leaves, as record returns them; for one run's stacked params "
+                             "add the seed axis with jax.tree_util.tree_map(lambda a: a[None], "
+                             "checkpoints)")
     xv = yv = None
     if valid is not None:
         xv, yv = jnp.asarray(valid.x, jnp.float32), jnp.asarray(valid.y, jnp.int32)

@@ -163,7 +163,8 @@ def dynamics_from_utility(
     """`dynamics_values` for a `utility.Utility`, as a `valuation.api.METHODS` entry.
 
     Trains `utility.model` on `utility.train` with the utility's optimizer, `l2` and
-    `batch_size`; "alignment" uses `utility.valid`. One training run per seed, no Monte Carlo
+    `batch_size`; "alignment" uses `utility.valid` (which `api.value` sets to the training
+    set itself when no validation set is passed: pass one for a meaningful alignment). One training run per seed, no Monte Carlo
     sampling: `stop`, `progress`, `checkpoint` and `checkpoint_every` are accepted and unused.
     Register it with `METHODS["dynamics"] = Method(dynamics_from_utility, needs_valid=False)`.
     """
