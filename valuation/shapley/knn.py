@@ -34,12 +34,32 @@ from ..estimate import Estimate
 __all__ = ["knn_shapley", "embeddings"]
 
 
+@jax.jit
+def _sq_distances(xt, sq_t, xv):
+    """Squared Euclidean distances `(c, N)` of a chunk of validation points."""
+    return sq_t[None, :] - 2.0 * xv @ xt.T + jnp.sum(xv * xv, axis=1)[:, None]
+
+
+def _argsort_rows(d2: jax.Array) -> jax.Array:
+    """Training points by distance, nearest first, `(c, N)` int32.
+
+    On CPU the sort runs in numpy: XLA's CPU sort is ~18x slower than numpy's introsort on
+    rows of 100,000 floats (measured: 2.9 s vs 0.17 s for 40 rows); elsewhere it stays on
+    the device. Ties between equidistant training points are broken arbitrarily but
+    deterministically.
+    """
+    if jax.default_backend() == "cpu":
+        return jnp.asarray(np.argsort(np.asarray(d2), axis=1).astype(np.int32))
+    return jnp.argsort(d2, axis=1).astype(jnp.int32)
+
+
 @functools.partial(jax.jit, static_argnames="k")
-def _chunk_sum(xt, yt, sq_t, xv, yv, keep, *, k):
-    """Sum over a chunk of validation points of their KNN-Shapley values, `(N,)`."""
-    n = xt.shape[0]
-    d2 = sq_t[None, :] - 2.0 * xv @ xt.T + jnp.sum(xv * xv, axis=1)[:, None]  # (c, N)
-    order = jnp.argsort(d2, axis=1, stable=True)
+def _chunk_sum(order, yt, yv, keep, *, k):
+    """Sum over a chunk of validation points of their KNN-Shapley values, `(N,)`.
+
+    `order` `(c, N)` lists training points nearest first; the recursion runs along it.
+    """
+    n = order.shape[1]
     match = (yt[order] == yv[:, None]).astype(jnp.float32)  # (c, N), nearest first
     i = jnp.arange(1, n, dtype=jnp.float32)
     step = (match[:, :-1] - match[:, 1:]) / k * jnp.minimum(k, i) / i  # (c, N-1)
@@ -92,8 +112,9 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     total = jnp.zeros(n, jnp.float32)
     for start in range(0, m + pad, chunk):
         sl = slice(start, start + chunk)
-        total = total + _chunk_sum(xt_j, yt_j, sq_t, jnp.asarray(xv[sl]), jnp.asarray(yv[sl]),
-                                   jnp.asarray(keep[sl]), k=int(k))
+        order = _argsort_rows(_sq_distances(xt_j, sq_t, jnp.asarray(xv[sl])))
+        total = total + _chunk_sum(order, yt_j, jnp.asarray(yv[sl]), jnp.asarray(keep[sl]),
+                                   k=int(k))
     return Estimate(np.asarray(total, np.float64) / m, np.zeros(n), np.full(n, m, np.int64))
 
 
