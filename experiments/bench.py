@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from valuation import ValuationError, logistic_regression, make_utility
-from valuation.api import value
+from valuation.api import METHODS, value
 from valuation.results import atomic_write
 from valuation.shapley.stopping import max_evaluations
 
@@ -215,13 +215,17 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
     if preset not in PRESETS:
         raise ValuationError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     config = PRESETS[preset]
+    methods = tuple(methods or config.methods)
+    unknown = sorted(set(methods + (config.reference,)) - set(METHODS) - {"random"})
+    if unknown:
+        raise ValuationError(f"unknown method(s) {', '.join(unknown)}; choose from random, "
+                             f"{', '.join(sorted(METHODS))}")
     os.makedirs(out, exist_ok=True)
     echo = (lambda s: print(s, file=sys.stderr)) if progress else (lambda s: None)
     built = {name: make_task(name, seed=seed) for name in (tasks or config.tasks)}
     rows, values = [], {}
     for name, task in built.items():
-        task_rows, values[name] = _bench_task(task, config, methods or config.methods, seed,
-                                              echo)
+        task_rows, values[name] = _bench_task(task, config, methods, seed, echo)
         rows += task_rows
     table = pd.DataFrame(rows)
     atomic_write(os.path.join(out, "results.parquet"),

@@ -32,7 +32,8 @@ def _value(args) -> int:
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
                       model=args.model, metric=args.metric, id_column=args.id_column,
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
-                      budget=args.budget, batch=args.batch, job_dir=args.job_dir, progress=not args.quiet, z=args.z)
+                      budget=args.budget, batch=args.batch, job_dir=args.job_dir,
+                      progress=not args.quiet, z=args.z)
     if not args.quiet:
         c = sidecar["categories"]
         print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
