@@ -48,7 +48,13 @@ from valuation import Dataset, Model, Utility, ValuationError, align_classes
 from valuation.data import from_arrays
 from valuation.dynamics import FEATURE_COLUMNS, features_for_new_samples, record
 
-__all__ = ["FeatureMap", "make_features", "features_for_utility", "GROUPS", "MODEL_AGNOSTIC"]
+__all__ = [
+    "GROUPS",
+    "MODEL_AGNOSTIC",
+    "FeatureMap",
+    "features_for_utility",
+    "make_features",
+]
 
 GROUPS = ("model", "gradient", "neighbours", "label", "dynamics")
 MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "dynamics")
@@ -90,8 +96,14 @@ class FeatureMap:
         per_group = {
             "model": ("loss", "p_label", "margin", "entropy"),
             "gradient": ("grad_norm", "grad_alignment"),
-            "neighbours": ("knn_same_label_input", "knn_same_label_embed", "knn_distance",
-                           "dist_own_centroid", "dist_other_centroid", "centroid_gap"),
+            "neighbours": (
+                "knn_same_label_input",
+                "knn_same_label_embed",
+                "knn_distance",
+                "dist_own_centroid",
+                "dist_other_centroid",
+                "centroid_gap",
+            ),
             "label": tuple(f"label_{c}" for c in range(self.n_classes)),
             "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
         }
@@ -113,43 +125,69 @@ class FeatureMap:
         if data.d != d:
             raise ValuationError(
                 f"the samples have {data.d} feature columns but the target model was trained "
-                f"on {d}; pass the same columns, scaled the same way")
-        if data.n_classes != self.n_classes or (data.n and data.y.max() >= self.n_classes):
+                f"on {d}; pass the same columns, scaled the same way"
+            )
+        if data.n_classes != self.n_classes or (
+            data.n and data.y.max() >= self.n_classes
+        ):
             raise ValuationError(
                 f"the samples' class list has {data.n_classes} classes but the task has "
                 f"{self.n_classes}; re-code them onto the training set's class list "
-                "(valuation.align_classes(train, samples))")
+                "(valuation.align_classes(train, samples))"
+            )
         self_index = pd.Index(self.arrays["ref_ids"]).get_indexer(np.asarray(data.ids))
         static = tuple(g for g in self.groups if g != "dynamics")
         out = []
         for start in range(0, data.n, _ROWS) if static else ():
-            x = data.x[start:start + _ROWS]
-            y = data.y[start:start + _ROWS]
-            own = self_index[start:start + _ROWS]
+            x = data.x[start : start + _ROWS]
+            y = data.y[start : start + _ROWS]
+            own = self_index[start : start + _ROWS]
             size = x.shape[0]
             pad = _ROWS - size
             x = np.pad(x, ((0, pad), (0, 0)))
             y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
-            cols = _features(self.model, self.params, self._device_arrays, x, y, own,
-                             n_classes=self.n_classes, k=self.k, groups=static)
+            cols = _features(
+                self.model,
+                self.params,
+                self._device_arrays,
+                x,
+                y,
+                own,
+                n_classes=self.n_classes,
+                k=self.k,
+                groups=static,
+            )
             out.append(np.asarray(cols)[:size])
         out = np.concatenate(out) if out else np.zeros((data.n, 0), np.float32)
-        if "dynamics" in self.groups and data.n:  # last: groups follow the order of GROUPS
+        if (
+            "dynamics" in self.groups and data.n
+        ):  # last: groups follow the order of GROUPS
             out = np.concatenate([out, self._dynamics(data)], axis=1)
         return out.astype(np.float32).reshape(data.n, self.width)
 
     def _dynamics(self, data: Dataset) -> np.ndarray:
         """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`."""
         a = self.arrays
-        valid = from_arrays(a["valid_x"], a["valid_y"], classes=tuple(range(self.n_classes)))
-        frame = features_for_new_samples(self.model, self.checkpoints, data.x, data.y,
-                                         n_classes=self.n_classes, valid=valid)
+        valid = from_arrays(
+            a["valid_x"], a["valid_y"], classes=tuple(range(self.n_classes))
+        )
+        frame = features_for_new_samples(
+            self.model,
+            self.checkpoints,
+            data.x,
+            data.y,
+            n_classes=self.n_classes,
+            valid=valid,
+        )
         return frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
 
     @functools.cached_property
     def _device_arrays(self) -> dict:
-        return {name: jnp.asarray(a) for name, a in self.arrays.items()
-                if name not in ("ref_ids", "valid_x", "valid_y")}
+        return {
+            name: jnp.asarray(a)
+            for name, a in self.arrays.items()
+            if name not in ("ref_ids", "valid_x", "valid_y")
+        }
 
 
 def make_features(
@@ -187,12 +225,16 @@ def make_features(
         raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
     groups = tuple(g for g in GROUPS if g in groups)
     if "dynamics" in groups and checkpoints is None:
-        raise ValuationError("the 'dynamics' features need the checkpoints of a recorded run; "
-                             "pass checkpoints=valuation.dynamics.record(...)[0] or drop the "
-                             "group")
+        raise ValuationError(
+            "the 'dynamics' features need the checkpoints of a recorded run; "
+            "pass checkpoints=valuation.dynamics.record(...)[0] or drop the "
+            "group"
+        )
     if not 1 <= k < reference.n:
-        raise ValuationError(f"k={k} neighbours needs a reference pool of more than {k} "
-                             f"samples (it has {reference.n}); lower k")
+        raise ValuationError(
+            f"k={k} neighbours needs a reference pool of more than {k} "
+            f"samples (it has {reference.n}); lower k"
+        )
     reference, valid = align_classes(reference, valid)
     n_classes = reference.n_classes
     ref_x = jnp.asarray(reference.x)
@@ -200,21 +242,37 @@ def make_features(
     onehot = jax.nn.one_hot(jnp.asarray(reference.y), n_classes)
     counts = onehot.sum(axis=0)
     if np.any(np.asarray(counts) == 0):
-        missing = [reference.classes[c] for c in np.flatnonzero(np.asarray(counts) == 0)]
-        raise ValuationError(f"the reference pool has no samples of classes {missing[:5]}; "
-                             "neighbourhood features need every class (use a stratified split)")
+        missing = [
+            reference.classes[c] for c in np.flatnonzero(np.asarray(counts) == 0)
+        ]
+        raise ValuationError(
+            f"the reference pool has no samples of classes {missing[:5]}; "
+            "neighbourhood features need every class (use a stratified split)"
+        )
     centroids = (onehot.T @ ref_h) / counts[:, None]
     xv = jnp.asarray(valid.x)
     resid = jax.nn.softmax(model.apply(params, xv)) - jax.nn.one_hot(valid.y, n_classes)
     hv = _with_bias(_embed(model, params, xv))
     valid_grad = hv.T @ resid / valid.n  # mean of the outer products [h, 1] (p - e_y)^T
-    arrays = {"ref_x": np.asarray(ref_x), "ref_h": np.asarray(ref_h),
-              "ref_y": np.asarray(reference.y), "ref_ids": np.asarray(reference.ids),
-              "centroids": np.asarray(centroids), "valid_grad": np.asarray(valid_grad),
-              "valid_x": np.asarray(valid.x), "valid_y": np.asarray(valid.y)}
-    return FeatureMap(model=model, params=params, arrays=arrays,
-                      checkpoints=checkpoints if "dynamics" in groups else None,
-                      n_classes=n_classes, k=int(k), groups=groups)
+    arrays = {
+        "ref_x": np.asarray(ref_x),
+        "ref_h": np.asarray(ref_h),
+        "ref_y": np.asarray(reference.y),
+        "ref_ids": np.asarray(reference.ids),
+        "centroids": np.asarray(centroids),
+        "valid_grad": np.asarray(valid_grad),
+        "valid_x": np.asarray(valid.x),
+        "valid_y": np.asarray(valid.y),
+    }
+    return FeatureMap(
+        model=model,
+        params=params,
+        arrays=arrays,
+        checkpoints=checkpoints if "dynamics" in groups else None,
+        n_classes=n_classes,
+        k=int(k),
+        groups=groups,
+    )
 
 
 def features_for_utility(
@@ -241,13 +299,27 @@ def features_for_utility(
       checkpoints: recorded checkpoints for "dynamics"; default: recorded here.
     """
     if params is None:
-        params = jax.tree_util.tree_map(lambda a: a[0],
-                                        utility.fit(np.ones((1, utility.n), np.float32)))
+        params = jax.tree_util.tree_map(
+            lambda a: a[0], utility.fit(np.ones((1, utility.n), np.float32))
+        )
     if "dynamics" in groups and checkpoints is None:
-        checkpoints, _ = record(utility.model, utility.train, key=key, epochs=epochs,
-                                l2=utility.l2, valid=utility.valid)
-    return make_features(utility.model, params, utility.train, utility.valid, k=k,
-                         groups=groups, checkpoints=checkpoints)
+        checkpoints, _ = record(
+            utility.model,
+            utility.train,
+            key=key,
+            epochs=epochs,
+            l2=utility.l2,
+            valid=utility.valid,
+        )
+    return make_features(
+        utility.model,
+        params,
+        utility.train,
+        utility.valid,
+        k=k,
+        groups=groups,
+        checkpoints=checkpoints,
+    )
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:
@@ -274,8 +346,12 @@ def _features(model, params, arrays, x, y, own, *, n_classes, k, groups):
     cols = []
     if "model" in groups:
         other = jnp.max(jnp.where(onehot > 0, -jnp.inf, logits), axis=1)
-        cols += [-(logp * onehot).sum(1), (p * onehot).sum(1),
-                 (logits * onehot).sum(1) - other, -(p * logp).sum(1)]
+        cols += [
+            -(logp * onehot).sum(1),
+            (p * onehot).sum(1),
+            (logits * onehot).sum(1) - other,
+            -(p * logp).sum(1),
+        ]
     if "gradient" in groups:
         a, r, g = _with_bias(h), p - onehot, arrays["valid_grad"]
         a_norm, r_norm = jnp.linalg.norm(a, axis=1), jnp.linalg.norm(r, axis=1)

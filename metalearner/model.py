@@ -49,9 +49,13 @@ def _init_member(key: jax.Array, d: int, hidden: tuple[int, ...]) -> Params:
     sizes = (d,) + hidden + (1,)
     names = [f"dense_{i}" for i in range(len(hidden))] + ["out"]
     keys = jax.random.split(key, len(names))
-    return {name: {"w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a),
-                   "b": jnp.zeros((b,))}
-            for name, k, a, b in zip(names, keys, sizes[:-1], sizes[1:])}
+    return {
+        name: {
+            "w": jax.random.normal(k, (a, b)) * jnp.sqrt(2.0 / a),
+            "b": jnp.zeros((b,)),
+        }
+        for name, k, a, b in zip(names, keys, sizes[:-1], sizes[1:])
+    }
 
 
 def _apply_member(params: Params, x: jax.Array) -> jax.Array:
@@ -117,16 +121,27 @@ def fit_ensemble(
     n = x.shape[0]
     n_out = int(min(max(round(holdout * n), 1), n - 1))
     keys = jax.random.split(key, members)
-    params, best_step, loss = _fit(x, targets, keys, init_params, n_out=n_out,
-                                   hidden=tuple(int(h) for h in hidden), steps=int(steps),
-                                   learning_rate=float(learning_rate),
-                                   weight_decay=float(weight_decay))
+    params, best_step, loss = _fit(
+        x,
+        targets,
+        keys,
+        init_params,
+        n_out=n_out,
+        hidden=tuple(int(h) for h in hidden),
+        steps=int(steps),
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+    )
     return EnsembleFit(params, np.asarray(best_step), np.asarray(loss))
 
 
-@functools.partial(jax.jit, static_argnames=("n_out", "hidden", "steps", "learning_rate",
-                                             "weight_decay"))
-def _fit(x, targets, keys, init_params, *, n_out, hidden, steps, learning_rate, weight_decay):
+@functools.partial(
+    jax.jit,
+    static_argnames=("n_out", "hidden", "steps", "learning_rate", "weight_decay"),
+)
+def _fit(
+    x, targets, keys, init_params, *, n_out, hidden, steps, learning_rate, weight_decay
+):
     n = x.shape[0]
     optimizer = optax.adamw(learning_rate, weight_decay=weight_decay)
 
@@ -143,15 +158,25 @@ def _fit(x, targets, keys, init_params, *, n_out, hidden, steps, learning_rate, 
         def step(carry, t):
             p, state, best, best_loss, best_t = carry
             (_, held_loss), grads = jax.value_and_grad(losses, has_aux=True)(p)
-            better = held_loss < best_loss  # the loss of `p`, the params before this step
+            better = (
+                held_loss < best_loss
+            )  # the loss of `p`, the params before this step
             best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), p, best)
             best_t = jnp.where(better, t, best_t)
             best_loss = jnp.minimum(held_loss, best_loss)
             updates, state = optimizer.update(grads, state, p)
-            return (optax.apply_updates(p, updates), state, best, best_loss, best_t), None
+            return (
+                optax.apply_updates(p, updates),
+                state,
+                best,
+                best_loss,
+                best_t,
+            ), None
 
         carry = (params, optimizer.init(params), params, jnp.inf, 0)
-        (last, _, best, best_loss, best_t), _ = jax.lax.scan(step, carry, jnp.arange(steps))
+        (last, _, best, best_loss, best_t), _ = jax.lax.scan(
+            step, carry, jnp.arange(steps)
+        )
         last_loss = losses(last)[1]
         better = last_loss < best_loss
         best = jax.tree_util.tree_map(lambda a, b: jnp.where(better, a, b), last, best)

@@ -19,8 +19,15 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from valuation import (Dataset, Model, Utility, ValuationError, ValuationResult,
-                       logistic_regression, make_utility)
+from valuation import (
+    Dataset,
+    Model,
+    Utility,
+    ValuationError,
+    ValuationResult,
+    logistic_regression,
+    make_utility,
+)
 from valuation.api import value
 
 from .predictor import MetaValuator
@@ -82,24 +89,43 @@ def learn_values(
         utility = data
     elif isinstance(data, Dataset):
         if valid is None:
-            raise ValuationError("learn_values needs a validation set for a Dataset; pass "
-                                 "valid=<Dataset> or a ready Utility")
-        utility = make_utility(model or logistic_regression(data.n_classes), data, valid,
-                               **(utility_options or {}))
+            raise ValuationError(
+                "learn_values needs a validation set for a Dataset; pass "
+                "valid=<Dataset> or a ready Utility"
+            )
+        utility = make_utility(
+            model or logistic_regression(data.n_classes),
+            data,
+            valid,
+            **(utility_options or {}),
+        )
     else:
-        raise ValuationError(f"data must be a Dataset or a Utility, got {type(data).__name__}")
+        raise ValuationError(
+            f"data must be a Dataset or a Utility, got {type(data).__name__}"
+        )
     if not 0.0 < fraction < 1.0:
-        raise ValuationError(f"fraction={fraction} must lie strictly between 0 and 1 (the "
-                             "rest is predicted)")
+        raise ValuationError(
+            f"fraction={fraction} must lie strictly between 0 and 1 (the "
+            "rest is predicted)"
+        )
     meta = meta or MetaValuator()
     stages = tqdm(total=3, desc="learn_values", disable=not progress)
     pool, rest = utility.train.split(fraction, 1.0 - fraction, seed=seed)
     stages.set_postfix_str(f"teacher {teacher} on {pool.n} samples")
-    game = make_utility(utility.model, pool, utility.valid, metric=utility.metric,
-                        solver=utility.solver, steps=utility.steps, l2=utility.l2,
-                        optimizer=utility.optimizer, batch_size=utility.batch_size)
-    taught = value(game, method=teacher, seed=seed, stop=stop, progress=progress,
-                   **teacher_options)
+    game = make_utility(
+        utility.model,
+        pool,
+        utility.valid,
+        metric=utility.metric,
+        solver=utility.solver,
+        steps=utility.steps,
+        l2=utility.l2,
+        optimizer=utility.optimizer,
+        batch_size=utility.batch_size,
+    )
+    taught = value(
+        game, method=teacher, seed=seed, stop=stop, progress=progress, **teacher_options
+    )
     stages.update()
     stages.set_postfix_str(f"meta-model on {pool.n} samples")
     meta = meta.fit(utility, taught)
@@ -108,18 +134,27 @@ def learn_values(
     predicted = meta.predict(rest)
     stages.update()
     stages.close()
-    return LearnedValues(meta, taught, predicted, _combine(utility.train, taught, predicted))
+    return LearnedValues(
+        meta, taught, predicted, _combine(utility.train, taught, predicted)
+    )
 
 
 def _combine(train: Dataset, taught: ValuationResult, predicted: ValuationResult):
-    both = {"values": np.concatenate([taught.values, predicted.values]),
-            "stderr": np.concatenate([taught.stderr, predicted.stderr]),
-            "counts": np.concatenate([taught.counts, predicted.counts]),
-            "ids": np.concatenate([taught.ids, predicted.ids])}
-    merged = ValuationResult(**both, method=predicted.method,
-                             params={"teacher": taught.params, "meta": predicted.params},
-                             seed=taught.seed,
-                             extra={"valued_by_teacher": len(taught),
-                                    "teacher_seconds": taught.extra.get("seconds"),
-                                    "predict_seconds": predicted.extra.get("seconds")})
+    both = {
+        "values": np.concatenate([taught.values, predicted.values]),
+        "stderr": np.concatenate([taught.stderr, predicted.stderr]),
+        "counts": np.concatenate([taught.counts, predicted.counts]),
+        "ids": np.concatenate([taught.ids, predicted.ids]),
+    }
+    merged = ValuationResult(
+        **both,
+        method=predicted.method,
+        params={"teacher": taught.params, "meta": predicted.params},
+        seed=taught.seed,
+        extra={
+            "valued_by_teacher": len(taught),
+            "teacher_seconds": taught.extra.get("seconds"),
+            "predict_seconds": predicted.extra.get("seconds"),
+        },
+    )
     return merged.align(train.ids)

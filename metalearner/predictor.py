@@ -39,7 +39,7 @@ from valuation.results import atomic_write, package_versions
 from .features import GROUPS, FeatureMap, features_for_utility
 from .model import EnsembleFit, fit_ensemble, predict_members
 
-__all__ = ["MetaValuator", "TARGETS"]
+__all__ = ["TARGETS", "MetaValuator"]
 
 TARGETS = ("standardized", "ranks")
 _FORMAT = "valuate.metavaluator/1"
@@ -102,17 +102,26 @@ class MetaValuator:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "groups", tuple(self.groups))
         if self.targets not in TARGETS:
-            raise ValuationError(f"targets={self.targets!r} is unknown; choose one of {TARGETS}")
+            raise ValuationError(
+                f"targets={self.targets!r} is unknown; choose one of {TARGETS}"
+            )
         if self.members < 2:
-            raise ValuationError(f"members={self.members}: an ensemble needs at least 2 "
-                                 "members to report a spread")
+            raise ValuationError(
+                f"members={self.members}: an ensemble needs at least 2 "
+                "members to report a spread"
+            )
         if not 0.0 < self.holdout < 1.0:
-            raise ValuationError(f"holdout={self.holdout} must lie strictly between 0 and 1")
+            raise ValuationError(
+                f"holdout={self.holdout} must lie strictly between 0 and 1"
+            )
 
     def config(self) -> dict[str, Any]:
         """The settings, JSON-ready."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name != "state"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "state"
+        }
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -122,14 +131,22 @@ class MetaValuator:
     @property
     def _fitted(self) -> _Fitted:
         if self.state is None:
-            raise ValuationError("this MetaValuator is not fitted; call "
-                                 "meta = meta.fit(utility, values) first")
+            raise ValuationError(
+                "this MetaValuator is not fitted; call "
+                "meta = meta.fit(utility, values) first"
+            )
         return self.state
 
     # -- fitting -----------------------------------------------------------------------
 
-    def fit(self, utility: Utility, values: ValuationResult, *, params: Any = None,
-            checkpoints: Any = None) -> MetaValuator:
+    def fit(
+        self,
+        utility: Utility,
+        values: ValuationResult,
+        *,
+        params: Any = None,
+        checkpoints: Any = None,
+    ) -> MetaValuator:
         """Fit the meta-model to the values of a pool of training samples.
 
         Args:
@@ -150,29 +167,55 @@ class MetaValuator:
         position = pd.Index(train.ids).get_indexer(np.asarray(values.ids))
         if (position < 0).any():
             missing = np.asarray(values.ids)[position < 0][:3].tolist()
-            raise ValuationError(f"{(position < 0).sum()} valued ids are not in the utility's "
-                                 f"training set (e.g. {missing}); value samples of that set")
+            raise ValuationError(
+                f"{(position < 0).sum()} valued ids are not in the utility's "
+                f"training set (e.g. {missing}); value samples of that set"
+            )
         if len(values) < 10:
-            raise ValuationError(f"{len(values)} valued samples are too few to fit a "
-                                 "meta-model; value at least 10")
+            raise ValuationError(
+                f"{len(values)} valued samples are too few to fit a "
+                "meta-model; value at least 10"
+            )
         v = np.asarray(values.values, np.float64)
         if not np.all(np.isfinite(v)):
             raise ValuationError("some values are NaN or infinite; drop those samples")
         k_record, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
-        fmap = features_for_utility(utility, key=k_record, k=self.k, groups=self.groups,
-                                    epochs=self.epochs, params=params, checkpoints=checkpoints)
+        fmap = features_for_utility(
+            utility,
+            key=k_record,
+            k=self.k,
+            groups=self.groups,
+            epochs=self.epochs,
+            params=params,
+            checkpoints=checkpoints,
+        )
         feats = _finite(fmap(train.subset(position)), fmap.names)
         mean, std = feats.mean(0), feats.std(0)
         std = np.where(std > 1e-8, std, 1.0)
         t, t_mean, t_std = self._encode(v)
-        ensemble = fit_ensemble((feats - mean) / std, t, key=k_fit,
-                                members=self.members, hidden=self.hidden, steps=self.steps,
-                                learning_rate=self.learning_rate,
-                                weight_decay=self.weight_decay, holdout=self.holdout)
-        state = _Fitted(features=fmap, classes=tuple(train.classes), feature_mean=mean,
-                        feature_std=std, target_mean=t_mean, target_std=t_std,
-                        pool_values=np.sort(v), ensemble=ensemble, teacher=values.method,
-                        target=utility.describe())
+        ensemble = fit_ensemble(
+            (feats - mean) / std,
+            t,
+            key=k_fit,
+            members=self.members,
+            hidden=self.hidden,
+            steps=self.steps,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            holdout=self.holdout,
+        )
+        state = _Fitted(
+            features=fmap,
+            classes=tuple(train.classes),
+            feature_mean=mean,
+            feature_std=std,
+            target_mean=t_mean,
+            target_std=t_std,
+            pool_values=np.sort(v),
+            ensemble=ensemble,
+            teacher=values.method,
+            target=utility.describe(),
+        )
         return dataclasses.replace(self, state=state)
 
     def _encode(self, v: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -217,38 +260,54 @@ class MetaValuator:
         s = self._fitted
         start = time.perf_counter()
         feats = _finite(s.features(self._recode(samples)), s.features.names)
-        z = np.asarray(predict_members(s.ensemble.params,
-                                       (feats - s.feature_mean) / s.feature_std), np.float64)
+        z = np.asarray(
+            predict_members(
+                s.ensemble.params, (feats - s.feature_mean) / s.feature_std
+            ),
+            np.float64,
+        )
         center, spread = z.mean(0), z.std(0, ddof=1)
         values = self._decode(center)
-        stderr = np.abs(self._decode(center + spread) - self._decode(center - spread)) / 2
+        stderr = (
+            np.abs(self._decode(center + spread) - self._decode(center - spread)) / 2
+        )
         seconds = time.perf_counter() - start
         return ValuationResult(
-            values=values, stderr=stderr, counts=np.full(samples.n, self.members),
-            ids=samples.ids, method=f"meta_{s.teacher}",
+            values=values,
+            stderr=stderr,
+            counts=np.full(samples.n, self.members),
+            ids=samples.ids,
+            method=f"meta_{s.teacher}",
             params={"meta": self.config(), "teacher": s.teacher, "target": s.target},
-            seed=self.seed, versions=package_versions(),
-            extra={"seconds": seconds, "feature_names": list(s.features.names)})
+            seed=self.seed,
+            versions=package_versions(),
+            extra={"seconds": seconds, "feature_names": list(s.features.names)},
+        )
 
     def _recode(self, samples: Dataset) -> Dataset:
         """`samples` with labels coded onto the task's class list."""
         s = self._fitted
         if not isinstance(samples, Dataset):
-            raise ValuationError(f"expected a valuation Dataset, got {type(samples).__name__}; "
-                                 "build one with valuation.load(x, y)")
+            raise ValuationError(
+                f"expected a valuation Dataset, got {type(samples).__name__}; "
+                "build one with valuation.load(x, y)"
+            )
         d = s.features.arrays["ref_x"].shape[1]
         if samples.d != d:
             raise ValuationError(
                 f"the samples have {samples.d} feature columns but the meta-model was fitted "
-                f"on {d}; pass the training set's columns, scaled the same way")
+                f"on {d}; pass the training set's columns, scaled the same way"
+            )
         if tuple(samples.classes) == s.classes:
             return samples
         code = {c: i for i, c in enumerate(s.classes)}
         labels = samples.labels.tolist()
         unknown = sorted({str(v) for v in labels if v not in code})
         if unknown:
-            raise ValuationError(f"labels {unknown[:5]} are not classes of the task "
-                                 f"{list(s.classes)[:10]}; drop those rows or fix the labels")
+            raise ValuationError(
+                f"labels {unknown[:5]} are not classes of the task "
+                f"{list(s.classes)[:10]}; drop those rows or fix the labels"
+            )
         y = np.array([code[v] for v in labels], dtype=np.int32)
         return samples.replace(y=y, classes=s.classes)
 
@@ -264,23 +323,47 @@ class MetaValuator:
         """
         s = self._fitted
         path = os.fspath(path)
-        arrays = {"feature_mean": s.feature_mean, "feature_std": s.feature_std,
-                  "pool_values": s.pool_values}
-        arrays.update({f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()})
-        arrays.update({f"target/{i}": np.asarray(leaf) for i, leaf in
-                       enumerate(jax.tree_util.tree_leaves(s.features.params))})
+        arrays = {
+            "feature_mean": s.feature_mean,
+            "feature_std": s.feature_std,
+            "pool_values": s.pool_values,
+        }
+        arrays.update(
+            {f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()}
+        )
+        arrays.update(
+            {
+                f"target/{i}": np.asarray(leaf)
+                for i, leaf in enumerate(jax.tree_util.tree_leaves(s.features.params))
+            }
+        )
         if s.features.checkpoints is not None:
-            arrays.update({f"checkpoints/{i}": np.asarray(leaf) for i, leaf in
-                           enumerate(jax.tree_util.tree_leaves(s.features.checkpoints))})
+            arrays.update(
+                {
+                    f"checkpoints/{i}": np.asarray(leaf)
+                    for i, leaf in enumerate(
+                        jax.tree_util.tree_leaves(s.features.checkpoints)
+                    )
+                }
+            )
         for name, a in s.features.arrays.items():
             a = np.asarray(a)
             arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
-        meta = {"format": _FORMAT, "config": self.config(), "feature_names": list(s.features.names),
-                "teacher": s.teacher, "target": s.target, "target_model": s.features.model.name,
-                "classes": list(s.classes), "n_classes": s.features.n_classes,
-                "target_mean": s.target_mean, "target_std": s.target_std,
-                "best_step": s.ensemble.best_step.tolist(),
-                "holdout_loss": s.ensemble.holdout_loss.tolist(), "versions": package_versions()}
+        meta = {
+            "format": _FORMAT,
+            "config": self.config(),
+            "feature_names": list(s.features.names),
+            "teacher": s.teacher,
+            "target": s.target,
+            "target_model": s.features.model.name,
+            "classes": list(s.classes),
+            "n_classes": s.features.n_classes,
+            "target_mean": s.target_mean,
+            "target_std": s.target_std,
+            "best_step": s.ensemble.best_step.tolist(),
+            "holdout_loss": s.ensemble.holdout_loss.tolist(),
+            "versions": package_versions(),
+        }
 
         def write_npz(tmp):
             with open(tmp, "wb") as f:
@@ -288,11 +371,21 @@ class MetaValuator:
 
         atomic_write(path, write_npz)
         text = json.dumps(meta, indent=2, default=_json_default)
-        atomic_write(path + ".json", lambda tmp: open(tmp, "w").write(text))
+
+        def write_json(tmp):
+            with open(tmp, "w") as f:
+                f.write(text)
+
+        atomic_write(path + ".json", write_json)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Model, *,
-             feature_names: Sequence[str] | None = None) -> MetaValuator:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        model: Model,
+        *,
+        feature_names: Sequence[str] | None = None,
+    ) -> MetaValuator:
         """Read a meta-model written by `save`, for the same target model.
 
         Args:
@@ -307,8 +400,10 @@ class MetaValuator:
         """
         path = os.fspath(path)
         if not os.path.exists(path) or not os.path.exists(path + ".json"):
-            raise ValuationError(f"{path!r} or its sidecar {path + '.json'!r} is missing; "
-                                 "pass the path given to MetaValuator.save")
+            raise ValuationError(
+                f"{path!r} or its sidecar {path + '.json'!r} is missing; "
+                "pass the path given to MetaValuator.save"
+            )
         with open(path + ".json") as f:
             meta = json.load(f)
         if meta.get("format") != _FORMAT:
@@ -317,62 +412,108 @@ class MetaValuator:
             raise ValuationError(
                 f"this meta-model predicts values for target model {meta['target_model']!r}, "
                 f"not {model.name!r}; values differ between target models: load it with the "
-                "model it was fitted for, or fit a new meta-model for this one")
+                "model it was fitted for, or fit a new meta-model for this one"
+            )
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         config = dict(meta["config"])
-        config["hidden"], config["groups"] = tuple(config["hidden"]), tuple(config["groups"])
-        feats = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("features/")}
+        config["hidden"], config["groups"] = (
+            tuple(config["hidden"]),
+            tuple(config["groups"]),
+        )
+        feats = {
+            k.split("/", 1)[1]: v
+            for k, v in arrays.items()
+            if k.startswith("features/")
+        }
         example = np.zeros((1, feats["ref_x"].shape[1]), np.float32)
         template = model.init(jax.random.PRNGKey(0), example)
         leaves, treedef = jax.tree_util.tree_flatten(template)
         saved = [arrays.get(f"target/{i}") for i in range(len(leaves))]
-        if (any(a is None for a in saved) or f"target/{len(leaves)}" in arrays
-                or [a.shape for a in saved] != [np.shape(a) for a in leaves]):
-            raise ValuationError(f"the saved target parameters do not fit {model.name!r} "
-                                 "(different layer shapes); load with the model it was fitted for")
+        if (
+            any(a is None for a in saved)
+            or f"target/{len(leaves)}" in arrays
+            or [a.shape for a in saved] != [np.shape(a) for a in leaves]
+        ):
+            raise ValuationError(
+                f"the saved target parameters do not fit {model.name!r} "
+                "(different layer shapes); load with the model it was fitted for"
+            )
         checkpoints = None
         if "checkpoints/0" in arrays:
             ckpt = [arrays.get(f"checkpoints/{i}") for i in range(len(leaves))]
-            if any(a is None or a.shape[2:] != np.shape(b) for a, b in zip(ckpt, leaves)):
-                raise ValuationError(f"the saved checkpoints do not fit {model.name!r}; load "
-                                     "with the model the meta-model was fitted for")
+            if any(
+                a is None or a.shape[2:] != np.shape(b) for a, b in zip(ckpt, leaves)
+            ):
+                raise ValuationError(
+                    f"the saved checkpoints do not fit {model.name!r}; load "
+                    "with the model the meta-model was fitted for"
+                )
             checkpoints = jax.tree_util.tree_unflatten(treedef, ckpt)
         if "dynamics" in config["groups"] and checkpoints is None:
-            raise ValuationError(f"{path!r} uses dynamics features but holds no checkpoints; "
-                                 "the file is incomplete: refit and save again")
-        fmap = FeatureMap(model=model, params=jax.tree_util.tree_unflatten(treedef, saved),
-                          arrays=feats, checkpoints=checkpoints, n_classes=int(meta["n_classes"]), k=int(config["k"]),
-                          groups=config["groups"])
+            raise ValuationError(
+                f"{path!r} uses dynamics features but holds no checkpoints; "
+                "the file is incomplete: refit and save again"
+            )
+        fmap = FeatureMap(
+            model=model,
+            params=jax.tree_util.tree_unflatten(treedef, saved),
+            arrays=feats,
+            checkpoints=checkpoints,
+            n_classes=int(meta["n_classes"]),
+            k=int(config["k"]),
+            groups=config["groups"],
+        )
         names = list(fmap.names)
-        expected = list(feature_names) if feature_names is not None else meta["feature_names"]
+        expected = (
+            list(feature_names) if feature_names is not None else meta["feature_names"]
+        )
         if names != meta["feature_names"] or expected != meta["feature_names"]:
             raise ValuationError(
                 f"feature mismatch: the meta-model was fitted on features {meta['feature_names']} "
                 f"but {'the caller expects' if feature_names is not None else 'this version computes'} "
                 f"{expected if feature_names is not None else names}; refit the meta-model with "
-                "the current features")
-        ensemble = EnsembleFit(params=_unflatten({k.split("/", 1)[1]: v for k, v in arrays.items()
-                                                  if k.startswith("ensemble/")}),
-                               best_step=np.asarray(meta["best_step"]),
-                               holdout_loss=np.asarray(meta["holdout_loss"]))
+                "the current features"
+            )
+        ensemble = EnsembleFit(
+            params=_unflatten(
+                {
+                    k.split("/", 1)[1]: v
+                    for k, v in arrays.items()
+                    if k.startswith("ensemble/")
+                }
+            ),
+            best_step=np.asarray(meta["best_step"]),
+            holdout_loss=np.asarray(meta["holdout_loss"]),
+        )
         if ensemble.params["dense_0"]["w"].shape[1] != len(names):
-            raise ValuationError("the saved ensemble does not read the saved features; "
-                                 "the file is corrupt: refit and save again")
-        state = _Fitted(features=fmap, classes=tuple(meta["classes"]),
-                        feature_mean=arrays["feature_mean"], feature_std=arrays["feature_std"],
-                        target_mean=float(meta["target_mean"]),
-                        target_std=float(meta["target_std"]), pool_values=arrays["pool_values"],
-                        ensemble=ensemble, teacher=meta["teacher"], target=meta["target"])
+            raise ValuationError(
+                "the saved ensemble does not read the saved features; "
+                "the file is corrupt: refit and save again"
+            )
+        state = _Fitted(
+            features=fmap,
+            classes=tuple(meta["classes"]),
+            feature_mean=arrays["feature_mean"],
+            feature_std=arrays["feature_std"],
+            target_mean=float(meta["target_mean"]),
+            target_std=float(meta["target_std"]),
+            pool_values=arrays["pool_values"],
+            ensemble=ensemble,
+            teacher=meta["teacher"],
+            target=meta["target"],
+        )
         return cls(**config, state=state)
 
 
 def _finite(feats: np.ndarray, names: Sequence[str]) -> np.ndarray:
     bad = ~np.isfinite(feats).all(axis=0)
     if bad.any():
-        raise ValuationError(f"features {[n for n, b in zip(names, bad) if b]} are NaN or "
-                             "infinite for some samples; check the inputs (NaN features, a "
-                             "diverged target model) or drop those feature groups")
+        raise ValuationError(
+            f"features {[n for n, b in zip(names, bad) if b]} are NaN or "
+            "infinite for some samples; check the inputs (NaN features, a "
+            "diverged target model) or drop those feature groups"
+        )
     return feats
 
 

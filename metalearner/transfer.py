@@ -27,7 +27,14 @@ from valuation import Utility, ValuationError, ValuationResult
 from .features import MODEL_AGNOSTIC, FeatureMap, features_for_utility
 from .model import EnsembleFit, fit_ensemble, predict_members
 
-__all__ = ["Task", "make_task", "rank_targets", "fit_tasks", "fine_tune", "predict_ranks"]
+__all__ = [
+    "Task",
+    "fine_tune",
+    "fit_tasks",
+    "make_task",
+    "predict_ranks",
+    "rank_targets",
+]
 
 
 class Task(NamedTuple):
@@ -50,8 +57,15 @@ class Task(NamedTuple):
     std: np.ndarray
 
 
-def make_task(utility: Utility, *, name: str, key: jax.Array, k: int = 10,
-              groups: Sequence[str] = MODEL_AGNOSTIC, epochs: int = 30) -> Task:
+def make_task(
+    utility: Utility,
+    *,
+    name: str,
+    key: jax.Array,
+    k: int = 10,
+    groups: Sequence[str] = MODEL_AGNOSTIC,
+    epochs: int = 30,
+) -> Task:
     """Features of every training sample of a task, standardised within the task.
 
     Args:
@@ -62,13 +76,17 @@ def make_task(utility: Utility, *, name: str, key: jax.Array, k: int = 10,
         "label" (its width differs between tasks).
     """
     if "label" in groups:
-        raise ValuationError("transfer needs model-agnostic features; drop 'label' from "
-                             "groups (use features.MODEL_AGNOSTIC)")
+        raise ValuationError(
+            "transfer needs model-agnostic features; drop 'label' from "
+            "groups (use features.MODEL_AGNOSTIC)"
+        )
     fmap = features_for_utility(utility, key=key, k=k, groups=groups, epochs=epochs)
     raw = fmap(utility.train)
     mean, std = raw.mean(0), raw.std(0)
     std = np.where(std > 1e-8, std, 1.0)
-    return Task(name, (raw - mean) / std, np.asarray(utility.train.ids), fmap, mean, std)
+    return Task(
+        name, (raw - mean) / std, np.asarray(utility.train.ids), fmap, mean, std
+    )
 
 
 def rank_targets(task: Task, values: ValuationResult) -> tuple[np.ndarray, np.ndarray]:
@@ -79,14 +97,20 @@ def rank_targets(task: Task, values: ValuationResult) -> tuple[np.ndarray, np.nd
     """
     position = pd.Index(task.ids).get_indexer(np.asarray(values.ids))
     if (position < 0).any():
-        raise ValuationError(f"values hold ids that are not training samples of task "
-                             f"{task.name!r}; value that task's training set")
+        raise ValuationError(
+            f"values hold ids that are not training samples of task "
+            f"{task.name!r}; value that task's training set"
+        )
     q = (pd.Series(values.values).rank(method="average").to_numpy() - 0.5) / len(values)
     return position, (q - 0.5) * np.sqrt(12.0)
 
 
-def fit_tasks(tasks: Sequence[tuple[Task, ValuationResult]], *, key: jax.Array,
-              **ensemble_options: Any) -> EnsembleFit:
+def fit_tasks(
+    tasks: Sequence[tuple[Task, ValuationResult]],
+    *,
+    key: jax.Array,
+    **ensemble_options: Any,
+) -> EnsembleFit:
     """One ensemble over the valued samples of several tasks (pooled, each task's ranks).
 
     Args:
@@ -96,18 +120,28 @@ def fit_tasks(tasks: Sequence[tuple[Task, ValuationResult]], *, key: jax.Array,
     """
     names = {t.feature_map.names for t, _ in tasks}
     if len(names) != 1:
-        raise ValuationError("the tasks have different feature sets; build them with the "
-                             "same groups and k")
+        raise ValuationError(
+            "the tasks have different feature sets; build them with the "
+            "same groups and k"
+        )
     xs, ts = [], []
     for task, values in tasks:
         position, t = rank_targets(task, values)
         xs.append(task.features[position])
         ts.append(t)
-    return fit_ensemble(np.concatenate(xs), np.concatenate(ts), key=key, **ensemble_options)
+    return fit_ensemble(
+        np.concatenate(xs), np.concatenate(ts), key=key, **ensemble_options
+    )
 
 
-def fine_tune(ensemble: EnsembleFit, task: Task, values: ValuationResult, *, key: jax.Array,
-              **ensemble_options: Any) -> EnsembleFit:
+def fine_tune(
+    ensemble: EnsembleFit,
+    task: Task,
+    values: ValuationResult,
+    *,
+    key: jax.Array,
+    **ensemble_options: Any,
+) -> EnsembleFit:
     """Continue training a transferred ensemble on a few valued samples of a new task.
 
     The ensemble's `members` and `hidden` widths are kept; `ensemble_options` set the rest
@@ -117,12 +151,20 @@ def fine_tune(ensemble: EnsembleFit, task: Task, values: ValuationResult, *, key
     members = params["out"]["w"].shape[0]
     hidden = tuple(params[f"dense_{i}"]["w"].shape[-1] for i in range(len(params) - 1))
     position, t = rank_targets(task, values)
-    return fit_ensemble(task.features[position], t, key=key, init_params=params,
-                        members=members, hidden=hidden, **ensemble_options)
+    return fit_ensemble(
+        task.features[position],
+        t,
+        key=key,
+        init_params=params,
+        members=members,
+        hidden=hidden,
+        **ensemble_options,
+    )
 
 
-def predict_ranks(ensemble: EnsembleFit, task: Task,
-                  positions: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def predict_ranks(
+    ensemble: EnsembleFit, task: Task, positions: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Predicted standardised ranks and the members' spread for a task's training samples.
 
     Args:

@@ -12,20 +12,30 @@ def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     train, valid = cancer
     train, flipped = train.flip_labels(0.1, seed=0)
     meta = MetaValuator(members=4, hidden=(32, 32), steps=400, epochs=8)
-    out = learn_values(train, valid, teacher="loo", fraction=0.5, meta=meta, progress=False,
-                       utility_options={"metric": "neg_log_loss"})
+    out = learn_values(
+        train,
+        valid,
+        teacher="loo",
+        fraction=0.5,
+        meta=meta,
+        progress=False,
+        utility_options={"metric": "neg_log_loss"},
+    )
     assert len(out.teacher) + len(out.predicted) == train.n
     assert not set(out.teacher.ids.tolist()) & set(out.predicted.ids.tolist())
     assert list(out.combined.ids) == list(train.ids)
     assert out.combined.extra["valued_by_teacher"] == len(out.teacher)
     # The teacher's own leave-one-out on the full set is the reference the unseen half is
     # compared with: the predictions must rank it (positively) and flag flipped labels.
-    utility = va.make_utility(va.logistic_regression(2), train, valid, metric="neg_log_loss")
+    utility = va.make_utility(
+        va.logistic_regression(2), train, valid, metric="neg_log_loss"
+    )
     scores = utility(np.vstack([np.ones((1, train.n)), 1.0 - np.eye(train.n)]))
     full = pd.Series(scores[0] - scores[1:], index=train.ids)
     rest = out.predicted.ids
-    rho = pd.Series(out.predicted.values).corr(pd.Series(full[rest].to_numpy()),
-                                               method="spearman")
+    rho = pd.Series(out.predicted.values).corr(
+        pd.Series(full[rest].to_numpy()), method="spearman"
+    )
     assert rho > 0.5
     noisy = pd.Series(flipped, index=train.ids)[rest].to_numpy()
     lowest = np.argsort(out.predicted.values)[: noisy.sum()]

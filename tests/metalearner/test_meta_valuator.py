@@ -13,7 +13,7 @@ from metalearner.features import make_features
 from metalearner.model import fit_ensemble, predict_members
 from metalearner.predictor import MetaValuator
 
-FAST = dict(members=4, hidden=(32, 32), steps=400, epochs=8)
+FAST = {"members": 4, "hidden": (32, 32), "steps": 400, "epochs": 8}
 
 
 def spearman(a, b):
@@ -24,15 +24,22 @@ def leave_one_out(utility):
     """U(N) - U(N minus i): the reference values these tests learn (exact, deterministic)."""
     n = utility.n
     scores = utility(np.vstack([np.ones((1, n)), 1.0 - np.eye(n)]))
-    return va.ValuationResult(values=scores[0] - scores[1:], stderr=np.zeros(n),
-                              counts=np.ones(n, int), ids=utility.train.ids, method="loo")
+    return va.ValuationResult(
+        values=scores[0] - scores[1:],
+        stderr=np.zeros(n),
+        counts=np.ones(n, int),
+        ids=utility.train.ids,
+        method="loo",
+    )
 
 
 @pytest.fixture(scope="module")
 def task(cancer):
     train, valid = cancer
     train, flipped = train.flip_labels(0.1, seed=0)
-    utility = va.make_utility(va.logistic_regression(2), train, valid, metric="neg_log_loss")
+    utility = va.make_utility(
+        va.logistic_regression(2), train, valid, metric="neg_log_loss"
+    )
     return utility, leave_one_out(utility), flipped
 
 
@@ -48,8 +55,13 @@ def test_ensemble_recovers_a_known_function():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 5)).astype(np.float32)
     f = np.sin(x[:, 0]) + x[:, 1] * x[:, 2] - 0.5 * x[:, 3] ** 2
-    fit = fit_ensemble(x[:400], (f[:400] - f.mean()) / f.std(), key=jax.random.PRNGKey(0),
-                       members=4, steps=800)
+    fit = fit_ensemble(
+        x[:400],
+        (f[:400] - f.mean()) / f.std(),
+        key=jax.random.PRNGKey(0),
+        members=4,
+        steps=800,
+    )
     pred = np.asarray(predict_members(fit.params, x[400:])).mean(0)
     assert spearman(pred, f[400:]) >= 0.95
 
@@ -58,15 +70,22 @@ def test_meta_valuator_recovers_values_that_are_a_function_of_its_features(task)
     """Values defined as a known function of the sample features are recovered on unseen
     samples (held-out Spearman >= 0.95)."""
     utility, _, _ = task
-    params = jax.tree_util.tree_map(lambda a: a[0], utility.fit(np.ones((1, utility.n))))
+    params = jax.tree_util.tree_map(
+        lambda a: a[0], utility.fit(np.ones((1, utility.n)))
+    )
     groups = ("model", "gradient", "neighbours", "label")
-    fmap = make_features(utility.model, params, utility.train, utility.valid, k=10,
-                         groups=groups)
+    fmap = make_features(
+        utility.model, params, utility.train, utility.valid, k=10, groups=groups
+    )
     f = pd.DataFrame(fmap(utility.train), columns=fmap.names)
     truth = np.tanh(f["margin"]) * f["knn_same_label_input"] + 0.3 * f["grad_alignment"]
-    values = va.ValuationResult(values=truth.to_numpy(), stderr=np.zeros(utility.n),
-                                counts=np.ones(utility.n, int), ids=utility.train.ids,
-                                method="known")
+    values = va.ValuationResult(
+        values=truth.to_numpy(),
+        stderr=np.zeros(utility.n),
+        counts=np.ones(utility.n, int),
+        ids=utility.train.ids,
+        method="known",
+    )
     half = utility.n // 2
     meta = MetaValuator(members=4, hidden=(32, 32), steps=600, groups=groups, seed=0)
     meta = meta.fit(utility, values[:half], params=params)
@@ -100,7 +119,10 @@ def test_save_load_predicts_identically(task, fitted, tmp_path):
     a, b = fitted.predict(samples), loaded.predict(samples)
     np.testing.assert_array_equal(a.values, b.values)
     np.testing.assert_array_equal(a.stderr, b.stderr)
-    assert loaded.config() == fitted.config() and loaded.feature_names == fitted.feature_names
+    assert (
+        loaded.config() == fitted.config()
+        and loaded.feature_names == fitted.feature_names
+    )
 
 
 def test_load_refuses_another_target_model_or_feature_set(fitted, tmp_path):
@@ -109,8 +131,9 @@ def test_load_refuses_another_target_model_or_feature_set(fitted, tmp_path):
     with pytest.raises(va.ValuationError, match="target model"):
         MetaValuator.load(path, va.mlp(2, hidden=(8,)))
     with pytest.raises(va.ValuationError, match="feature mismatch"):
-        MetaValuator.load(path, va.logistic_regression(2),
-                          feature_names=fitted.feature_names[:-1])
+        MetaValuator.load(
+            path, va.logistic_regression(2), feature_names=fitted.feature_names[:-1]
+        )
     meta = json.loads((tmp_path / "meta.npz.json").read_text())
     meta["feature_names"][0] = "something_else"
     (tmp_path / "meta.npz.json").write_text(json.dumps(meta))
@@ -123,10 +146,14 @@ def test_same_seed_same_meta_model_other_seed_differs(task, fitted):
     half = utility.n // 2
     again = MetaValuator(**FAST, seed=0).fit(utility, values[:half])
     other = MetaValuator(**FAST, seed=1).fit(utility, values[:half])
-    same = jax.tree_util.tree_map(np.array_equal, again.state.ensemble.params,
-                                  fitted.state.ensemble.params)
+    same = jax.tree_util.tree_map(
+        np.array_equal, again.state.ensemble.params, fitted.state.ensemble.params
+    )
     assert all(jax.tree_util.tree_leaves(same))
-    w0, w1 = fitted.state.ensemble.params["out"]["w"], other.state.ensemble.params["out"]["w"]
+    w0, w1 = (
+        fitted.state.ensemble.params["out"]["w"],
+        other.state.ensemble.params["out"]["w"],
+    )
     assert not np.array_equal(w0, w1)
 
 
@@ -134,24 +161,34 @@ def test_spread_is_larger_far_from_the_pool(task, fitted):
     utility, _, _ = task
     near = utility.train.subset(np.arange(utility.n // 2, utility.n))
     far = near.replace(x=near.x * 6.0, ids=np.array([f"far{i}" for i in range(near.n)]))
-    assert np.median(fitted.predict(far).stderr) > 3 * np.median(fitted.predict(near).stderr)
+    assert np.median(fitted.predict(far).stderr) > 3 * np.median(
+        fitted.predict(near).stderr
+    )
 
 
 def test_bad_input_raises_clear_errors(task, fitted):
     utility, values, _ = task
     train = utility.train
     with pytest.raises(va.ValuationError, match="feature columns"):
-        fitted.predict(va.load(train.x[:5, :-1], train.labels[:5], classes=train.classes))
-    strange = va.load(train.x[:5], np.array(["benign", "zebra", "malignant", "benign", "x"]))
+        fitted.predict(
+            va.load(train.x[:5, :-1], train.labels[:5], classes=train.classes)
+        )
+    strange = va.load(
+        train.x[:5], np.array(["benign", "zebra", "malignant", "benign", "x"])
+    )
     with pytest.raises(va.ValuationError, match="not classes of the task"):
         fitted.predict(strange)
     with pytest.raises(va.ValuationError, match="not fitted"):
         MetaValuator().predict(train)
     with pytest.raises(va.ValuationError, match="too few"):
         MetaValuator(**FAST).fit(utility, values[:5])
-    stranger = va.ValuationResult(values=np.zeros(12), stderr=np.zeros(12),
-                                  counts=np.ones(12, int), ids=np.arange(1000, 1012),
-                                  method="x")
+    stranger = va.ValuationResult(
+        values=np.zeros(12),
+        stderr=np.zeros(12),
+        counts=np.ones(12, int),
+        ids=np.arange(1000, 1012),
+        method="x",
+    )
     with pytest.raises(va.ValuationError, match="not in the utility's training set"):
         MetaValuator(**FAST).fit(utility, stranger)
     with pytest.raises(va.ValuationError, match="targets"):
@@ -164,4 +201,6 @@ def test_labels_in_the_users_vocabulary_are_recoded(task, fitted):
     part = utility.train.subset(np.arange(20))
     swapped = va.load(part.x, part.labels, classes=tuple(reversed(part.classes)))
     swapped = swapped.replace(ids=part.ids)
-    np.testing.assert_array_equal(fitted.predict(part).values, fitted.predict(swapped).values)
+    np.testing.assert_array_equal(
+        fitted.predict(part).values, fitted.predict(swapped).values
+    )
