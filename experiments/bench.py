@@ -10,7 +10,9 @@ Where it sits: on top of the value families (through `valuation.api.value`), the
   random order (the target model retrained for every point, all points in one batch);
 * Spearman correlation of the values with a reference run (the preset's reference method
   at its larger budget, under another seed);
-* wall time and peak resident memory of the valuation call, and utility evaluations used.
+* wall time and peak resident memory of the valuation call, and the utility evaluations
+  (models trained) it used; a Monte Carlo method spends its budget in whole batches, so it
+  may use somewhat more than the preset's budget.
 
 A "random" method (seeded uniform values) is the baseline row of every task.
 
@@ -51,21 +53,25 @@ class Preset:
     Attributes:
       tasks: task names (see `experiments.tasks.TASKS`).
       methods: method names of `valuation.api.value`, plus "random".
-      budget: utility evaluations per Monte Carlo method (spent in whole batches).
+      budget: utility evaluations per training sample for each Monte Carlo method (a task
+        with n training samples gets `budget * n`, spent in whole batches): permutation
+        methods need about n evaluations per permutation, so a fixed total would starve
+        large tasks.
       metric: validation score of the utility ("neg_log_loss": smoother than accuracy, so
         small retraining differences such as leave-one-out's register).
-      reference: method of the reference run for rank correlation.
-      reference_budget: its budget.
+      reference: method of the reference run for rank correlation (None: no reference,
+        no rank correlation).
+      reference_budget: its budget, per training sample.
       fractions: removal / addition fractions.
       n_random: random orders averaged for the curves' baseline.
     """
 
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
-    budget: int
+    budget: float
     metric: str
-    reference: str
-    reference_budget: int
+    reference: str | None
+    reference_budget: float
     fractions: tuple[float, ...]
     n_random: int
 
@@ -73,23 +79,31 @@ class Preset:
 PRESETS = {
     "quick": Preset(tasks=("breast_cancer",),
                     methods=("random", "loo", "oob", "banzhaf", "knn"),
-                    budget=512, metric="neg_log_loss", reference="banzhaf",
-                    reference_budget=2048,
+                    budget=1.5, metric="neg_log_loss", reference="banzhaf",
+                    reference_budget=6.0,
                     fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
     "full": Preset(tasks=("wine", "breast_cancer", "digits", "synthetic_1k", "synthetic_10k"),
                    methods=("random", "loo", "tmc", "beta", "banzhaf", "oob", "knn"),
-                   budget=5000, metric="neg_log_loss", reference="tmc",
-                   reference_budget=20000,
+                   budget=20.0, metric="neg_log_loss", reference="tmc",
+                   reference_budget=80.0,
                    fractions=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), n_random=5),
+    # Cost versus size: methods whose cost does not grow with a per-sample budget.
+    "scale": Preset(tasks=("synthetic_1k", "synthetic_10k", "synthetic_100k"),
+                    methods=("random", "knn", "oob"), budget=0.005, metric="neg_log_loss",
+                    reference=None, reference_budget=0.0,
+                    fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
 }
 
 
-def _value(task: Task, method: str, *, budget: int, metric: str, seed: int) -> np.ndarray:
-    """Values of the task's training samples, in training order."""
+def _value(task: Task, method: str, *, budget: float, metric: str,
+           seed: int) -> tuple[np.ndarray, int]:
+    """Values of the task's training samples (training order) and utility evaluations."""
     if method == "random":
-        return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,)))
-    return value(task.train, method=method, valid=task.valid, seed=seed, progress=False,
-                 stop=max_evaluations(budget), utility_options={"metric": metric}).values
+        return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,))), 0
+    result = value(task.train, method=method, valid=task.valid, seed=seed, progress=False,
+                   stop=max_evaluations(max(1, round(budget * task.train.n))),
+                   utility_options={"metric": metric})
+    return result.values, int(result.extra.get("evaluations", 0))
 
 
 def _rows(task: str, method: str, measures: dict[str, float]) -> list[dict]:
@@ -105,19 +119,23 @@ def _bench_task(task: Task, preset: Preset, methods, seed: int, echo) -> tuple[l
                                 task.test, chunk=points)
     # The reference run uses a seed of its own stream, never seed + 1.
     ref_seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
-    reference = _value(task, preset.reference, budget=preset.reference_budget,
-                       metric=preset.metric, seed=ref_seed)
+    reference = None
+    if preset.reference is not None:
+        reference, _ = _value(task, preset.reference, budget=preset.reference_budget,
+                              metric=preset.metric, seed=ref_seed)
     rows, values_by_method = [], {}
     for method in methods:
-        values, cost = measure(_value, task, method, budget=preset.budget,
+        (values, evaluations), cost = measure(_value, task, method, budget=preset.budget,
                                metric=preset.metric, seed=seed)
         frame = curves(values, test_utility, fractions=preset.fractions,
                        n_random=preset.n_random, seed=seed)
         scalars = {"f1": detection_f1(values, task.noisy),
                    "auroc": detection_auroc(values, task.noisy),
                    "random_f1": random_f1(task.noisy),
-                   "spearman_to_reference": spearman(values, reference),
+                   "spearman_to_reference": (np.nan if reference is None
+                                             else spearman(values, reference)),
                    "seconds": cost.seconds, "peak_mb": cost.peak_mb,
+                   "evaluations": evaluations,
                    **curve_summary(frame)}
         rows += _rows(task.name, method, scalars)
         rows += [{"task": task.name, "method": method, "measure": r.protocol,
@@ -132,7 +150,8 @@ def _bench_task(task: Task, preset: Preset, methods, seed: int, echo) -> tuple[l
 
 SUMMARY_COLUMNS = ["f1", "random_f1", "auroc", "spearman_to_reference",
                    "removal_high_first", "removal_random", "removal_low_first",
-                   "addition_high_first", "addition_random", "seconds", "peak_mb"]
+                   "addition_high_first", "addition_random", "evaluations", "seconds",
+                   "peak_mb"]
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -146,12 +165,14 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 def _markdown(summary: pd.DataFrame, preset_name: str, preset: Preset, seed: int) -> str:
     cols = list(summary.columns)
     lines = [f"# valuate bench ({preset_name} preset, seed {seed})", "",
-             (f"Budget {preset.budget} utility evaluations per Monte Carlo method, validation "
-              f"metric {preset.metric}; reference "
-              f"run: {preset.reference} at {preset.reference_budget}. F1 / AUROC: lowest "
+             (f"Budget {preset.budget:g} utility evaluations per training sample for each Monte "
+              f"Carlo method, validation metric {preset.metric}; reference run: "
+              f"{preset.reference} at {preset.reference_budget:g} per sample. F1 / AUROC: "
+              "lowest "
               "values flag the flipped labels. removal_* / addition_*: mean test accuracy "
               "along the curve (lower removal_high_first and higher removal_low_first = "
-              "better ranking). seconds / peak_mb: the valuation call alone."), "",
+              "better ranking). evaluations / seconds / peak_mb: the valuation call "
+              "alone."), "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in summary.itertuples(index=False):
         lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.3f}"
@@ -216,7 +237,7 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
         raise ValuationError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     config = PRESETS[preset]
     methods = tuple(methods or config.methods)
-    unknown = sorted(set(methods + (config.reference,)) - set(METHODS) - {"random"})
+    unknown = sorted((set(methods) | {config.reference}) - set(METHODS) - {"random", None})
     if unknown:
         raise ValuationError(f"unknown method(s) {', '.join(unknown)}; choose from random, "
                              f"{', '.join(sorted(METHODS))}")

@@ -117,8 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmark suite",
                            description="Methods x tasks: noisy-label detection, removal "
                                        "curves, rank correlation, time and memory.")
+    bench.add_argument("--preset", default="full",
+                       help="quick (CI, under a minute), full (5 tasks x 7 methods) or scale "
+                            "(synthetic 1k-100k rows: time and memory); default full")
     bench.add_argument("--quick", dest="preset", action="store_const", const="quick",
-                       default="full", help="the CI preset (about a minute)")
+                       help="same as --preset quick")
     bench.add_argument("--out", default="valuate-bench", help="folder for the results")
     bench.add_argument("--tasks", nargs="+", help="override the preset's tasks")
     bench.add_argument("--methods", nargs="+", help="override the preset's methods")
