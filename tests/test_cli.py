@@ -193,7 +193,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_values(tmp_path, csv):
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)  # a few more checkpoints: kill between or during their writes
+    time.sleep(0.05)  # kill between or during the next checkpoint writes
     proc.kill()  # SIGKILL
     assert proc.wait() == -signal.SIGKILL, "the job ended before it could be killed"
     assert checkpoint.exists() and not out.exists()
