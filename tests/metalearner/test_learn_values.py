@@ -2,12 +2,14 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import valuation as va
 from metalearner.pipeline import learn_values
 from metalearner.predictor import MetaValuator
 
 
+@pytest.mark.slow
 def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     train, valid = cancer
     train, flipped = train.flip_labels(0.1, seed=0)

@@ -18,8 +18,9 @@ def spearman(a, b):
 @pytest.fixture(scope="module")
 def tasks():
     out = []
-    for i, (n, d, sep) in enumerate([(160, 4, 2.0), (200, 6, 1.5), (180, 5, 2.5)]):
-        data = va.make_classification(n, d, separation=sep, seed=10 + i)
+    # Equal shapes (one compilation of the features); tasks differ in data and separation.
+    for i, sep in enumerate([2.0, 1.5, 2.5]):
+        data = va.make_classification(160, 4, separation=sep, seed=10 + i)
         train, valid = data.split(0.7, 0.3, seed=i)
         train, _ = train.flip_labels(0.1, seed=i)
         utility = va.make_utility(va.logistic_regression(2), train, valid)
