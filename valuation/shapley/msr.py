@@ -36,11 +36,12 @@ class MSRState(NamedTuple):
     outside: est.Moments
 
 
-def msr_banzhaf(*, batch: int | None = None) -> Estimator:
+def msr_banzhaf(*, batch: int = 256) -> Estimator:
     """Data Banzhaf values by maximum sample reuse (Wang & Jia, AISTATS 2023).
 
     Args:
-      batch: coalitions per update (default: the utility's chunk, one compiled call).
+      batch: coalitions per update (one utility call); the stopping rule is checked
+        between updates.
 
     Returns:
       An `Estimator`; values, stderr and counts `(n,)`.
@@ -49,7 +50,7 @@ def msr_banzhaf(*, batch: int | None = None) -> Estimator:
       >>> msr_banzhaf(batch=64).name
       'msr_banzhaf'
     """
-    if batch is not None and int(batch) < 1:
+    if int(batch) < 1:
         raise ValuationError(f"batch must be a positive int, got {batch!r}")
 
     def init(n):
@@ -68,4 +69,4 @@ def msr_banzhaf(*, batch: int | None = None) -> Estimator:
         return est.Estimate(a.values - b.values, np.sqrt(a.stderr**2 + b.stderr**2),
                             a.counts + b.counts)
 
-    return Estimator(init, update, estimate, "msr_banzhaf", {}, batch)
+    return Estimator(init, update, estimate, "msr_banzhaf", {}, int(batch))

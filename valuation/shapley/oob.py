@@ -48,12 +48,12 @@ def _sample_scores(probs: jax.Array, y: jax.Array, score: str) -> jax.Array:
     return (own >= probs.max(axis=-1)) / top.sum(axis=-1)
 
 
-def data_oob(*, score: str = "accuracy", batch: int | None = None) -> Estimator:
+def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
     """Data-OOB values (Kwon & Zou, ICML 2023) with the utility's target model.
 
     Args:
       score: "accuracy" (the paper's correctness) or "probability" (of the sample's label).
-      batch: bootstrap models per update (default: the utility's chunk).
+      batch: bootstrap models per update (trained in chunks of the utility's size).
 
     Returns:
       An `Estimator` for a `utility.Utility` (it uses `fit`, `predict_proba` and `train`);
@@ -65,7 +65,7 @@ def data_oob(*, score: str = "accuracy", batch: int | None = None) -> Estimator:
     """
     if score not in SCORES:
         raise ValuationError(f"unknown Data-OOB score {score!r}; choose one of {SCORES}")
-    if batch is not None and int(batch) < 1:
+    if int(batch) < 1:
         raise ValuationError(f"batch must be a positive int, got {batch!r}")
 
     def init(n):
@@ -90,4 +90,4 @@ def data_oob(*, score: str = "accuracy", batch: int | None = None) -> Estimator:
     def estimate(state):
         return est.estimate(state.moments)
 
-    return Estimator(init, update, estimate, "data_oob", {"score": score}, batch)
+    return Estimator(init, update, estimate, "data_oob", {"score": score}, int(batch))

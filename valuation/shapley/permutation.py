@@ -161,8 +161,9 @@ def permutation_semivalue(
               "antithetic": antithetic}
     if weights.name == "shapley":
         name = "permutation_shapley" if truncation_rtol is None else "tmc_shapley"
-    else:
-        name = f"{weights.name.split('(')[0]}_semivalue"
+    else:  # "beta(16, 1)" -> "beta_shapley", "banzhaf" -> "banzhaf_semivalue"
+        stem = weights.name.split("(")[0]
+        name = "beta_shapley" if stem == "beta" else f"{stem}_semivalue"
     return Estimator(init, update, estimate, name, params, batch, multiple)
 
 
