@@ -184,7 +184,7 @@ def test_unknown_method_lists_the_choices(tmp_path, csv, capsys):
 
 def test_sigkill_then_resume_gives_the_uninterrupted_values(tmp_path, csv):
     args = ["value", csv, "--label", "target", "--id-column", "rid", "--method", "banzhaf",
-            "--budget", "2400", "--batch", "16", "--seed", "7", "--quiet"]
+            "--budget", "1200", "--batch", "16", "--seed", "7", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "straight.csv")]) == 0  # uninterrupted
     job, out = tmp_path / "job", tmp_path / "resumed.csv"
     command = VALUATE + [str(a) for a in args] + ["--out", str(out), "--job-dir", str(job)]
@@ -203,7 +203,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_values(tmp_path, csv):
     meta = _sidecar(out)
     assert meta["extra"]["resumed"] is True
     assert meta["extra"]["evaluations"] == _sidecar(tmp_path / "straight.csv")["extra"][
-        "evaluations"] == 2400
+        "evaluations"] == 1200
 
 
 def test_demo_writes_its_table_and_finds_flipped_labels(tmp_path):
