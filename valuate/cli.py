@@ -101,12 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
     value.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     value.add_argument("--budget", type=int,
-                       help="utility evaluations (models trained) to spend; method default "
-                            "if omitted")
+                       help="utility evaluations (models trained) to spend on a Monte "
+                            "Carlo method; method default if omitted")
     value.add_argument("--batch", type=int,
                        help="Monte Carlo draws per update, i.e. between checkpoints (method "
                             "default if omitted); the budget is spent in whole updates")
-    value.add_argument("--job-dir", help="folder for checkpoints; rerun the same command "
+    value.add_argument("--job-dir", help="folder for checkpoints of Monte Carlo methods "
+                                         "(tmc, beta, banzhaf, oob); rerun the same command "
                                          "to resume an interrupted job")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
