@@ -37,8 +37,10 @@ def recorded(noisy_blobs):
                   valid=valid, seeds=2)
 
 
-@pytest.mark.parametrize("model, batch_size", [(va.logistic_regression(2), None),
-                                               (va.mlp(2, hidden=(8,)), 32)])
+@pytest.mark.parametrize("model, batch_size", [
+    (va.logistic_regression(2), None),
+    pytest.param(va.mlp(2, hidden=(8,)), 32, marks=pytest.mark.slow),  # ~10 s: two compiles
+])
 def test_recorder_on_and_off_give_identical_params(blobs, model, batch_size):
     train = blobs[0]
     key, epochs = jax.random.PRNGKey(3), 6

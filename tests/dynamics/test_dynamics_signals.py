@@ -142,8 +142,8 @@ def test_trajectory_statistics_against_autodiff():
         g = jax.grad(loss)(params["out"])
         return jnp.concatenate([g["w"].ravel(), g["b"]])
 
-    g_train = jax.vmap(out_grad)(x, y)
-    g_valid = jax.vmap(out_grad)(xv, yv).mean(axis=0)
+    per_sample = jax.jit(jax.vmap(out_grad))
+    g_train, g_valid = per_sample(x, y), per_sample(xv, yv).mean(axis=0)
     np.testing.assert_allclose(t.grad_norm[0, 0], np.linalg.norm(g_train, axis=1), rtol=1e-5)
     np.testing.assert_allclose(t.alignment[0, 0], g_train @ g_valid, rtol=1e-4, atol=1e-6)
     assert np.isnan(trajectory(model, checkpoints, x, y, n_classes=3).alignment).all()

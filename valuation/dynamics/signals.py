@@ -45,6 +45,9 @@ def variability(prob: np.ndarray) -> np.ndarray:
     """Data-map variability: standard deviation over epochs of the given label's probability.
 
     The population standard deviation (divisor = epochs), Swayamdipta et al. 2020, eq. 2.
+    As a value it ranks ambiguous samples high, following the paper; it is no mislabel
+    detector: a model that memorises a flipped label moves its `p_y` from near 0 to near 1,
+    so flipped labels often have the *highest* variability (see `bench_dynamics`).
     """
     return np.std(prob, axis=-2)
 
