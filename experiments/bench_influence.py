@@ -122,7 +122,8 @@ def _run(task) -> list[dict]:
             continue
         values[method] = result.values
         rows.append({"task": name, "method": method, "n_params": n_params,
-                     "n_train": train.n, "seconds": round(cost.seconds, 2),
+                     "n_train": train.n, "n_params_used": result.extra.get("n_params"),
+                     "seconds": round(cost.seconds, 2),
                      "peak_mb": round(cost.peak_mb), "f1": detection_f1(result.values, flipped),
                      "auroc": detection_auroc(result.values, flipped),
                      "damping": result.extra.get("damping"),

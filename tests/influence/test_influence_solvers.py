@@ -116,3 +116,26 @@ def test_methods_agree_on_logistic_regression(logreg):
     # A low rank keeps the dominant directions: still strongly correlated.
     r = influence(model, params, train, valid, method="lowrank", l2=L2, rank=10, **opts)
     assert np.corrcoef(r.values, ref.values)[0, 1] > 0.9
+
+
+def test_entry_point_rejects_bad_input(logreg):
+    model, params, train, valid = logreg
+    for kwargs, message in (({"method": "nope"}, "unknown influence method"),
+                            ({"method": "exact", "valid_blocks": 1}, "valid_blocks"),
+                            ({"method": "cg", "rank": 3}, "bad option"),
+                            ({"method": "tracin"}, "checkpoints"),
+                            ({"method": "exact", "layers": ("nope",)}, "not in the params"),
+                            ({"method": "exact", "damping": -1.0}, "damping")):
+        with pytest.raises(ValuationError, match=message):
+            influence(model, params, train, valid, **kwargs)
+
+
+@pytest.mark.slow
+def test_stochastic_lissa_tracks_exact(logreg):
+    """Mini-batch LiSSA (the original stochastic series) still ranks like the exact solve."""
+    model, params, train, valid = logreg
+    opts = {"damping": 0.01, "valid_blocks": 8, "l2": L2}
+    ref = influence(model, params, train, valid, method="exact", **opts)
+    r = influence(model, params, train, valid, method="lissa", depth=1500, batch_size=128,
+                  tol=0.3, **opts)
+    assert np.corrcoef(r.values, ref.values)[0, 1] > 0.95

@@ -22,7 +22,8 @@ from ..errors import ValuationError
 from ..results import ValuationResult
 from .grads import padded_chunks
 
-__all__ = ["valid_blocks_matrix", "block_grads", "stream", "prepare", "finish", "shares"]
+__all__ = ["valid_blocks_matrix", "block_grads", "stream", "prepare", "finish", "shares",
+           "key_record"]
 
 
 def valid_blocks_matrix(n_valid: int, blocks: int | None) -> np.ndarray:
@@ -107,3 +108,10 @@ def shares(avg: np.ndarray) -> np.ndarray:
     """Block shares `n_b / n_valid` from the averaging matrix."""
     sizes = (avg > 0).sum(axis=1)
     return sizes / sizes.sum()
+
+
+def key_record(key: jax.Array) -> list[int]:
+    """A JAX key as JSON-ready integers (raw `uint32` keys and typed keys alike)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key).ravel().tolist()

@@ -39,7 +39,7 @@ from jax.flatten_util import ravel_pytree
 from ..data import Dataset
 from ..errors import ValuationError
 from ..models import Model
-from .attribution import block_grads, finish, prepare, shares, stream
+from .attribution import block_grads, finish, key_record, prepare, shares, stream
 from .grads import Flat, chunk_size, flatten, grad_chunk, padded_chunks
 from .solvers import auto_damping
 
@@ -168,6 +168,7 @@ def trak(
                                     matrix_path=matrix_path)
     return finish("trak", train, valid, avg, values, stderr, matrix,
                   params={"model": model.name, "dim": dim, "l2": l2, "n_models": len(ensemble),
+                          "key": key_record(key),
                           "layers": None if layers is None else list(layers)},
                   seed=None, extra={"damping": infos[0]["damping"],
                                     "lambda_min": infos[0]["lambda_min"], "models": infos,

@@ -45,7 +45,7 @@ from ..data import Dataset
 from ..errors import ValuationError
 from ..models import Model
 from ..training import weighted_objective
-from .attribution import block_grads, finish, prepare, shares, stream
+from .attribution import block_grads, finish, key_record, prepare, shares, stream
 from .grads import Flat, chunk_size, flatten, grad_chunk, mean_objective, padded_chunks
 from .hvp import hvp
 from .projection import trak
@@ -110,7 +110,8 @@ def influence_function(
       layers: restrict to these top-level param keys (e.g. `("out",)`); the others are held
         fixed (a block-diagonal approximation of `H`).
       key: randomness of the solver (Lanczos start, LiSSA batches); default `PRNGKey(0)`.
-      valid_blocks: number of validation blocks `B` (default `n_valid`).
+      valid_blocks: number of validation blocks `B` (default `n_valid`). Iterative solvers
+        cost one inverse-HVP per block: on large models pass e.g. 8 to 32.
       chunk: training samples per gradient chunk; default from `memory_budget` (bytes).
       return_matrix: also return the `(n_train, B)` attribution matrix.
       matrix_path: write that matrix to this `.npy` file (memory-mapped) instead of RAM.
@@ -143,10 +144,9 @@ def influence_function(
     extra = {**info, "n_params": flat.dim, "seconds_solve": t_solve,
              "seconds_total": time.perf_counter() - t0}
     return finish(name, train, valid, avg, values, stderr, matrix,
-                  params={"model": model.name, "l2": l2, "layers": flat.layers},
+                  params={"model": model.name, "l2": l2, "layers": flat.layers,
+                          "key": key_record(key)},
                   seed=None, extra=extra, return_matrix=return_matrix)
-
-
 
 
 METHODS = ("exact", "cg", "lissa", "lowrank", "tracin", "trak")
