@@ -66,13 +66,26 @@ def _digits(quick: bool):
     valid, _ = valid.standardize(mean, std)
     noisy, flipped = train.flip_labels(0.1, seed=0)
     model = va.logistic_regression(noisy.n_classes)
-    params = va.fit_logistic_newton(jnp.asarray(noisy.x), jnp.asarray(noisy.y),
-                                    jnp.ones((1, noisy.n)), n_classes=noisy.n_classes,
-                                    l2=L2, steps=15)
+    params = va.fit_logistic_newton(
+        jnp.asarray(noisy.x),
+        jnp.asarray(noisy.y),
+        jnp.ones((1, noisy.n)),
+        n_classes=noisy.n_classes,
+        l2=L2,
+        steps=15,
+    )
     params = jax.tree_util.tree_map(lambda a: a[0], params)
-    _, ckpts = va.fit(model, jnp.asarray(noisy.x), jnp.asarray(noisy.y), jnp.ones(noisy.n),
-                      key=jax.random.PRNGKey(0), steps=200, l2=L2, save_every=40,
-                      optimizer=optax.sgd(0.5))
+    _, ckpts = va.fit(
+        model,
+        jnp.asarray(noisy.x),
+        jnp.asarray(noisy.y),
+        jnp.ones(noisy.n),
+        key=jax.random.PRNGKey(0),
+        steps=200,
+        l2=L2,
+        save_every=40,
+        optimizer=optax.sgd(0.5),
+    )
     methods = {
         "exact": {},
         "cg": {},
@@ -93,9 +106,16 @@ def _mlp(quick: bool):
     noisy, flipped = train.flip_labels(0.1, seed=0)
     model = va.mlp(2, hidden=(256, 128))
     steps, every = (100, 25) if quick else (300, 50)
-    params, ckpts = va.fit(model, jnp.asarray(noisy.x), jnp.asarray(noisy.y),
-                           jnp.ones(noisy.n), key=jax.random.PRNGKey(0), steps=steps,
-                           l2=L2, save_every=every)
+    params, ckpts = va.fit(
+        model,
+        jnp.asarray(noisy.x),
+        jnp.asarray(noisy.y),
+        jnp.ones(noisy.n),
+        key=jax.random.PRNGKey(0),
+        steps=steps,
+        l2=L2,
+        save_every=every,
+    )
     blocks = {"valid_blocks": 8}
     methods = {
         "cg": {**blocks, "maxiter": 300},
@@ -114,24 +134,49 @@ def _run(task) -> list[dict]:
     for method, opts in methods.items():
         base = "exact" if method == "exact_last_layer" else method
         try:
-            result, cost = measure(influence, model, params, train, valid, method=base,
-                                   l2=L2, key=jax.random.PRNGKey(0), **opts)
+            result, cost = measure(
+                influence,
+                model,
+                params,
+                train,
+                valid,
+                method=base,
+                l2=L2,
+                key=jax.random.PRNGKey(0),
+                **opts,
+            )
         except va.ValuationError as err:  # a solver that reports failure: record it
-            rows.append({"task": name, "method": method, "n_params": n_params,
-                         "n_train": train.n, "error": str(err)})
+            rows.append(
+                {
+                    "task": name,
+                    "method": method,
+                    "n_params": n_params,
+                    "n_train": train.n,
+                    "error": str(err),
+                }
+            )
             continue
         values[method] = result.values
-        rows.append({"task": name, "method": method, "n_params": n_params,
-                     "n_train": train.n, "n_params_used": result.extra.get("n_params"),
-                     "seconds": round(cost.seconds, 2),
-                     "peak_mb": round(cost.peak_mb), "f1": detection_f1(result.values, flipped),
-                     "auroc": detection_auroc(result.values, flipped),
-                     "damping": result.extra.get("damping"),
-                     "lambda_min": result.extra.get("lambda_min")})
+        rows.append(
+            {
+                "task": name,
+                "method": method,
+                "n_params": n_params,
+                "n_train": train.n,
+                "n_params_used": result.extra.get("n_params"),
+                "seconds": round(cost.seconds, 2),
+                "peak_mb": round(cost.peak_mb),
+                "f1": detection_f1(result.values, flipped),
+                "auroc": detection_auroc(result.values, flipped),
+                "damping": result.extra.get("damping"),
+                "lambda_min": result.extra.get("lambda_min"),
+            }
+        )
     for row in rows:
         if row["method"] in values and reference in values:
             row[f"pearson_vs_{reference}"] = float(
-                np.corrcoef(values[row["method"]], values[reference])[0, 1])
+                np.corrcoef(values[row["method"]], values[reference])[0, 1]
+            )
     return rows
 
 
@@ -163,8 +208,13 @@ def _pydvl_compare(task, python: str, n_valid: int) -> list[dict]:
     """Our CG vs pyDVL's CgInfluence on the same MLP, damping and tolerance."""
     name, model, params, train, valid, _, _, _ = task
     if not os.path.exists(python):
-        return [{"task": name, "method": "pydvl_cg",
-                 "error": f"no pyDVL Python at {python}: skipped"}]
+        return [
+            {
+                "task": name,
+                "method": "pydvl_cg",
+                "error": f"no pyDVL Python at {python}: skipped",
+            }
+        ]
     valid = valid.subset(np.arange(n_valid))
     flat = flatten(params)
     xt, yt = jnp.asarray(train.x), jnp.asarray(train.y)
@@ -174,46 +224,105 @@ def _pydvl_compare(task, python: str, n_valid: int) -> list[dict]:
     damping = 1.5 * max(0.0, -lmin) + 1e-3 * lmax  # above the negative eigenvalues
     tol, maxiter = 1e-6, 1000
     start = time.perf_counter()
-    ours, matrix = influence(model, params, train, valid, method="cg", l2=0.0,
-                             damping=damping, tol=tol, maxiter=maxiter, valid_blocks=n_valid,
-                             return_matrix=True)
+    _, matrix = influence(
+        model,
+        params,
+        train,
+        valid,
+        method="cg",
+        l2=0.0,
+        damping=damping,
+        tol=tol,
+        maxiter=maxiter,
+        valid_blocks=n_valid,
+        return_matrix=True,
+    )
     ours_seconds = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = {f"{k}{i}": np.asarray(params[layer][k]) for i, layer in
-                  enumerate(["dense_0", "dense_1", "out"]) for k in ("w", "b")}
-        np.savez(os.path.join(tmp, "in.npz"), **arrays, xt=train.x, yt=train.y, xv=valid.x,
-                 yv=valid.y, damping=damping, rtol=np.sqrt(tol), maxiter=maxiter,
-                 batch=train.n // 5 if train.n % 5 == 0 else train.n)
+        arrays = {
+            f"{k}{i}": np.asarray(params[layer][k])
+            for i, layer in enumerate(["dense_0", "dense_1", "out"])
+            for k in ("w", "b")
+        }
+        np.savez(
+            os.path.join(tmp, "in.npz"),
+            **arrays,
+            xt=train.x,
+            yt=train.y,
+            xv=valid.x,
+            yv=valid.y,
+            damping=damping,
+            rtol=np.sqrt(tol),
+            maxiter=maxiter,
+            batch=train.n // 5 if train.n % 5 == 0 else train.n,
+        )
         script = os.path.join(tmp, "run_pydvl.py")
         with open(script, "w") as f:
             f.write(PYDVL_SCRIPT)
-        done = subprocess.run([python, script, os.path.join(tmp, "in.npz"),
-                               os.path.join(tmp, "out.npz")], capture_output=True, text=True)
+        done = subprocess.run(
+            [python, script, os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")],
+            capture_output=True,
+            check=False,
+            text=True,
+        )
         if done.returncode != 0:
-            return [{"task": name, "method": "pydvl_cg",
-                     "error": "pyDVL run failed: " + done.stderr.strip().splitlines()[-1]}]
+            return [
+                {
+                    "task": name,
+                    "method": "pydvl_cg",
+                    "error": "pyDVL run failed: "
+                    + done.stderr.strip().splitlines()[-1],
+                }
+            ]
         with np.load(os.path.join(tmp, "out.npz")) as out:
             theirs, seconds = out["influences"], float(out["seconds"])
     theirs = theirs.T / train.n  # (n_train, n_valid), our normalisation
     rel = float(np.max(np.abs(matrix - theirs)) / np.max(np.abs(theirs)))
-    common = {"task": name, "n_params": flat.dim, "n_train": train.n, "damping": damping,
-              "lambda_min": lmin, "n_valid_points": n_valid}
-    return [{**common, "method": "cg_vs_pydvl(ours)", "seconds": round(ours_seconds, 2),
-             "max_rel_diff_vs_pydvl": rel,
-             "pearson_vs_pydvl": float(np.corrcoef(matrix.ravel(), theirs.ravel())[0, 1])},
-            {**common, "method": "pydvl_cg", "seconds": round(seconds, 2),
-             "time_ratio_pydvl_over_ours": seconds / ours_seconds}]
+    common = {
+        "task": name,
+        "n_params": flat.dim,
+        "n_train": train.n,
+        "damping": damping,
+        "lambda_min": lmin,
+        "n_valid_points": n_valid,
+    }
+    return [
+        {
+            **common,
+            "method": "cg_vs_pydvl(ours)",
+            "seconds": round(ours_seconds, 2),
+            "max_rel_diff_vs_pydvl": rel,
+            "pearson_vs_pydvl": float(
+                np.corrcoef(matrix.ravel(), theirs.ravel())[0, 1]
+            ),
+        },
+        {
+            **common,
+            "method": "pydvl_cg",
+            "seconds": round(seconds, 2),
+            "time_ratio_pydvl_over_ours": seconds / ours_seconds,
+        },
+    ]
 
 
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data and fewer steps")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller data and fewer steps"
+    )
     parser.add_argument("--task", choices=("digits", "mlp50k", "all"), default="all")
     parser.add_argument("--pydvl-python", default="/work/pydvl-venv/bin/python")
-    parser.add_argument("--pydvl-valid", type=int, default=8,
-                        help="validation points in the pyDVL comparison")
-    parser.add_argument("--skip-methods", action="store_true",
-                        help="MLP task: only the pyDVL comparison")
+    parser.add_argument(
+        "--pydvl-valid",
+        type=int,
+        default=8,
+        help="validation points in the pyDVL comparison",
+    )
+    parser.add_argument(
+        "--skip-methods",
+        action="store_true",
+        help="MLP task: only the pyDVL comparison",
+    )
     args = parser.parse_args(argv)
     tasks = {"digits": _digits, "mlp50k": _mlp}
     rows = []

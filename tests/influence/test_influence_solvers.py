@@ -4,21 +4,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from influence_setup import L2, logreg  # noqa: F401
+from influence_setup import L2
 
 from valuation import ValuationError
-from valuation.influence import Curvature, cg, dense, hvp, influence, lanczos, lissa, lowrank
+from valuation.influence import (
+    Curvature,
+    cg,
+    dense,
+    hvp,
+    influence,
+    lanczos,
+    lissa,
+    lowrank,
+)
 
 KEY = jax.random.PRNGKey(0)
 
 
 def quadratic(eigenvalues, seed=0):
     """Curvature of 0.5 theta^T A theta with A = Q diag(eigenvalues) Q^T (float32)."""
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(len(eigenvalues),) * 2))
+    q, _ = np.linalg.qr(
+        np.random.default_rng(seed).normal(size=(len(eigenvalues),) * 2)
+    )
     a = (q * np.asarray(eigenvalues)) @ q.T
     a = jnp.asarray(0.5 * (a + a.T), jnp.float32)
-    return a, Curvature(hvp(lambda t: 0.5 * t @ a @ t, jnp.zeros(len(eigenvalues))),
-                        len(eigenvalues))
+    return a, Curvature(
+        hvp(lambda t: 0.5 * t @ a @ t, jnp.zeros(len(eigenvalues))), len(eigenvalues)
+    )
 
 
 def test_solvers_invert_a_known_matrix():
@@ -26,10 +38,15 @@ def test_solvers_invert_a_known_matrix():
     eig = np.geomspace(0.1, 10.0, 20)
     a, curv = quadratic(eig)
     v = jnp.asarray(np.random.default_rng(1).normal(size=(20, 3)), jnp.float32)
-    truth = np.linalg.solve(np.asarray(a, np.float64) + 0.05 * np.eye(20), np.asarray(v))
-    for solver, rtol in ((dense(damping=0.05), 1e-4), (cg(damping=0.05, tol=1e-6), 1e-4),
-                         (lissa(damping=0.05, depth=2000, tol=1e-5), 1e-4),
-                         (lowrank(rank=20, damping=0.05), 1e-3)):
+    truth = np.linalg.solve(
+        np.asarray(a, np.float64) + 0.05 * np.eye(20), np.asarray(v)
+    )
+    for solver, rtol in (
+        (dense(damping=0.05), 1e-4),
+        (cg(damping=0.05, tol=1e-6), 1e-4),
+        (lissa(damping=0.05, depth=2000, tol=1e-5), 1e-4),
+        (lowrank(rank=20, damping=0.05), 1e-3),
+    ):
         x = np.asarray(solver(curv, key=KEY).apply(v))
         np.testing.assert_allclose(x, truth, rtol=rtol, atol=rtol * np.abs(truth).max())
 
@@ -39,7 +56,9 @@ def test_lanczos_finds_the_spectrum():
     a, curv = quadratic(eig)
     found, vecs = lanczos(curv.hvp, 12, 12, key=KEY)
     np.testing.assert_allclose(np.asarray(found), eig, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(a @ vecs), np.asarray(vecs * found), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(a @ vecs), np.asarray(vecs * found), atol=1e-3
+    )
 
 
 def test_auto_damping_reports_smallest_eigenvalue():
@@ -64,7 +83,9 @@ def test_indefinite_hessian_without_damping_fails_clearly():
     with pytest.raises(ValuationError, match="LiSSA did not converge"):
         lissa(damping=0.0, depth=200)(curv, key=KEY).apply(v)
     with pytest.raises(ValuationError, match="did not converge"):  # too few iterations
-        cg(damping=0.0, maxiter=2)(quadratic(np.geomspace(0.1, 10, 8))[1], key=KEY).apply(v)
+        cg(damping=0.0, maxiter=2)(
+            quadratic(np.geomspace(0.1, 10, 8))[1], key=KEY
+        ).apply(v)
 
 
 def test_least_squares_influence_equals_closed_form():
@@ -88,17 +109,26 @@ def test_least_squares_influence_equals_closed_form():
     curv = Curvature(hvp(objective, jnp.asarray(theta, jnp.float32)), d)
     for solver in (dense(), cg(tol=1e-6)):
         s = solver(curv, key=KEY).apply(jnp.asarray(g_val, jnp.float32)[:, None])[:, 0]
-        np.testing.assert_allclose(g_train @ np.asarray(s) / n, closed, rtol=1e-4,
-                                   atol=1e-6 * np.abs(closed).max())
+        np.testing.assert_allclose(
+            g_train @ np.asarray(s) / n,
+            closed,
+            rtol=1e-4,
+            atol=1e-6 * np.abs(closed).max(),
+        )
     # Leave-one-out exactly (Sherman-Morrison): the influence direction, divided by 1 - h_ii.
     big_h = n * h
     leverage = np.einsum("id,de,ie->i", x, np.linalg.inv(big_h), x)
     for i in range(0, n, 10):
         keep = np.arange(n) != i
-        t_i = np.linalg.solve(x[keep].T @ x[keep] + n * lam * np.eye(d), x[keep].T @ y[keep])
-        np.testing.assert_allclose(t_i - theta,
-                                   np.linalg.solve(big_h, g_train[i]) / (1 - leverage[i]),
-                                   rtol=1e-8, atol=1e-12)
+        t_i = np.linalg.solve(
+            x[keep].T @ x[keep] + n * lam * np.eye(d), x[keep].T @ y[keep]
+        )
+        np.testing.assert_allclose(
+            t_i - theta,
+            np.linalg.solve(big_h, g_train[i]) / (1 - leverage[i]),
+            rtol=1e-8,
+            atol=1e-12,
+        )
 
 
 @pytest.mark.slow
@@ -107,12 +137,21 @@ def test_methods_agree_on_logistic_regression(logreg):
     model, params, train, valid = logreg
     opts = {"damping": 0.01, "valid_blocks": 8}
     ref = influence(model, params, train, valid, method="exact", l2=L2, **opts)
-    for method, extra, rtol in (("cg", {"tol": 1e-6}, 1e-3), ("lissa", {"depth": 1500}, 2e-2),
-                                ("lowrank", {"rank": 31}, 1e-3)):
-        r = influence(model, params, train, valid, method=method, l2=L2, **opts, **extra)
+    for method, extra, rtol in (
+        ("cg", {"tol": 1e-6}, 1e-3),
+        ("lissa", {"depth": 1500}, 2e-2),
+        ("lowrank", {"rank": 31}, 1e-3),
+    ):
+        r = influence(
+            model, params, train, valid, method=method, l2=L2, **opts, **extra
+        )
         scale = np.abs(ref.values).max()
-        np.testing.assert_allclose(r.values, ref.values, atol=rtol * scale, err_msg=method)
-        np.testing.assert_allclose(r.stderr, ref.stderr, atol=rtol * scale, err_msg=method)
+        np.testing.assert_allclose(
+            r.values, ref.values, atol=rtol * scale, err_msg=method
+        )
+        np.testing.assert_allclose(
+            r.stderr, ref.stderr, atol=rtol * scale, err_msg=method
+        )
     # A low rank keeps the dominant directions: still strongly correlated.
     r = influence(model, params, train, valid, method="lowrank", l2=L2, rank=10, **opts)
     assert np.corrcoef(r.values, ref.values)[0, 1] > 0.9
@@ -120,22 +159,32 @@ def test_methods_agree_on_logistic_regression(logreg):
 
 def test_entry_point_rejects_bad_input(logreg):
     model, params, train, valid = logreg
-    for kwargs, message in (({"method": "nope"}, "unknown influence method"),
-                            ({"method": "exact", "valid_blocks": 1}, "valid_blocks"),
-                            ({"method": "cg", "rank": 3}, "bad option"),
-                            ({"method": "tracin"}, "checkpoints"),
-                            ({"method": "exact", "layers": ("nope",)}, "not in the params"),
-                            ({"method": "exact", "damping": -1.0}, "damping")):
+    for kwargs, message in (
+        ({"method": "nope"}, "unknown influence method"),
+        ({"method": "exact", "valid_blocks": 1}, "valid_blocks"),
+        ({"method": "cg", "rank": 3}, "bad option"),
+        ({"method": "tracin"}, "checkpoints"),
+        ({"method": "exact", "layers": ("nope",)}, "not in the params"),
+        ({"method": "exact", "damping": -1.0}, "damping"),
+    ):
         with pytest.raises(ValuationError, match=message):
             influence(model, params, train, valid, **kwargs)
 
 
-@pytest.mark.slow
 def test_stochastic_lissa_tracks_exact(logreg):
     """Mini-batch LiSSA (the original stochastic series) still ranks like the exact solve."""
     model, params, train, valid = logreg
     opts = {"damping": 0.01, "valid_blocks": 8, "l2": L2}
     ref = influence(model, params, train, valid, method="exact", **opts)
-    r = influence(model, params, train, valid, method="lissa", depth=1500, batch_size=128,
-                  tol=0.3, **opts)
+    r = influence(
+        model,
+        params,
+        train,
+        valid,
+        method="lissa",
+        depth=1500,
+        batch_size=128,
+        tol=0.3,
+        **opts,
+    )
     assert np.corrcoef(r.values, ref.values)[0, 1] > 0.95

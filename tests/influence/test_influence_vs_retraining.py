@@ -2,7 +2,7 @@
 
 import jax
 import numpy as np
-from influence_setup import L2, logreg, mean_valid_loss, newton  # noqa: F401
+from influence_setup import L2, mean_valid_loss, newton
 
 from valuation.influence import influence
 
@@ -16,10 +16,19 @@ def test_influence_predicts_leave_one_out(logreg):
     weights[np.arange(N_LOO), np.arange(N_LOO)] = 0.0
     loo = newton(train, weights, init=params, steps=10)
     base = mean_valid_loss(model, params, valid)
-    change = np.array([mean_valid_loss(model, jax.tree_util.tree_map(lambda a: a[i], loo),
-                                       valid) - base for i in range(N_LOO)])
+    change = np.array(
+        [
+            mean_valid_loss(
+                model, jax.tree_util.tree_map(lambda a, i=i: a[i], loo), valid
+            )
+            - base
+            for i in range(N_LOO)
+        ]
+    )
     for method in ("exact", "cg"):
-        values = influence(model, params, train, valid, method=method, l2=L2).values[:N_LOO]
+        values = influence(model, params, train, valid, method=method, l2=L2).values[
+            :N_LOO
+        ]
         # Positive value = removing the sample raises the validation loss.
         assert np.corrcoef(values, change)[0, 1] >= 0.95, method
         # Same units: a first-order prediction of the loss change, not just its ranking.
@@ -30,8 +39,10 @@ def test_influence_predicts_leave_one_out(logreg):
 
 def test_helpful_and_harmful_have_opposite_signs(logreg):
     """Flipping a label makes that sample harmful: its value drops below zero."""
-    model, params, train, valid = logreg
+    model, _, train, valid = logreg
     noisy, flipped = train.flip_labels(0.1, seed=0)
-    fitted = jax.tree_util.tree_map(lambda a: a[0], newton(noisy, np.ones((1, noisy.n))))
+    fitted = jax.tree_util.tree_map(
+        lambda a: a[0], newton(noisy, np.ones((1, noisy.n)))
+    )
     values = influence(model, fitted, noisy, valid, method="exact", l2=L2).values
     assert np.mean(values[flipped]) < 0 < np.mean(values[~flipped])

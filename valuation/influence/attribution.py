@@ -22,8 +22,15 @@ from ..errors import ValuationError
 from ..results import ValuationResult
 from .grads import padded_chunks
 
-__all__ = ["valid_blocks_matrix", "block_grads", "stream", "prepare", "finish", "shares",
-           "key_record"]
+__all__ = [
+    "block_grads",
+    "finish",
+    "key_record",
+    "prepare",
+    "shares",
+    "stream",
+    "valid_blocks_matrix",
+]
 
 
 def valid_blocks_matrix(n_valid: int, blocks: int | None) -> np.ndarray:
@@ -33,28 +40,44 @@ def valid_blocks_matrix(n_valid: int, blocks: int | None) -> np.ndarray:
     """
     blocks = n_valid if blocks is None else int(blocks)
     if not 2 <= blocks <= n_valid:
-        raise ValuationError(f"valid_blocks={blocks} must lie in [2, n_valid={n_valid}]; the "
-                             "standard error needs at least two validation blocks")
-    label = np.repeat(np.arange(blocks), np.diff(np.linspace(0, n_valid, blocks + 1)
-                                                 .round().astype(int)))
+        raise ValuationError(
+            f"valid_blocks={blocks} must lie in [2, n_valid={n_valid}]; the "
+            "standard error needs at least two validation blocks"
+        )
+    label = np.repeat(
+        np.arange(blocks),
+        np.diff(np.linspace(0, n_valid, blocks + 1).round().astype(int)),
+    )
     m = (label[None, :] == np.arange(blocks)[:, None]).astype(np.float32)
     return m / m.sum(axis=1, keepdims=True)
 
 
-def block_grads(grad_fn: Callable, theta: jax.Array, x: jax.Array, y: jax.Array,
-                avg: np.ndarray, chunk: int) -> jax.Array:
+def block_grads(
+    grad_fn: Callable,
+    theta: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    avg: np.ndarray,
+    chunk: int,
+) -> jax.Array:
     """Block-mean gradients `(B, p)`: `avg (B, n) @ per-sample grads (n, p)`, chunked."""
     out, start = 0.0, 0
     avg = jnp.asarray(avg)
     for xc, yc, size in padded_chunks(x, y, chunk):
         g = grad_fn(theta, xc, yc)[:size]
-        out = out + avg[:, start:start + size] @ g
+        out = out + avg[:, start : start + size] @ g
         start += size
     return out
 
 
-def stream(chunks: Iterable[np.ndarray], n: int, weights: np.ndarray, *,
-           return_matrix: bool, matrix_path: str | os.PathLike | None):
+def stream(
+    chunks: Iterable[np.ndarray],
+    n: int,
+    weights: np.ndarray,
+    *,
+    return_matrix: bool,
+    matrix_path: str | os.PathLike | None,
+):
     """Reduce streamed `(c, B)` attribution rows to values, stderr and (optionally) the matrix.
 
     Args:
@@ -68,8 +91,9 @@ def stream(chunks: Iterable[np.ndarray], n: int, weights: np.ndarray, *,
     values, stderr = np.empty(n), np.empty(n)
     matrix = None
     if matrix_path is not None:
-        matrix = np.lib.format.open_memmap(os.fspath(matrix_path), mode="w+",
-                                           dtype=np.float32, shape=(n, blocks))
+        matrix = np.lib.format.open_memmap(
+            os.fspath(matrix_path), mode="w+", dtype=np.float32, shape=(n, blocks)
+        )
     elif return_matrix:
         matrix = np.empty((n, blocks), np.float32)
     start = 0
@@ -94,13 +118,31 @@ def prepare(train: Dataset, valid: Dataset, valid_blocks: int | None):
     return train, valid, avg, (xt, yt), (xv, yv)
 
 
-def finish(method: str, train: Dataset, valid: Dataset, avg: np.ndarray, values, stderr,
-           matrix, *, params: dict, seed: Any, extra: dict, return_matrix: bool):
+def finish(
+    method: str,
+    train: Dataset,
+    valid: Dataset,
+    avg: np.ndarray,
+    values,
+    stderr,
+    matrix,
+    *,
+    params: dict,
+    seed: Any,
+    extra: dict,
+    return_matrix: bool,
+):
     """Wrap streamed values into a `ValuationResult` (and the matrix when asked)."""
-    result = ValuationResult(values=values, stderr=stderr,
-                             counts=np.full(train.n, valid.n, np.int64), ids=train.ids,
-                             method=method, params=params, seed=seed,
-                             extra={**extra, "valid_blocks": int(avg.shape[0])})
+    result = ValuationResult(
+        values=values,
+        stderr=stderr,
+        counts=np.full(train.n, valid.n, np.int64),
+        ids=train.ids,
+        method=method,
+        params=params,
+        seed=seed,
+        extra={**extra, "valid_blocks": int(avg.shape[0])},
+    )
     return (result, matrix) if return_matrix else result
 
 

@@ -26,7 +26,7 @@ from ..errors import ValuationError
 from ..models import Model
 from ..training import weighted_objective
 
-__all__ = ["Flat", "flatten", "per_sample_grads", "grad_chunk", "chunk_size"]
+__all__ = ["Flat", "chunk_size", "flatten", "grad_chunk", "per_sample_grads"]
 
 Params = Any
 
@@ -71,20 +71,25 @@ def flatten(params: Params, layers: Sequence[str] | None = None) -> Flat:
         return Flat(theta, unravel, None)
     layers = tuple(layers)
     if not isinstance(params, dict) or not layers:
-        raise ValuationError("layers= selects top-level keys of a params dict; pass e.g. "
-                             "layers=('out',), or layers=None for all parameters")
+        raise ValuationError(
+            "layers= selects top-level keys of a params dict; pass e.g. "
+            "layers=('out',), or layers=None for all parameters"
+        )
     missing = [k for k in layers if k not in params]
     if missing:
-        raise ValuationError(f"layers {missing} are not in the params (keys: "
-                             f"{sorted(params)}); pass names of top-level entries")
+        raise ValuationError(
+            f"layers {missing} are not in the params (keys: "
+            f"{sorted(params)}); pass names of top-level entries"
+        )
     chosen = {k: params[k] for k in layers}
     theta, unravel = ravel_pytree(chosen)
     fixed = {k: v for k, v in params.items() if k not in layers}
     return Flat(theta, lambda t: {**fixed, **unravel(t)}, layers)
 
 
-def sample_losses(model: Model, flat: Flat, theta: jax.Array, x: jax.Array,
-                  y: jax.Array) -> jax.Array:
+def sample_losses(
+    model: Model, flat: Flat, theta: jax.Array, x: jax.Array, y: jax.Array
+) -> jax.Array:
     """Cross-entropy of each sample, shape `(batch,)`, at `theta`."""
     logits = model.apply(flat.params(theta), x)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
@@ -104,8 +109,9 @@ def mean_objective(model: Model, flat: Flat, l2: float) -> Callable[..., jax.Arr
     return objective
 
 
-def grad_chunk(model: Model, flat: Flat) -> Callable[[jax.Array, jax.Array, jax.Array],
-                                                       jax.Array]:
+def grad_chunk(
+    model: Model, flat: Flat
+) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
     """`(theta, x (c, d), y (c,)) -> (c, p)` per-sample CE gradients (vmap of grad)."""
 
     def one(theta, xi, yi):
@@ -114,7 +120,9 @@ def grad_chunk(model: Model, flat: Flat) -> Callable[[jax.Array, jax.Array, jax.
     return jax.vmap(jax.grad(one), in_axes=(None, 0, 0))
 
 
-def chunk_size(dim: int, *, memory_budget: float, width: int = 1, n: int | None = None) -> int:
+def chunk_size(
+    dim: int, *, memory_budget: float, width: int = 1, n: int | None = None
+) -> int:
     """Samples per chunk so that `(chunk, dim)` gradients times `width` fit the budget.
 
     Args:
@@ -166,20 +174,22 @@ def per_sample_grads(
     n = x.shape[0]
     chunk = chunk or chunk_size(flat.dim, memory_budget=memory_budget, n=n)
     fn = jax.jit(grad_chunk(model, flat))
-    return np.concatenate([np.asarray(fn(flat.theta, xc, yc))[:size]
-                           for xc, yc, size in padded_chunks(x, y, chunk)])
+    return np.concatenate(
+        [
+            np.asarray(fn(flat.theta, xc, yc))[:size]
+            for xc, yc, size in padded_chunks(x, y, chunk)
+        ]
+    )
 
 
 def padded_chunks(x: jax.Array, y: jax.Array, chunk: int):
     """`(x_chunk, y_chunk, size)` of `chunk` rows; the last is padded with its first row."""
     n = x.shape[0]
     for start in range(0, n, chunk):
-        xc, yc = x[start:start + chunk], y[start:start + chunk]
+        xc, yc = x[start : start + chunk], y[start : start + chunk]
         size = xc.shape[0]
         if size < chunk:
             pad = chunk - size
             xc = jnp.concatenate([xc, jnp.repeat(xc[:1], pad, axis=0)])
             yc = jnp.concatenate([yc, jnp.repeat(yc[:1], pad, axis=0)])
         yield xc, yc, size
-
-

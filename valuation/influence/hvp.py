@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-__all__ = ["hvp", "hessian", "lanczos", "HVP"]
+__all__ = ["HVP", "hessian", "hvp", "lanczos"]
 
 HVP = Callable[[jax.Array], jax.Array]
 
@@ -50,7 +50,7 @@ def hessian(hvp_fn: HVP, dim: int, *, block: int = 256) -> jax.Array:
     For models with up to a few thousand parameters; memory `4 p^2` bytes.
     """
     eye = jnp.eye(dim, dtype=jnp.float32)
-    cols = [hvp_fn(eye[:, s:s + block]) for s in range(0, dim, block)]
+    cols = [hvp_fn(eye[:, s : s + block]) for s in range(0, dim, block)]
     h = jnp.concatenate(cols, axis=1)
     return 0.5 * (h + h.T)
 
@@ -95,11 +95,16 @@ def lanczos(hvp_fn: HVP, dim: int, steps: int, *, key: jax.Array):
         w = orthogonalise(w, basis)
         b = jnp.linalg.norm(w)
         scale = jnp.maximum(jnp.abs(a), jnp.max(jnp.abs(alpha))) + 1e-30
-        fresh = orthogonalise(jax.random.normal(keys[j + 1], (dim,), jnp.float32), basis)
+        fresh = orthogonalise(
+            jax.random.normal(keys[j + 1], (dim,), jnp.float32), basis
+        )
         broke = b <= 1e-6 * scale
-        nxt = jnp.where(broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, b))
-        basis = jnp.where(j + 1 < steps, basis.at[jnp.minimum(j + 1, steps - 1)].set(nxt),
-                          basis)
+        nxt = jnp.where(
+            broke, fresh / jnp.linalg.norm(fresh), w / jnp.where(broke, 1.0, b)
+        )
+        basis = jnp.where(
+            j + 1 < steps, basis.at[jnp.minimum(j + 1, steps - 1)].set(nxt), basis
+        )
         return basis, alpha.at[j].set(a), beta.at[j].set(jnp.where(broke, 0.0, b))
 
     alpha = jnp.zeros(steps, jnp.float32)

@@ -62,11 +62,14 @@ def _features(model: Model, flat: Flat, n_classes: int):
             return g if projection is None else g @ projection
 
         phi = project(grad_fn(theta, x, y))
-        probs = jax.nn.softmax(model.apply(flat.params(theta), x), axis=-1) * weights[:, None]
+        probs = (
+            jax.nn.softmax(model.apply(flat.params(theta), x), axis=-1)
+            * weights[:, None]
+        )
         fisher = 0.0
         for c in range(n_classes):
             phi_c = project(grad_fn(theta, x, jnp.full_like(y, c)))
-            fisher = fisher + (phi_c * probs[:, c:c + 1]).T @ phi_c
+            fisher = fisher + (phi_c * probs[:, c : c + 1]).T @ phi_c
         return phi, fisher
 
     return jax.jit(run)
@@ -76,7 +79,9 @@ def _penalty_mask(flat: Flat) -> jax.Array:
     """`(p,)` 1 on the L2-penalised scalars (leaves with ndim >= 2), as in training."""
     tree = flat.params(flat.theta)
     selected = tree if flat.layers is None else {k: tree[k] for k in flat.layers}
-    mask = jax.tree_util.tree_map(lambda a: jnp.full(a.shape, float(a.ndim >= 2)), selected)
+    mask = jax.tree_util.tree_map(
+        lambda a: jnp.full(a.shape, float(a.ndim >= 2)), selected
+    )
     return ravel_pytree(mask)[0]
 
 
@@ -128,11 +133,14 @@ def trak(
     feats, solves, infos = [], [], []
     for s, p_s in enumerate(ensemble):
         flat = flatten(p_s, layers)
-        c = chunk or chunk_size(flat.dim, memory_budget=memory_budget,
-                                width=train.n_classes + 1, n=n)
+        c = chunk or chunk_size(
+            flat.dim, memory_budget=memory_budget, width=train.n_classes + 1, n=n
+        )
         proj = None
         if dim is not None:
-            proj = jax.random.normal(jax.random.fold_in(key, s), (flat.dim, dim), jnp.float32)
+            proj = jax.random.normal(
+                jax.random.fold_in(key, s), (flat.dim, dim), jnp.float32
+            )
             proj = proj / jnp.sqrt(jnp.float32(dim))
         features = _features(model, flat, train.n_classes)
         phi, kernel = [], 0.0
@@ -143,34 +151,60 @@ def trak(
             kernel = kernel + k_c
         phi = jnp.concatenate(phi)  # (n, k)
         mask = _penalty_mask(flat)
-        reg = (mask[:, None] * proj if proj is not None else jnp.diag(mask))
+        reg = mask[:, None] * proj if proj is not None else jnp.diag(mask)
         reg = reg if proj is None else proj.T @ reg
         kernel = kernel / n + (l2 / n) * reg
         evals, evecs = jnp.linalg.eigh(0.5 * (kernel + kernel.T))
         lmin, lmax = float(evals[0]), float(evals[-1])
         delta = auto_damping(damping, lmin, lmax, rcond)
         if not lmin + delta > 0:
-            raise ValuationError(f"the projected curvature plus damping is not positive "
-                                 f"definite ({lmin:.3g} + {delta:.3g}); pass damping='auto'")
-        phi_v = block_grads(grad_chunk(model, flat), flat.theta, xv, yv, avg, c)  # (B, p)
+            raise ValuationError(
+                f"the projected curvature plus damping is not positive "
+                f"definite ({lmin:.3g} + {delta:.3g}); pass damping='auto'"
+            )
+        phi_v = block_grads(
+            grad_chunk(model, flat), flat.theta, xv, yv, avg, c
+        )  # (B, p)
         phi_v = phi_v if proj is None else phi_v @ proj
-        solves.append(evecs @ ((evecs.T @ phi_v.T) / (evals + delta)[:, None]) / n)  # (k, B)
+        solves.append(
+            evecs @ ((evecs.T @ phi_v.T) / (evals + delta)[:, None]) / n
+        )  # (k, B)
         feats.append(phi)
         infos.append({"damping": delta, "lambda_min": lmin, "lambda_max": lmax})
     rows_per_chunk = chunk or 4096
 
     def rows():
         for start in range(0, n, rows_per_chunk):
-            yield sum(np.asarray(f[start:start + rows_per_chunk] @ s)
-                      for f, s in zip(feats, solves)) / len(ensemble)
+            yield sum(
+                np.asarray(f[start : start + rows_per_chunk] @ s)
+                for f, s in zip(feats, solves)
+            ) / len(ensemble)
 
-    values, stderr, matrix = stream(rows(), n, shares(avg), return_matrix=return_matrix,
-                                    matrix_path=matrix_path)
-    return finish("trak", train, valid, avg, values, stderr, matrix,
-                  params={"model": model.name, "dim": dim, "l2": l2, "n_models": len(ensemble),
-                          "key": key_record(key),
-                          "layers": None if layers is None else list(layers)},
-                  seed=None, extra={"damping": infos[0]["damping"],
-                                    "lambda_min": infos[0]["lambda_min"], "models": infos,
-                                    "seconds_total": time.perf_counter() - t0},
-                  return_matrix=return_matrix)
+    values, stderr, matrix = stream(
+        rows(), n, shares(avg), return_matrix=return_matrix, matrix_path=matrix_path
+    )
+    return finish(
+        "trak",
+        train,
+        valid,
+        avg,
+        values,
+        stderr,
+        matrix,
+        params={
+            "model": model.name,
+            "dim": dim,
+            "l2": l2,
+            "n_models": len(ensemble),
+            "key": key_record(key),
+            "layers": None if layers is None else list(layers),
+        },
+        seed=None,
+        extra={
+            "damping": infos[0]["damping"],
+            "lambda_min": infos[0]["lambda_min"],
+            "models": infos,
+            "seconds_total": time.perf_counter() - t0,
+        },
+        return_matrix=return_matrix,
+    )

@@ -52,12 +52,14 @@ from .projection import trak
 from .solvers import SOLVERS, Curvature, Solver, cg
 from .tracin import tracin
 
-__all__ = ["influence", "influence_function", "curvature", "METHODS"]
+__all__ = ["METHODS", "curvature", "influence", "influence_function"]
 
 Params = Any
 
 
-def curvature(model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float) -> Curvature:
+def curvature(
+    model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float
+) -> Curvature:
     """HVPs of the training objective `J` at `flat.theta`, full-data and mini-batch.
 
     A mini-batch of size b gets weights `n / b` in `training.weighted_objective`, which makes
@@ -73,8 +75,9 @@ def curvature(model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float
         idx = jax.random.choice(key, n, (size,), replace=False)
         return hvp(batch_objective, flat.theta, x[idx], y[idx])(v)
 
-    return Curvature(hvp(mean_objective(model, flat, l2), flat.theta, x, y), flat.dim,
-                     batch_hvp)
+    return Curvature(
+        hvp(mean_objective(model, flat, l2), flat.theta, x, y), flat.dim, batch_hvp
+    )
 
 
 def influence_function(
@@ -135,18 +138,39 @@ def influence_function(
     t_solve = time.perf_counter() - t0
 
     score = jax.jit(lambda theta, xc, yc, s: grad_fn(theta, xc, yc) @ s)
-    rows = (np.asarray(score(flat.theta, xc, yc, s))[:size]
-            for xc, yc, size in padded_chunks(xt, yt, chunk))
-    values, stderr, matrix = stream(rows, train.n, shares(avg),
-                                    return_matrix=return_matrix, matrix_path=matrix_path)
+    rows = (
+        np.asarray(score(flat.theta, xc, yc, s))[:size]
+        for xc, yc, size in padded_chunks(xt, yt, chunk)
+    )
+    values, stderr, matrix = stream(
+        rows, train.n, shares(avg), return_matrix=return_matrix, matrix_path=matrix_path
+    )
     info = dict(inverse.info)
     name = method or f"influence_{info.get('solver', 'custom')}"
-    extra = {**info, "n_params": flat.dim, "seconds_solve": t_solve,
-             "seconds_total": time.perf_counter() - t0}
-    return finish(name, train, valid, avg, values, stderr, matrix,
-                  params={"model": model.name, "l2": l2, "layers": flat.layers,
-                          "key": key_record(key)},
-                  seed=None, extra=extra, return_matrix=return_matrix)
+    extra = {
+        **info,
+        "n_params": flat.dim,
+        "seconds_solve": t_solve,
+        "seconds_total": time.perf_counter() - t0,
+    }
+    return finish(
+        name,
+        train,
+        valid,
+        avg,
+        values,
+        stderr,
+        matrix,
+        params={
+            "model": model.name,
+            "l2": l2,
+            "layers": flat.layers,
+            "key": key_record(key),
+        },
+        seed=None,
+        extra=extra,
+        return_matrix=return_matrix,
+    )
 
 
 METHODS = ("exact", "cg", "lissa", "lowrank", "tracin", "trak")
@@ -198,23 +222,49 @@ def influence(
       (60,)
     """
     if method not in METHODS:
-        raise ValuationError(f"unknown influence method {method!r}; choose one of {METHODS}")
+        raise ValuationError(
+            f"unknown influence method {method!r}; choose one of {METHODS}"
+        )
     key = jax.random.PRNGKey(0) if key is None else key
-    shared = {k: options.pop(k) for k in ("layers", "valid_blocks", "chunk", "memory_budget",
-                                          "return_matrix", "matrix_path") if k in options}
+    shared = {
+        k: options.pop(k)
+        for k in (
+            "layers",
+            "valid_blocks",
+            "chunk",
+            "memory_budget",
+            "return_matrix",
+            "matrix_path",
+        )
+        if k in options
+    }
     if method == "tracin":
         if checkpoints is None or learning_rates is None or options:
-            raise ValuationError("method='tracin' needs checkpoints= (from training.fit("
-                                 "save_every=...)) and learning_rates=, and no other options; "
-                                 f"got extra options {sorted(options)}")
-        return tracin(model, checkpoints, train, valid, learning_rates=learning_rates,
-                      **shared)
+            raise ValuationError(
+                "method='tracin' needs checkpoints= (from training.fit("
+                "save_every=...)) and learning_rates=, and no other options; "
+                f"got extra options {sorted(options)}"
+            )
+        return tracin(
+            model, checkpoints, train, valid, learning_rates=learning_rates, **shared
+        )
     if method == "trak":
         return trak(model, params, train, valid, key=key, l2=l2, **options, **shared)
     try:
         solver = SOLVERS[method](**options)
     except TypeError as err:
-        raise ValuationError(f"bad option for method={method!r}: {err}; see "
-                             f"valuation.influence.solvers.{SOLVERS[method].__name__}") from None
-    return influence_function(model, params, train, valid, solver=solver, l2=l2, key=key,
-                              method=f"influence_{method}", **shared)
+        raise ValuationError(
+            f"bad option for method={method!r}: {err}; see "
+            f"valuation.influence.solvers.{SOLVERS[method].__name__}"
+        ) from None
+    return influence_function(
+        model,
+        params,
+        train,
+        valid,
+        solver=solver,
+        l2=l2,
+        key=key,
+        method=f"influence_{method}",
+        **shared,
+    )

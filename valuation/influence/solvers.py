@@ -36,7 +36,17 @@ import numpy as np
 from ..errors import ValuationError
 from .hvp import HVP, hessian, lanczos
 
-__all__ = ["Curvature", "Inverse", "Solver", "auto_damping", "dense", "cg", "lissa", "lowrank", "SOLVERS"]
+__all__ = [
+    "SOLVERS",
+    "Curvature",
+    "Inverse",
+    "Solver",
+    "auto_damping",
+    "cg",
+    "dense",
+    "lissa",
+    "lowrank",
+]
 
 
 class Curvature(NamedTuple):
@@ -68,8 +78,14 @@ Solver = Callable[..., Inverse]
 def auto_damping(damping, lmin: float, lmax: float, rcond: float) -> float:
     """The damping to use: `damping` checked, or the spectral rule of the module docstring."""
     if damping != "auto":
-        if not (isinstance(damping, (int, float)) and damping >= 0 and math.isfinite(damping)):
-            raise ValuationError(f"damping must be 'auto' or a number >= 0, got {damping!r}")
+        if not (
+            isinstance(damping, (int, float))
+            and damping >= 0
+            and math.isfinite(damping)
+        ):
+            raise ValuationError(
+                f"damping must be 'auto' or a number >= 0, got {damping!r}"
+            )
         return float(damping)
     top = max(abs(lmin), abs(lmax))
     return float(max(0.0, rcond * top - lmin))
@@ -96,20 +112,34 @@ def dense(*, damping: float | str = "auto", rcond: float = 1e-4) -> Solver:
             raise ValuationError(
                 f"the Hessian plus damping is not positive definite (smallest eigenvalue "
                 f"{lmin:.3g}, damping {delta:.3g}); pass damping='auto' or a damping above "
-                f"{-lmin:.3g}")
+                f"{-lmin:.3g}"
+            )
         inv = 1.0 / (evals + delta)
 
         def apply(v):
             return evecs @ (inv[:, None] * (evecs.T @ v))
 
-        return Inverse(apply, {"solver": "dense", "damping": delta,
-                                        "lambda_min": lmin, "lambda_max": lmax})
+        return Inverse(
+            apply,
+            {
+                "solver": "dense",
+                "damping": delta,
+                "lambda_min": lmin,
+                "lambda_max": lmax,
+            },
+        )
 
     return build
 
 
-def cg(*, damping: float | str = "auto", tol: float = 1e-5, maxiter: int = 500,
-       rcond: float = 1e-4, spectrum_steps: int = 30) -> Solver:
+def cg(
+    *,
+    damping: float | str = "auto",
+    tol: float = 1e-5,
+    maxiter: int = 500,
+    rcond: float = 1e-4,
+    spectrum_steps: int = 30,
+) -> Solver:
     """Conjugate gradient on HVPs, all right-hand sides as one block of independent CGs.
 
     Each iteration costs one batched HVP; the Hessian is never materialised.
@@ -149,13 +179,15 @@ def cg(*, damping: float | str = "auto", tol: float = 1e-5, maxiter: int = 500,
                 raise ValuationError(
                     "conjugate gradient met negative curvature: the Hessian plus damping "
                     f"({delta:.3g}) is not positive definite; pass damping='auto' or a larger "
-                    "damping")
+                    "damping"
+                )
             worst = float(jnp.max(resid))
             info.update(iterations=int(iters), residual=worst)
             if not worst <= 10 * tol:
                 raise ValuationError(
                     f"conjugate gradient did not converge: relative residual {worst:.3g} after "
-                    f"{int(iters)} iterations (tol {tol}); raise maxiter, damping or tol")
+                    f"{int(iters)} iterations (tol {tol}); raise maxiter, damping or tol"
+                )
             return x
 
         return Inverse(apply, info)
@@ -204,9 +236,16 @@ def _block_cg(hvp_fn: HVP, delta: float, tol: float, maxiter: int, b: jax.Array)
     return x, it, negative, resid
 
 
-def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: int = 1000,
-          tol: float = 1e-3, batch_size: int | None = None, rcond: float = 1e-4,
-          spectrum_steps: int = 30) -> Solver:
+def lissa(
+    *,
+    damping: float | str = "auto",
+    scale: float | None = None,
+    depth: int = 1000,
+    tol: float = 1e-3,
+    batch_size: int | None = None,
+    rcond: float = 1e-4,
+    spectrum_steps: int = 30,
+) -> Solver:
     """LiSSA: the Neumann series of `(H + damping)^-1`, optionally with mini-batch HVPs.
 
     Iterates `h_0 = v`, `h_t = v + h_{t-1} - (H_t h_{t-1} + damping h_{t-1}) / scale` for
@@ -234,7 +273,9 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
 
     def build(curv: Curvature, *, key: jax.Array) -> Inverse:
         if batch_size is not None and curv.batch_hvp is None:
-            raise ValuationError("stochastic LiSSA needs mini-batch HVPs; pass batch_size=None")
+            raise ValuationError(
+                "stochastic LiSSA needs mini-batch HVPs; pass batch_size=None"
+            )
         k_spec, k_iter = jax.random.split(key)
         lmin, lmax = _spectrum(curv, spectrum_steps, k_spec)
         delta = auto_damping(damping, lmin, lmax, rcond)
@@ -242,8 +283,16 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
         if damping == "auto":
             delta = max(delta, s * math.log(1.0 / tol) / depth - lmin)
             s = scale if scale is not None else 1.1 * (lmax + delta)
-        info = {"solver": "lissa", "damping": delta, "scale": s, "depth": depth, "tol": tol,
-                "batch_size": batch_size, "lambda_min": lmin, "lambda_max": lmax}
+        info = {
+            "solver": "lissa",
+            "damping": delta,
+            "scale": s,
+            "depth": depth,
+            "tol": tol,
+            "batch_size": batch_size,
+            "lambda_min": lmin,
+            "lambda_max": lmax,
+        }
 
         def product(t, v):
             if batch_size is None:
@@ -267,7 +316,8 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
                 raise ValuationError(
                     f"LiSSA did not converge: relative residual {worst:.3g} after {depth} steps "
                     f"(damping {delta:.3g}, scale {s:.3g}, smallest eigenvalue estimate "
-                    f"{lmin:.3g}); raise depth or damping, or use cg")
+                    f"{lmin:.3g}); raise depth or damping, or use cg"
+                )
             return x
 
         return Inverse(apply, info)
@@ -275,8 +325,13 @@ def lissa(*, damping: float | str = "auto", scale: float | None = None, depth: i
     return build
 
 
-def lowrank(*, rank: int = 64, damping: float | str = "auto", steps: int | None = None,
-            rcond: float = 1e-4) -> Solver:
+def lowrank(
+    *,
+    rank: int = 64,
+    damping: float | str = "auto",
+    steps: int | None = None,
+    rcond: float = 1e-4,
+) -> Solver:
     """Invert `H` on its top-`rank` eigenspace, found once by Lanczos and reused for all v.
 
     `H^-1 v ~ U diag(1 / (lambda + damping)) U^T v` with `U (p, rank)` the Ritz vectors of the
@@ -303,18 +358,31 @@ def lowrank(*, rank: int = 64, damping: float | str = "auto", steps: int | None 
         if float(jnp.min(lam)) + delta <= 0:
             raise ValuationError(
                 f"a kept eigenvalue plus damping is not positive ({float(jnp.min(lam)):.3g} + "
-                f"{delta:.3g}); pass damping='auto' or a larger damping")
+                f"{delta:.3g}); pass damping='auto' or a larger damping"
+            )
         inv = 1.0 / (lam + delta)
 
         def apply(v):
             return u @ (inv[:, None] * (u.T @ v))
 
-        return Inverse(apply, {"solver": "lowrank", "rank": r, "damping": delta,
-                                        "lambda_min": lmin, "lambda_max": lmax,
-                                        "lambda_kept_min": float(jnp.min(jnp.abs(lam)))})
+        return Inverse(
+            apply,
+            {
+                "solver": "lowrank",
+                "rank": r,
+                "damping": delta,
+                "lambda_min": lmin,
+                "lambda_max": lmax,
+                "lambda_kept_min": float(jnp.min(jnp.abs(lam))),
+            },
+        )
 
     return build
 
 
-SOLVERS: dict[str, Callable[..., Solver]] = {"exact": dense, "cg": cg, "lissa": lissa,
-                                             "lowrank": lowrank}
+SOLVERS: dict[str, Callable[..., Solver]] = {
+    "exact": dense,
+    "cg": cg,
+    "lissa": lissa,
+    "lowrank": lowrank,
+}

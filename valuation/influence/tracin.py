@@ -88,8 +88,10 @@ def tracin(
     n_ckpt = jax.tree_util.tree_leaves(checkpoints)[0].shape[0]
     lrs = jnp.broadcast_to(jnp.asarray(learning_rates, jnp.float32), (n_ckpt,))
     if lrs.shape != (n_ckpt,):
-        raise ValuationError(f"learning_rates has shape {jnp.shape(learning_rates)} for "
-                             f"{n_ckpt} checkpoints; pass a scalar or one per checkpoint")
+        raise ValuationError(
+            f"learning_rates has shape {jnp.shape(learning_rates)} for "
+            f"{n_ckpt} checkpoints; pass a scalar or one per checkpoint"
+        )
     train, valid, avg, (xt, yt), (xv, yv) = prepare(train, valid, valid_blocks)
     first = jax.tree_util.tree_map(lambda a: a[0], checkpoints)
     dim = flatten(first, layers).dim
@@ -101,13 +103,20 @@ def tracin(
         return grad_chunk(model, flat)(flat.theta, x, y)
 
     @jax.jit
-    def valid_part(checkpoints, x, y, weights):  # this chunk's weighted sum of g: (C, B, p)
+    def valid_part(
+        checkpoints, x, y, weights
+    ):  # this chunk's weighted sum of g: (C, B, p)
         return jax.vmap(lambda pc: weights @ grads_at(pc, x, y))(checkpoints)
 
     vg = 0.0
-    for start, (xc, yc, size) in zip(range(0, valid.n, chunk), padded_chunks(xv, yv, chunk)):
-        w = jnp.zeros((avg.shape[0], xc.shape[0])).at[:, :size].set(
-            avg_j[:, start:start + size])
+    for start, (xc, yc, size) in zip(
+        range(0, valid.n, chunk), padded_chunks(xv, yv, chunk)
+    ):
+        w = (
+            jnp.zeros((avg.shape[0], xc.shape[0]))
+            .at[:, :size]
+            .set(avg_j[:, start : start + size])
+        )
         vg = vg + valid_part(checkpoints, xc, yc, w)
 
     @jax.jit
@@ -119,13 +128,31 @@ def tracin(
         acc0 = jnp.zeros((x.shape[0], avg.shape[0]), jnp.float32)
         return jax.lax.scan(add, acc0, (checkpoints, lrs, vg))[0] / train.n
 
-    rows = (np.asarray(score(checkpoints, lrs, vg, xc, yc))[:size]
-            for xc, yc, size in padded_chunks(xt, yt, chunk))
-    values, stderr, matrix = stream(rows, train.n, shares(avg), return_matrix=return_matrix,
-                                    matrix_path=matrix_path)
-    return finish("tracin", train, valid, avg, values, stderr, matrix,
-                  params={"model": model.name, "layers": None if layers is None
-                          else list(layers), "learning_rates": np.asarray(lrs).tolist()},
-                  seed=None, extra={"n_checkpoints": int(n_ckpt), "n_params": dim,
-                                    "seconds_total": time.perf_counter() - t0},
-                  return_matrix=return_matrix)
+    rows = (
+        np.asarray(score(checkpoints, lrs, vg, xc, yc))[:size]
+        for xc, yc, size in padded_chunks(xt, yt, chunk)
+    )
+    values, stderr, matrix = stream(
+        rows, train.n, shares(avg), return_matrix=return_matrix, matrix_path=matrix_path
+    )
+    return finish(
+        "tracin",
+        train,
+        valid,
+        avg,
+        values,
+        stderr,
+        matrix,
+        params={
+            "model": model.name,
+            "layers": None if layers is None else list(layers),
+            "learning_rates": np.asarray(lrs).tolist(),
+        },
+        seed=None,
+        extra={
+            "n_checkpoints": int(n_ckpt),
+            "n_params": dim,
+            "seconds_total": time.perf_counter() - t0,
+        },
+        return_matrix=return_matrix,
+    )
