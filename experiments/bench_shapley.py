@@ -49,7 +49,7 @@ from .tasks import make_task
 
 PYDVL = "/work/pydvl-venv/bin/python"
 PYDVL_TASKS = ("breast_cancer",)
-PYDVL_SECONDS = {"full": 150.0, "quick": 30.0}
+PYDVL_SECONDS = {"full": 120.0, "quick": 30.0}
 PYDVL_OOB = {"full": 200, "quick": 50}
 
 # Monte Carlo budgets in draws (permutations, coalitions, bagged models) per task; the
@@ -61,7 +61,11 @@ BUDGETS = {
               "digits": {"tmc": 8, "beta": 8, "banzhaf": 1024, "oob": 256}},
 }
 REF = {"full": 3, "quick": 2}
-OPTIONS = {"tmc": {"truncation_rtol": 0.01}, "beta": {"truncation_rtol": 0.01}}
+# (label, value() method, options): Data-OOB runs with both of its per-sample scores.
+METHODS = (("tmc", "tmc", {"truncation_rtol": 0.01}), ("beta", "beta", {"truncation_rtol": 0.01}),
+           ("banzhaf", "banzhaf", {}), ("oob", "oob", {}),
+           ("oob_probability", "oob", {"score": "probability"}), ("loo", "loo", {}),
+           ("knn", "knn", {"k": 10}))
 
 
 def _task(name: str, seed: int):
@@ -73,7 +77,7 @@ def _task(name: str, seed: int):
         train, noisy = train.subset(keep), noisy[keep]
         centre = train.x.mean(axis=0)
         basis = np.linalg.svd(train.x - centre, full_matrices=False)[2][:10].T
-        project = lambda d: d.replace(x=((d.x - centre) @ basis).astype(np.float32))  # noqa: E731
+        project = lambda d: d.replace(x=((d.x - centre) @ basis).astype(np.float32))
         train, valid = project(train), project(valid)
     return train, valid, noisy
 
@@ -94,8 +98,14 @@ def _row(task, method, values, noisy, seconds, evaluations, reference=None, **ex
             **extra}
 
 
-def pydvl_rows(name, train, valid, noisy, mode, references, ours, echo=print) -> list[dict]:
-    """pyDVL's methods on the same split in its own environment (see the module docstring)."""
+def pydvl_rows(name, train, valid, noisy, mode, references, ours, our_draws,
+               echo=print) -> list[dict]:
+    """pyDVL's methods on the same split in its own environment (see the module docstring).
+
+    `time_ratio_vs_valuate` is pyDVL's wall time over ours; as pyDVL's Monte Carlo runs stop
+    at the time cap with fewer draws, `throughput_ratio` compares draws per second instead
+    (ours / pyDVL's; draws = permutations, coalitions or bagged models).
+    """
     import subprocess
     import tempfile
 
@@ -112,12 +122,16 @@ def pydvl_rows(name, train, valid, noisy, mode, references, ours, echo=print) ->
     rows = []
     for method, run_ in runs.items():
         rows.append(_row(name, f"pydvl_{method}", np.asarray(run_["values"]), noisy,
-                         run_["seconds"], None, references.get(method),
-                         median_updates=run_.get("median_updates")))
+                         run_["seconds"], None, references.get(method)))
         ratio = run_["seconds"] / max(ours[method], 1e-9)
         rows[-1]["time_ratio_vs_valuate"] = round(ratio, 1)
-        echo(f"  pydvl_{method:<14} {run_['seconds']:7.1f} s  F1 {rows[-1]['f1']:.3f}  "
-             f"Spearman(our ref) {rows[-1]['spearman_ref']:.3f}  time x{ratio:.1f} ours")
+        rows[-1]["draws"] = run_["draws"]
+        if run_["draws"] and our_draws.get(method):
+            rows[-1]["throughput_ratio"] = round(
+                (our_draws[method] / ours[method]) / (run_["draws"] / run_["seconds"]), 1)
+        echo(f"  pydvl_{method:<14} {run_['seconds']:7.1f} s  {run_['draws']} draws  "
+             f"F1 {rows[-1]['f1']:.3f}  Spearman(our ref) {rows[-1]['spearman_ref']:.3f}  "
+             f"time x{ratio:.1f} ours, draws/s ours x{rows[-1].get('throughput_ratio')}")
     return rows
 
 
@@ -132,8 +146,8 @@ def bench_task(name: str, mode: str, seed: int, echo=print) -> list[dict]:
     start = time.perf_counter()
     rows.append(_row(name, "knn10_label_agreement", _knn_agreement(train), noisy,
                      time.perf_counter() - start, 0))
-    references, seconds_by_method = {}, {}
-    for method in ("tmc", "beta", "banzhaf", "oob", "loo", "knn"):
+    references, seconds_by_method, draws_by_method = {}, {}, {}
+    for label, method, options in METHODS:
         budget = BUDGETS[mode][name].get(method)
         runs = []
         for run_seed, factor in ((seed, 1), (seed + 1, REF[mode])) if budget else ((seed, 1),):
@@ -141,22 +155,24 @@ def bench_task(name: str, mode: str, seed: int, echo=print) -> list[dict]:
             stop = max_draws(budget * factor) if budget else None
             start = time.perf_counter()
             result = va.value(utility, method=method, seed=run_seed, stop=stop,
-                              progress=False, **OPTIONS.get(method, {}))
+                              progress=False, **options)
             runs.append((result, time.perf_counter() - start))
         (result, seconds), reference = runs[0], (runs[-1][0].values if budget else None)
         evals = result.extra.get("evaluations", 0)
         reference = reference if budget else result.values
-        rows.append(_row(name, result.method, result.values, noisy, seconds, evals, reference,
+        label = result.method + ("[probability]" if "score" in options else "")
+        rows.append(_row(name, label, result.values, noisy, seconds, evals, reference,
                          draws=result.extra.get("draws"),
                          ref_evaluations=runs[-1][0].extra.get("evaluations") if budget else None,
                          median_stderr=float(np.median(result.stderr))))
-        references[result.method], seconds_by_method[result.method] = reference, seconds
+        references[label], seconds_by_method[label] = reference, seconds
+        draws_by_method[label] = result.extra.get("draws")
         r = rows[-1]
         echo(f"  {r['method']:<20} {seconds:7.1f} s  {evals:>7} evals  F1 {r['f1']:.3f}  "
              f"AUROC {r['auroc']:.3f}  Spearman(ref) {r['spearman_ref']:.3f}")
     if name in PYDVL_TASKS and os.path.exists(PYDVL):
         rows += pydvl_rows(name, train, valid, noisy, mode, references, seconds_by_method,
-                           echo)
+                           draws_by_method, echo)
     return rows
 
 
@@ -194,10 +210,14 @@ def main(argv=None) -> pd.DataFrame:
     stem = os.path.join(args.out, "bench_shapley" + ("_quick" if args.quick else ""))
     atomic_write(stem + ".csv", lambda tmp: table.to_csv(tmp, index=False))
     meta = {"mode": mode, "budgets": BUDGETS[mode], "reference_factor": REF[mode],
-            "options": OPTIONS, "seed": args.seed, "pydvl_seconds_cap": PYDVL_SECONDS[mode],
+            "methods": [[label, method, opts] for label, method, opts in METHODS], "seed": args.seed, "pydvl_seconds_cap": PYDVL_SECONDS[mode],
             "pydvl_oob_models": PYDVL_OOB[mode], "versions": va.results.package_versions(),
             "rows": json.loads(table.to_json(orient="records"))}
-    atomic_write(stem + ".json", lambda tmp: open(tmp, "w").write(json.dumps(meta, indent=2)))
+    def write_json(tmp):
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=2)
+
+    atomic_write(stem + ".json", write_json)
     return table
 
 

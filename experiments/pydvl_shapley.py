@@ -43,7 +43,7 @@ def main(src: str, dst: str) -> None:
         return ModelUtility(LogisticRegression(C=1.0), scorer, catch_errors=True,
                             show_warnings=False)
 
-    def timed(name, make):
+    def timed(name, make, draws=None):
         start = time.perf_counter()
         with parallel_config(n_jobs=1):
             valuation = make().fit(train)
@@ -52,8 +52,10 @@ def main(src: str, dst: str) -> None:
         full = np.empty(len(values))
         full[order] = values
         counts = getattr(valuation.result, "counts", None)
+        if draws is None and counts is not None:  # permutations / coalitions sampled
+            draws = float(np.median(counts))
         out[name] = {"seconds": time.perf_counter() - start, "values": full.tolist(),
-                     "median_updates": None if counts is None else float(np.median(counts))}
+                     "draws": draws}
         print(f"pydvl {name}: {out[name]['seconds']:.1f} s", flush=True)
 
     timed("tmc_shapley", lambda: TMCShapleyValuation(
@@ -68,9 +70,9 @@ def main(src: str, dst: str) -> None:
                                 random_state=0).fit(train.data().x, train.data().y)
         return DataOOBValuation(bag)
 
-    timed("data_oob", oob)
+    timed("data_oob", oob, draws=int(z["oob"]))
     timed("knn_shapley", lambda: KNNShapleyValuation(
-        KNeighborsClassifier(n_neighbors=int(z["k"])), valid, progress=False))
+        KNeighborsClassifier(n_neighbors=int(z["k"])), valid, progress=False), draws=0)
     with open(dst, "w") as f:
         json.dump(out, f)
 
