@@ -203,6 +203,7 @@ def trak(
         extra={
             "damping": infos[0]["damping"],
             "lambda_min": infos[0]["lambda_min"],
+            "n_params": flatten(ensemble[0], layers).dim,
             "models": infos,
             "seconds_total": time.perf_counter() - t0,
         },
