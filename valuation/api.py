@@ -32,7 +32,7 @@ from .shapley import exact, knn, msr, oob, permutation
 from .shapley import stopping as st
 from .utility import Utility, make_utility
 
-__all__ = ["value", "Method", "METHODS", "result_from_estimate"]
+__all__ = ["METHODS", "Method", "result_from_estimate", "value"]
 
 
 class Method(NamedTuple):

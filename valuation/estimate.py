@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Moments", "Estimate", "moments", "update", "combine", "estimate"]
+__all__ = ["Estimate", "Moments", "combine", "estimate", "moments", "update"]
 
 
 class Moments(NamedTuple):

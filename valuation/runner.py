@@ -48,7 +48,7 @@ from .errors import ValuationError
 from .estimate import Estimate
 from .results import atomic_write
 
-__all__ = ["Estimator", "Progress", "RunOutput", "run", "as_key", "draw_keys"]
+__all__ = ["Estimator", "Progress", "RunOutput", "as_key", "draw_keys", "run"]
 
 
 class Estimator(NamedTuple):

@@ -108,6 +108,7 @@ def test_merged_half_runs_match_one_full_run_statistically():
     assert np.all((ratio > 0.8) & (ratio < 1.25))  # pooled variance ~ one run's
 
 
+@pytest.mark.slow  # compiles the engine's fit and score programs for every method
 def test_every_method_runs_through_value(small, utility):
     train, _ = small
     u = utility

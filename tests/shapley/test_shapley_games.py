@@ -14,7 +14,7 @@ from valuation.shapley import (
     exact_semivalue,
     exact_shapley,
     leave_one_out,
-    leave_one_out_weights,
+    loo,
     max_draws,
     msr_banzhaf,
     permutation_semivalue,
@@ -56,7 +56,7 @@ def test_leave_one_out_closed_forms():
     # glove: removing the only left glove loses the pair; a right glove is replaceable
     np.testing.assert_allclose(leave_one_out(glove()).values, [1, 0, 0], atol=1e-12)
     np.testing.assert_allclose(
-        exact_semivalue(glove(), leave_one_out_weights()).values, [1, 0, 0], atol=1e-12)
+        exact_semivalue(glove(), loo()).values, [1, 0, 0], atol=1e-12)
 
 
 def test_exact_refuses_large_games():
@@ -92,7 +92,7 @@ def test_msr_banzhaf_within_4_stderr_of_exact(game):
 
 
 @pytest.mark.parametrize("weights", [shapley(), beta(16, 1), beta(4, 2), banzhaf(),
-                                     leave_one_out_weights()],
+                                     loo()],
                          ids=lambda w: w.name)
 def test_importance_weights_make_permutation_sampling_unbiased(weights):
     # For every semivalue, permutation draws weighted by w(k) / p(k) estimate exactly the

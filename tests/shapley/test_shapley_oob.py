@@ -21,7 +21,7 @@ def test_bootstrap_counts_are_resamples():
 def test_matches_independent_bagging_with_sklearn(blobs):
     train, valid = blobs
     u = va.make_utility(va.logistic_regression(2), train, valid, l2=1.0)
-    b = 32
+    b = 16
     out = run(data_oob(), u, key=7, stop=max_draws(b), batch=b, progress=False).estimate
     # the same bootstrap resamples, fitted by scikit-learn (C = 1 / l2)
     counts = np.asarray(bootstrap_counts(draw_keys(va.runner.as_key(7), 0, b), train.n))
@@ -37,9 +37,10 @@ def test_matches_independent_bagging_with_sklearn(blobs):
     assert np.all(out.values >= 0) and np.all(out.values <= 1)
 
 
-@pytest.mark.parametrize("score", ["accuracy", "probability"])
+@pytest.mark.parametrize("score", ["accuracy",
+                                   pytest.param("probability", marks=pytest.mark.slow)])
 def test_flipped_labels_get_low_values(cancer, score):
-    train, valid = cancer
+    train, _ = cancer
     noisy, flipped = train.flip_labels(0.1, seed=0)
     result = va.value(noisy, method="oob", score=score, stop=va.shapley.max_draws(128),
                       progress=False)

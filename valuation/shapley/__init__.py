@@ -21,5 +21,5 @@ from .stopping import stderr_below as stderr_below
 from .weights import Weights as Weights
 from .weights import banzhaf as banzhaf
 from .weights import beta as beta
-from .weights import leave_one_out as leave_one_out_weights
+from .weights import loo as loo
 from .weights import shapley as shapley

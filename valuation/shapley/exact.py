@@ -13,7 +13,7 @@ from ..errors import ValuationError
 from ..estimate import Estimate
 from .weights import Weights, banzhaf, shapley
 
-__all__ = ["exact_semivalue", "exact_shapley", "exact_banzhaf", "leave_one_out"]
+__all__ = ["exact_banzhaf", "exact_semivalue", "exact_shapley", "leave_one_out"]
 
 
 def _n(utility, n):

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import ValuationError
 from ..estimate import Estimate
 
-__all__ = ["knn_shapley", "embeddings"]
+__all__ = ["embeddings", "knn_shapley"]
 
 
 @jax.jit

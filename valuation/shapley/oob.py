@@ -28,7 +28,7 @@ from ..errors import ValuationError
 from ..runner import Estimator
 from .samplers import bootstrap_counts
 
-__all__ = ["data_oob", "SCORES"]
+__all__ = ["SCORES", "data_oob"]
 
 SCORES = ("accuracy", "probability")
 

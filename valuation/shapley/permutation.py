@@ -36,7 +36,7 @@ from ..runner import Estimator
 from .samplers import log_permutation_probability, permutations
 from .weights import Weights, beta, shapley
 
-__all__ = ["permutation_semivalue", "tmc_shapley", "beta_shapley"]
+__all__ = ["beta_shapley", "permutation_semivalue", "tmc_shapley"]
 
 
 class PermutationState(NamedTuple):

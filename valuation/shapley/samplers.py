@@ -16,8 +16,12 @@ import numpy as np
 
 from .weights import shapley
 
-__all__ = ["permutations", "bernoulli_masks", "bootstrap_counts",
-           "log_permutation_probability"]
+__all__ = [
+    "bernoulli_masks",
+    "bootstrap_counts",
+    "log_permutation_probability",
+    "permutations",
+]
 
 
 @functools.partial(jax.jit, static_argnums=1)

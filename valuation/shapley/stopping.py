@@ -24,8 +24,14 @@ import numpy as np
 from ..errors import ValuationError
 from ..runner import Progress
 
-__all__ = ["Rule", "max_evaluations", "max_draws", "max_time", "stderr_below",
-           "rank_stable"]
+__all__ = [
+    "Rule",
+    "max_draws",
+    "max_evaluations",
+    "max_time",
+    "rank_stable",
+    "stderr_below",
+]
 
 
 class Rule:

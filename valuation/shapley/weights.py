@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ValuationError
 
-__all__ = ["Weights", "shapley", "banzhaf", "beta", "leave_one_out", "log_binomial"]
+__all__ = ["Weights", "banzhaf", "beta", "log_binomial", "loo", "shapley"]
 
 
 class Weights(NamedTuple):
@@ -88,7 +88,7 @@ def banzhaf() -> Weights:
     return Weights("banzhaf", {}, lambda n: np.full(n, -(n - 1) * math.log(2.0)))
 
 
-def leave_one_out() -> Weights:
+def loo() -> Weights:
     """Leave-one-out: all weight on the full coalition, `w(n-1) = 1`."""
 
     def log_weight(n):
