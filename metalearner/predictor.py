@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
-from valuation.results import atomic_write, package_versions
+from valuation.results import atomic_write, package_versions, write_json
 
 from .features import GROUPS, FeatureMap, features_for_utility
 from .model import EnsembleFit, fit_ensemble, predict_members
@@ -370,13 +370,7 @@ class MetaValuator:
                 np.savez(f, **arrays)
 
         atomic_write(path, write_npz)
-        text = json.dumps(meta, indent=2, default=_json_default)
-
-        def write_json(tmp):
-            with open(tmp, "w") as f:
-                f.write(text)
-
-        atomic_write(path + ".json", write_json)
+        write_json(path + ".json", meta)
 
     @classmethod
     def load(
@@ -536,11 +530,3 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict:
             node = node.setdefault(p, {})
         node[leaf] = v
     return out
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)

@@ -23,7 +23,6 @@ standard error and is "useless" until it has more.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from valuation import ValuationError, ValuationResult
-from valuation.results import atomic_write
+from valuation.results import atomic_write, write_json
 
 __all__ = ["CATEGORIES", "Z", "categorize", "check_output", "reference_point", "values_frame",
            "write_json", "write_table"]
@@ -103,22 +102,3 @@ def write_table(path: str, frame: pd.DataFrame, sidecar: dict[str, Any]) -> None
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:
         atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-
-
-def write_json(path: str, record: dict[str, Any]) -> None:
-    """Write `record` as indented JSON, atomically (numpy scalars and arrays as lists)."""
-    text = json.dumps(record, indent=2, default=_json_default)
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    atomic_write(path, write)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)

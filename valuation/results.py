@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import ValuationError
 
-__all__ = ["ValuationResult", "package_versions", "atomic_write"]
+__all__ = ["ValuationResult", "atomic_write", "package_versions", "write_json"]
 
 
 def package_versions() -> dict[str, str]:
@@ -244,8 +244,7 @@ class ValuationResult:
             atomic_write(path, write)
         else:
             raise ValuationError(f"unknown result format {path!r}; use .parquet, .csv or .npz")
-        text = json.dumps(self.metadata(), indent=2, default=_json_default)
-        atomic_write(path + ".json", lambda tmp: open(tmp, "w").write(text))
+        write_json(path + ".json", self.metadata())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ValuationResult:
@@ -272,6 +271,17 @@ def _sum_sq(r: ValuationResult) -> np.ndarray:
     """Sum of squared deviations behind a result's standard errors."""
     n = r.counts.astype(float)
     return r.stderr ** 2 * n * np.maximum(n - 1.0, 0.0)
+
+
+def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Write `record` as indented JSON, atomically (numpy scalars and arrays as lists)."""
+    text = json.dumps(record, indent=2, default=_json_default)
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write)
 
 
 def _json_default(obj):
