@@ -150,7 +150,8 @@ def value(
         "knn" (KNN-Shapley).
       valid: validation `Dataset` the utility scores models on (not needed for "oob").
       stop: stopping rule for Monte Carlo methods (`shapley.stopping`); default per method:
-        100 permutations (tmc, beta), 5000 coalitions (banzhaf), 800 bagged models (oob).
+        100 permutations (tmc, beta), 5000 coalitions (banzhaf), 800 bagged models (oob);
+        rules are checked between updates (32 permutations, 256 coalitions, 64 models).
       seed: seed of every random draw (results are reproducible from it).
       progress: show a progress bar on stderr.
       checkpoint: checkpoint file for Monte Carlo methods; an existing one is resumed

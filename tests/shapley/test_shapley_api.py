@@ -54,7 +54,7 @@ def test_data_must_be_a_dataset_or_utility():
 
 def test_result_carries_ids_in_input_order_and_provenance(small, utility):
     train, valid = small
-    r = va.value(train, method="tmc", valid=valid, seed=3, stop=max_draws(8),
+    r = va.value(train, method="tmc", valid=valid, seed=3, stop=max_draws(8), batch=8,
                  truncation_rtol=0.05, progress=False, utility_options={"chunk": 32})
     np.testing.assert_array_equal(r.ids, train.ids)
     assert r.method == "tmc_shapley" and r.seed == 3
@@ -62,10 +62,10 @@ def test_result_carries_ids_in_input_order_and_provenance(small, utility):
     assert r.extra["draws"] == 8 and r.extra["evaluations"] > 0
     assert r.extra["stopping_reason"] == "max_draws(8)" and r.extra["seconds"] > 0
     assert "jax" in r.versions
-    again = va.value(utility, method="tmc", seed=3, stop=max_draws(8),
+    again = va.value(utility, method="tmc", seed=3, stop=max_draws(8), batch=8,
                      truncation_rtol=0.05, progress=False)
     np.testing.assert_array_equal(again.values, r.values)
-    other = va.value(utility, method="tmc", seed=4, stop=max_draws(8),
+    other = va.value(utility, method="tmc", seed=4, stop=max_draws(8), batch=8,
                      truncation_rtol=0.05, progress=False)
     assert not np.array_equal(other.values, r.values)
 
@@ -97,8 +97,8 @@ def test_merged_half_runs_match_one_full_run_statistically():
         return va.ValuationResult(out.estimate.values, out.estimate.stderr,
                                   out.estimate.counts, ids, "permutation_shapley", seed=seed)
 
-    merged = result(1, 200).merge(result(2, 200)[::-1])
-    full = result(3, 400)
+    merged = result(1, 192).merge(result(2, 192)[::-1])  # whole updates of 32 permutations
+    full = result(3, 384)
     np.testing.assert_array_equal(merged.ids, ids)
     np.testing.assert_array_equal(merged.counts, full.counts)
     assert np.all(np.abs(merged.values - exact) <= 4 * merged.stderr)

@@ -66,7 +66,7 @@ def permutation_semivalue(
     truncation_rtol: float | None = None,
     antithetic: bool = False,
     block: int | None = None,
-    batch: int = 8,
+    batch: int = 32,
 ) -> Estimator:
     """Semivalue by permutation sampling with importance weights (optionally truncated).
 
@@ -168,7 +168,7 @@ def permutation_semivalue(
 
 
 def tmc_shapley(*, truncation_rtol: float | None = 0.01, antithetic: bool = False,
-                block: int | None = None, batch: int = 8) -> Estimator:
+                block: int | None = None, batch: int = 32) -> Estimator:
     """Truncated Monte Carlo Data Shapley (Ghorbani & Zou, ICML 2019).
 
     `permutation_semivalue` with Shapley weights; `truncation_rtol=None` gives plain
@@ -185,7 +185,7 @@ def tmc_shapley(*, truncation_rtol: float | None = 0.01, antithetic: bool = Fals
 
 def beta_shapley(alpha: float = 16.0, beta_param: float = 1.0, *,
                  truncation_rtol: float | None = None, antithetic: bool = False,
-                 block: int | None = None, batch: int = 8) -> Estimator:
+                 block: int | None = None, batch: int = 32) -> Estimator:
     """Beta(alpha, beta) Shapley (Kwon & Zou, AISTATS 2022) by permutation sampling.
 
     Each marginal at prefix size k is importance-weighted by
