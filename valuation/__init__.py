@@ -2,9 +2,14 @@
 
 Data flow: `data.load` -> `Dataset`; `models` -> `Model(init, apply)`; `training.fit` and the
 utility engine `utility.make_utility` train a target model on many subsets at once; the value
-families turn that into a `ValuationResult` (higher = more valuable).
+families (`shapley`, `influence`, `dynamics`) turn that into a `ValuationResult` (higher = more
+valuable). `value(...)` is the one entry point over all of them.
 """
 
+from . import dynamics as dynamics
+from . import influence as influence
+from . import shapley as shapley
+from .api import METHODS as METHODS
 from .api import value as value
 from .bundled import load_bundled as load_bundled
 from .bundled import make_classification as make_classification
@@ -17,6 +22,7 @@ from .models import from_equinox as from_equinox
 from .models import logistic_regression as logistic_regression
 from .models import mlp as mlp
 from .results import ValuationResult as ValuationResult
+from .runner import run as run
 from .training import fit as fit
 from .training import fit_logistic_newton as fit_logistic_newton
 from .utility import Utility as Utility

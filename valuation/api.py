@@ -22,9 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import numpy as np
+
 from .data import Dataset
+from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
+from .influence import influence
 from .models import Model, logistic_regression
 from .results import ValuationResult
 from .runner import Estimator, run
@@ -102,6 +107,22 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
                                        "seconds": time.perf_counter() - start})
 
 
+def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
+               solver: str = "cg", **options):
+    """Influence of each sample on the validation log-loss, at the full-data optimum.
+
+    Trains `utility.model` on all of `utility.train` with the utility's solver and L2, then
+    calls `influence.influence` with `method=solver` ("exact", "cg", "lissa", "lowrank",
+    "trak"); the utility's metric is not used (influence is defined on the loss).
+    """
+    del stop, progress, checkpoint, checkpoint_every  # one fit, no Monte Carlo sampling
+    key = jax.random.PRNGKey(seed)
+    batched = utility.fit(np.ones((1, utility.n), np.float32), key=key)
+    params = jax.tree_util.tree_map(lambda a: a[0], batched)
+    return influence(utility.model, params, utility.train, utility.valid, method=solver,
+                     l2=utility.l2, key=key, **options)
+
+
 def _check_options(compute, options):
     """Unknown options of a method without `**options` -> one clear error."""
     params = inspect.signature(compute).parameters
@@ -122,6 +143,8 @@ METHODS: dict[str, Method] = {
     "oob": Method(_monte_carlo(oob.data_oob), False, st.max_draws(800)),
     "loo": Method(_loo, True),
     "knn": Method(_knn, True),
+    "influence": Method(_influence, True),
+    "dynamics": Method(dynamics_from_utility, False),
 }
 
 
@@ -147,7 +170,9 @@ def value(
       model: the target model (default `logistic_regression` over the data's classes).
       method: one of `METHODS`: "tmc" (truncated Monte Carlo Shapley), "beta" (Beta(16, 1)
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
-        "knn" (KNN-Shapley).
+        "knn" (KNN-Shapley), "influence" (influence functions; `solver="cg"|"exact"|
+        "lissa"|"lowrank"|"trak"`), "dynamics" (a learning-dynamics signal; `signal="aum"|
+        "confidence"|"forgetting"|"el2n"|"grand"|"alignment"`).
       valid: validation `Dataset` the utility scores models on (not needed for "oob").
       stop: stopping rule for Monte Carlo methods (`shapley.stopping`); default per method:
         100 permutations (tmc, beta), 5000 coalitions (banzhaf), 800 bagged models (oob);
