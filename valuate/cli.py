@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default 0.2)")
     value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
     value.add_argument("--method", required=True,
-                       help="valuation method, e.g. tmc, banzhaf, beta, loo, oob, knn")
+                       help="valuation method: tmc, beta, banzhaf, loo, oob, knn, influence or dynamics")
     value.add_argument("--metric", default="accuracy",
                        help="validation score: accuracy or neg_log_loss")
     value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
