@@ -14,7 +14,8 @@ Where it sits: on top of the value families (through `valuation.api.value`), the
   (models trained) it used; a Monte Carlo method spends its budget in whole batches, so it
   may use somewhat more than the preset's budget.
 
-A "random" method (seeded uniform values) is the baseline row of every task.
+A "random" method (seeded uniform values) and "knn_agreement" (the share of a sample's 10 nearest
+neighbours carrying its label) are the baseline rows of every task.
 
 Outputs in the `out` folder, each written atomically: `results.parquet` and `results.csv`
 (tidy: one row per task, method, measure and curve point), `summary.md` (one line per task
@@ -38,7 +39,7 @@ from valuation.results import atomic_write
 from valuation.shapley.stopping import max_evaluations
 
 from .measure import measure
-from .noisy_labels import detection_auroc, detection_f1, random_f1
+from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
 from .point_removal import curve_summary, curves
 from .rank_correlation import spearman
 from .tasks import Task, make_task
@@ -52,7 +53,7 @@ class Preset:
 
     Attributes:
       tasks: task names (see `experiments.tasks.TASKS`).
-      methods: method names of `valuation.api.value`, plus "random".
+      methods: method names of `valuation.api.value`, plus the baselines in `BASELINES`.
       budget: utility evaluations per training sample for each Monte Carlo method (a task
         with n training samples gets `budget * n`, spent in whole batches): permutation
         methods need about n evaluations per permutation, so a fixed total would starve
@@ -78,12 +79,13 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(tasks=("breast_cancer",),
-                    methods=("random", "loo", "oob", "banzhaf", "knn"),
+                    methods=("random", "knn_agreement", "loo", "oob", "banzhaf", "knn"),
                     budget=1.5, metric="neg_log_loss", reference="banzhaf",
                     reference_budget=6.0,
                     fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
     "full": Preset(tasks=("wine", "breast_cancer", "digits", "synthetic_1k", "synthetic_10k"),
-                   methods=("random", "loo", "tmc", "beta", "banzhaf", "oob", "knn"),
+                   methods=("random", "knn_agreement", "loo", "tmc", "beta", "banzhaf", "oob",
+                            "knn"),
                    budget=20.0, metric="neg_log_loss", reference="tmc",
                    reference_budget=80.0,
                    fractions=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), n_random=5),
@@ -95,11 +97,18 @@ PRESETS = {
 }
 
 
+BASELINES = {
+    "random": lambda task, seed: np.asarray(
+        jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,))),
+    "knn_agreement": lambda task, seed: knn_label_agreement(task.train.x, task.train.y),
+}
+
+
 def _value(task: Task, method: str, *, budget: float, metric: str,
            seed: int) -> tuple[np.ndarray, int]:
     """Values of the task's training samples (training order) and utility evaluations."""
-    if method == "random":
-        return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), (task.train.n,))), 0
+    if method in BASELINES:
+        return BASELINES[method](task, seed), 0
     result = value(task.train, method=method, valid=task.valid, seed=seed, progress=False,
                    stop=max_evaluations(max(1, round(budget * task.train.n))),
                    utility_options={"metric": metric})
@@ -237,7 +246,7 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
         raise ValuationError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     config = PRESETS[preset]
     methods = tuple(methods or config.methods)
-    unknown = sorted((set(methods) | {config.reference}) - set(METHODS) - {"random", None})
+    unknown = sorted((set(methods) | {config.reference}) - set(METHODS) - set(BASELINES) - {None})
     if unknown:
         raise ValuationError(f"unknown method(s) {', '.join(unknown)}; choose from random, "
                              f"{', '.join(sorted(METHODS))}")

@@ -40,7 +40,7 @@ from valuation.results import atomic_write
 from valuation.shapley.stopping import max_draws
 from valuation.training import fit
 
-from .noisy_labels import detection_auroc, detection_f1, random_f1
+from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
 from .tasks import make_task
 
 TASKS = ("breast_cancer", "digits", "synthetic_1k")
@@ -73,14 +73,6 @@ def _plain_training(model, train, keys, settings):
                                       batch_size=settings["batch_size"]))(keys)
 
     return lambda: run(keys)
-
-
-def _knn_agreement(train, k: int = 10) -> np.ndarray:
-    """Share of each sample's k nearest training neighbours (itself excluded) with its label."""
-    from sklearn.neighbors import NearestNeighbors
-
-    index = NearestNeighbors(n_neighbors=k + 1).fit(train.x).kneighbors(train.x)[1][:, 1:]
-    return (train.y[index] == train.y[:, None]).mean(axis=1)
 
 
 def recording_cost(name: str, *, model_name: str, seeds: int, epochs: int, batch_size: int,
@@ -141,7 +133,7 @@ def detection(name: str, *, model_name: str, seeds: int, epochs: int, batch_size
     rows.append({"task": name, "model": model_name, "method": "random", "f1": random_f1(noisy), "auroc": 0.5,
                  "seconds": 0.0})
     start = time.perf_counter()
-    add("knn10_label_agreement", _knn_agreement(train), time.perf_counter() - start)
+    add("knn10_label_agreement", knn_label_agreement(train.x, train.y), time.perf_counter() - start)
     for method, extra in (("knn", {}), ("oob", {"stop": max_draws(oob_models)})):
         start = time.perf_counter()
         r = value(train, model, method=method, valid=valid, seed=0, progress=False, **extra)

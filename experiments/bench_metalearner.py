@@ -45,22 +45,13 @@ from valuation.results import atomic_write
 from valuation.shapley import max_draws
 
 from .measure import measure
-from .noisy_labels import detection_auroc, detection_f1
+from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement
 from .rank_correlation import spearman
 from .tasks import make_task as make_bench_task
 
 __all__ = ["bench_targets", "bench_teacher", "bench_transfer", "main"]
 
 TEACHERS = ("tmc", "banzhaf", "oob")
-
-
-def _knn_agreement(train, k: int = 10) -> np.ndarray:
-    """Share of each sample's k nearest training neighbours (itself excluded) with its label."""
-    sq = (train.x**2).sum(1)
-    dist = sq[:, None] + sq[None, :] - 2.0 * train.x @ train.x.T
-    np.fill_diagonal(dist, np.inf)
-    index = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return (train.y[index] == train.y[:, None]).mean(axis=1)
 
 
 def _task(name: str, cap: int | None):
@@ -125,7 +116,7 @@ def bench_teacher(
     row.update(_detection("teacher", t0, noisy_unseen))
     row.update(_detection("knn_shapley", knn, noisy_unseen))
     row.update(
-        _detection("knn10_agreement", _knn_agreement(train)[where], noisy_unseen)
+        _detection("knn10_agreement", knn_label_agreement(train.x, train.y)[where], noisy_unseen)
     )
     row.update(
         {
@@ -251,7 +242,7 @@ def bench_transfer(
             "zero_shot_spearman": spearman(zero, teacher.values),
             "zero_shot_f1": detection_f1(zero, noisy),
             "teacher_f1": detection_f1(teacher.values, noisy),
-            "knn10_agreement_f1": detection_f1(_knn_agreement(train), noisy),
+            "knn10_agreement_f1": detection_f1(knn_label_agreement(train.x, train.y), noisy),
             "shots": shots,
             "zero_shot_spearman_rest": spearman(zero[rest], teacher.values[rest]),
             "few_shot_spearman_rest": spearman(

@@ -43,7 +43,7 @@ import valuation as va
 from valuation.results import atomic_write
 from valuation.shapley import knn_shapley, max_draws
 
-from .noisy_labels import detection_auroc, detection_f1, random_f1
+from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
 from .rank_correlation import spearman
 from .tasks import make_task
 
@@ -80,14 +80,6 @@ def _task(name: str, seed: int):
         project = lambda d: d.replace(x=((d.x - centre) @ basis).astype(np.float32))
         train, valid = project(train), project(valid)
     return train, valid, noisy
-
-
-def _knn_agreement(train, k: int = 10) -> np.ndarray:
-    """Share of each sample's k nearest training neighbours (itself excluded) with its label."""
-    from sklearn.neighbors import NearestNeighbors
-
-    index = NearestNeighbors(n_neighbors=k + 1).fit(train.x).kneighbors(train.x)[1][:, 1:]
-    return (train.y[index] == train.y[:, None]).mean(axis=1)
 
 
 def _row(task, method, values, noisy, seconds, evaluations, reference=None, **extra):
@@ -144,7 +136,7 @@ def bench_task(name: str, mode: str, seed: int, echo=print) -> list[dict]:
     rows.append(_row(name, "random", rng.random(train.n), noisy, 0.0, 0,
                      note=f"expected F1 {random_f1(noisy):.3f}"))
     start = time.perf_counter()
-    rows.append(_row(name, "knn10_label_agreement", _knn_agreement(train), noisy,
+    rows.append(_row(name, "knn10_label_agreement", knn_label_agreement(train.x, train.y), noisy,
                      time.perf_counter() - start, 0))
     references, seconds_by_method, draws_by_method = {}, {}, {}
     for label, method, options in METHODS:

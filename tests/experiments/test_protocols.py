@@ -105,3 +105,14 @@ def test_measure_sees_a_large_allocation():
     _, big = measure(lambda: np.ones(25_000_000).sum())  # 200 MB of float64
     assert big.peak_mb - small.peak_mb > 150
     assert big.seconds > 0
+
+
+def test_knn_label_agreement_by_hand():
+    from experiments.noisy_labels import knn_label_agreement
+
+    # Points on a line: 0, 1, 2.5 labelled a, a, b and 10, 11 labelled b, b (no ties).
+    x = np.array([[0.0], [1.0], [2.5], [10.0], [11.0]])
+    y = np.array([0, 0, 1, 1, 1])
+    np.testing.assert_allclose(knn_label_agreement(x, y, k=1), [1, 1, 0, 1, 1])
+    # k = 2: 2.5's neighbours are 1 and 0 (both a); 10's are 11 and 2.5 (both b).
+    np.testing.assert_allclose(knn_label_agreement(x, y, k=2, block=2), [0.5, 0.5, 0, 1, 1])
