@@ -5,13 +5,7 @@ import numpy as np
 import pytest
 
 import valuation as va
-
-
-def standardized_split(data, seed=0, fractions=(0.7, 0.3)):
-    """Stratified split, standardised with the first split's statistics."""
-    parts = data.split(*fractions, seed=seed)
-    first, (mean, std) = parts[0].standardize()
-    return (first,) + tuple(p.standardize(mean, std)[0] for p in parts[1:])
+from split_helpers import standardized_split
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import valuation as va
 from valuation.training import fit, fit_logistic_newton, weighted_objective
 from valuation.utility import accuracy, neg_log_loss
 
-from conftest import standardized_split
+from split_helpers import standardized_split
 
 
 def _sklearn_accuracy(train, valid, mask=None):
