@@ -3,9 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from split_helpers import standardized_split
 
 import valuation as va
-from split_helpers import standardized_split
 
 
 @pytest.fixture(scope="session")

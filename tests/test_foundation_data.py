@@ -122,6 +122,7 @@ def test_flip_labels_flips_exactly_the_mask():
     np.testing.assert_array_equal(noisy.ids, data.ids)
     again, flipped2 = data.flip_labels(0.1, seed=0)
     np.testing.assert_array_equal(again.y, noisy.y)
+    np.testing.assert_array_equal(flipped2, flipped)
 
 
 def test_dataset_is_immutable():

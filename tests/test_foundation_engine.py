@@ -6,12 +6,11 @@ import numpy as np
 import optax
 import pytest
 from sklearn.linear_model import LogisticRegression
+from split_helpers import standardized_split
 
 import valuation as va
 from valuation.training import fit, fit_logistic_newton, weighted_objective
 from valuation.utility import accuracy, neg_log_loss
-
-from split_helpers import standardized_split
 
 
 def _sklearn_accuracy(train, valid, mask=None):
@@ -88,7 +87,8 @@ def test_batched_equals_separate_fits_and_chunking(cancer, rng, solver):
 @pytest.mark.parametrize("solver", ["newton", "gd"])
 def test_zero_weight_equals_deleting_the_sample(cancer, solver):
     train, valid = cancer
-    kw = dict(solver=solver, metric="neg_log_loss", steps=None if solver == "newton" else 100)
+    kw = {"solver": solver, "metric": "neg_log_loss",
+          "steps": None if solver == "newton" else 100}
     drop = np.arange(train.n) % 5 == 0
     full = va.make_utility(va.logistic_regression(2), train, valid, **kw)
     smaller = va.make_utility(va.logistic_regression(2), train.subset(~drop), valid, **kw)

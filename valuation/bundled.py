@@ -15,7 +15,7 @@ import pandas as pd
 from .data import Dataset, from_arrays, from_dataframe
 from .errors import ValuationError
 
-__all__ = ["load_bundled", "make_classification", "BUNDLED"]
+__all__ = ["BUNDLED", "load_bundled", "make_classification"]
 
 BUNDLED = ("breast_cancer", "wine", "digits")
 

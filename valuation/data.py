@@ -21,7 +21,7 @@ import pandas as pd
 
 from .errors import ValuationError
 
-__all__ = ["Dataset", "load", "from_arrays", "from_dataframe", "read_table", "align_classes"]
+__all__ = ["Dataset", "align_classes", "from_arrays", "from_dataframe", "load", "read_table"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -136,7 +136,7 @@ class Dataset:
         if not 0.0 <= fraction <= 1.0:
             raise ValuationError(f"flip fraction {fraction} must lie in [0, 1]")
         rng = np.random.default_rng(seed)
-        n_flip = int(round(fraction * self.n))
+        n_flip = round(fraction * self.n)
         chosen = rng.choice(self.n, size=n_flip, replace=False)
         shift = rng.integers(1, self.n_classes, size=n_flip)
         y = self.y.copy()

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Model", "logistic_regression", "mlp", "from_equinox", "n_params"]
+__all__ = ["Model", "from_equinox", "logistic_regression", "mlp", "n_params"]
 
 Params = Any
 

@@ -33,7 +33,7 @@ import optax
 
 from .models import Model
 
-__all__ = ["weighted_objective", "fit", "fit_logistic_newton", "default_optimizer"]
+__all__ = ["default_optimizer", "fit", "fit_logistic_newton", "weighted_objective"]
 
 Params = Any
 

@@ -35,7 +35,7 @@ from .errors import ValuationError
 from .models import Model, n_params
 from .training import fit, fit_logistic_newton
 
-__all__ = ["Utility", "make_utility", "accuracy", "neg_log_loss", "METRICS"]
+__all__ = ["METRICS", "Utility", "accuracy", "make_utility", "neg_log_loss"]
 
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
