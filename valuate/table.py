@@ -95,8 +95,11 @@ def check_output(path: str, suffixes: tuple[str, ...] = (".parquet", ".csv")) ->
 def write_table(path: str, frame: pd.DataFrame, sidecar: dict[str, Any]) -> None:
     """Write the sidecar `path + ".json"`, then the table; each atomically.
 
-    The table is written last, so its presence means the job finished.
+    The table is written last, so its presence means the job finished; an older table is
+    removed first, so a table never sits beside a newer run's sidecar.
     """
+    if os.path.exists(path):
+        os.remove(path)
     write_json(path + ".json", sidecar)
     if path.endswith(".parquet"):
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
