@@ -26,10 +26,10 @@ def test_newton_matches_sklearn_on_breast_cancer(cancer):
     ours = utility(np.ones(train.n))
     theirs, clf = _sklearn_accuracy(train, valid)
     assert abs(ours - theirs) <= 0.01
-    params = utility.fit(np.ones((1, train.n)))
+    params = utility.fit_full()
     # Same objective (C = 1/l2): same minimiser, up to sklearn's solver tolerance.
-    np.testing.assert_allclose(params["linear"]["w"][0, :, 0], clf.coef_[0], atol=2e-3)
-    np.testing.assert_allclose(params["linear"]["b"][0], clf.intercept_, atol=2e-3)
+    np.testing.assert_allclose(params["linear"]["w"][:, 0], clf.coef_[0], atol=2e-3)
+    np.testing.assert_allclose(params["linear"]["b"], clf.intercept_, atol=2e-3)
 
 
 def test_gd_matches_sklearn_on_digits():

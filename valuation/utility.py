@@ -125,9 +125,18 @@ class Utility:
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
-        """Batched params of the models trained on `weights` `(B, n_train)` (one chunk)."""
+        """Batched params of the models trained on `weights` `(B, n_train)`.
+
+        One compiled call, unchunked: each new `B` compiles anew, so keep `B` fixed (e.g. at
+        `self.chunk`) when calling it repeatedly.
+        """
         weights = jnp.asarray(np.atleast_2d(weights), jnp.float32)
         return self._fit(weights, _per_model_keys(key, weights.shape[0]))
+
+    def fit_full(self, *, key: jax.Array | None = None) -> Any:
+        """Unbatched params of the model trained on every training sample (weight 1 each)."""
+        batched = self.fit(np.ones((1, self.n), np.float32), key=key)
+        return jax.tree_util.tree_map(lambda a: a[0], batched)
 
     def predict_proba(self, params: Any, x: Any) -> jax.Array:
         """Class probabilities of batched models: `(B, m, k)` for x `(m, d)`."""
