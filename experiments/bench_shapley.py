@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 import valuation as va
-from valuation.results import atomic_write
+from valuation.results import atomic_write, write_json
 from valuation.shapley import knn_shapley, max_draws
 
 from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
@@ -142,16 +142,16 @@ def bench_task(name: str, mode: str, seed: int, echo=print) -> list[dict]:
     for label, method, options in METHODS:
         budget = BUDGETS[mode][name].get(method)
         runs = []
+        # one utility per method: the first run's time includes its compilation
+        utility = va.make_utility(va.logistic_regression(train.n_classes), train, valid)
         for run_seed, factor in ((seed, 1), (seed + 1, REF[mode])) if budget else ((seed, 1),):
-            utility = va.make_utility(va.logistic_regression(train.n_classes), train, valid)
             stop = max_draws(budget * factor) if budget else None
             start = time.perf_counter()
             result = va.value(utility, method=method, seed=run_seed, stop=stop,
                               progress=False, **options)
             runs.append((result, time.perf_counter() - start))
-        (result, seconds), reference = runs[0], (runs[-1][0].values if budget else None)
+        (result, seconds), reference = runs[0], runs[-1][0].values
         evals = result.extra.get("evaluations", 0)
-        reference = reference if budget else result.values
         label = result.method + ("[probability]" if "score" in options else "")
         rows.append(_row(name, label, result.values, noisy, seconds, evals, reference,
                          draws=result.extra.get("draws"),
@@ -202,14 +202,11 @@ def main(argv=None) -> pd.DataFrame:
     stem = os.path.join(args.out, "bench_shapley" + ("_quick" if args.quick else ""))
     atomic_write(stem + ".csv", lambda tmp: table.to_csv(tmp, index=False))
     meta = {"mode": mode, "budgets": BUDGETS[mode], "reference_factor": REF[mode],
-            "methods": [[label, method, opts] for label, method, opts in METHODS], "seed": args.seed, "pydvl_seconds_cap": PYDVL_SECONDS[mode],
+            "methods": [[label, method, opts] for label, method, opts in METHODS],
+            "seed": args.seed, "pydvl_seconds_cap": PYDVL_SECONDS[mode],
             "pydvl_oob_models": PYDVL_OOB[mode], "versions": va.results.package_versions(),
             "rows": json.loads(table.to_json(orient="records"))}
-    def write_json(tmp):
-        with open(tmp, "w") as f:
-            json.dump(meta, f, indent=2)
-
-    atomic_write(stem + ".json", write_json)
+    write_json(stem + ".json", meta)
     return table
 
 

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 
 from .data import Dataset
 from .dynamics import dynamics_from_utility
@@ -117,9 +116,7 @@ def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
     """
     del stop, progress, checkpoint, checkpoint_every  # one fit, no Monte Carlo sampling
     key = jax.random.PRNGKey(seed)
-    batched = utility.fit(np.ones((1, utility.n), np.float32), key=key)
-    params = jax.tree_util.tree_map(lambda a: a[0], batched)
-    return influence(utility.model, params, utility.train, utility.valid, method=solver,
+    return influence(utility.model, utility.fit_full(key=key), utility.train, utility.valid, method=solver,
                      l2=utility.l2, key=key, **options)
 
 

@@ -239,24 +239,24 @@ def run(
     session_evals, updates = 0, 0
     bar = tqdm(total=100, file=sys.stderr, disable=not progress, desc=estimator.name,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+    current = estimator.estimate(state)
     try:
         while True:
             seconds = spent + time.perf_counter() - start
-            current = estimator.estimate(state)
             status = Progress(current, previous, evaluations, draws, seconds)
             if stop.check(status):
                 reason = ", ".join(stop.fired(status))
                 break
             state, used = estimator.update(state, utility, draw_keys(key, draws, batch))
             draws, evaluations, previous = draws + batch, evaluations + int(used), current
+            current = estimator.estimate(state)
             session_evals, updates = session_evals + int(used), updates + 1
             if checkpoint is not None and updates % int(checkpoint_every) == 0:
                 _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations,
                       spent + time.perf_counter() - start, previous, digest)
             elapsed = time.perf_counter() - start
             bar.update(int(100 * stop.completion(
-                Progress(estimator.estimate(state), previous, evaluations, draws,
-                          spent + elapsed))) - bar.n)
+                Progress(current, previous, evaluations, draws, spent + elapsed))) - bar.n)
             bar.set_postfix_str(f"{evaluations} evals, {session_evals / elapsed:.0f} evals/s",
                                 refresh=True)
     finally:

@@ -134,8 +134,7 @@ def embeddings(utility, embedding: Any = "raw") -> tuple[np.ndarray, np.ndarray]
         if utility.model.embed is None:
             raise ValuationError(f"model {utility.model.name} has no embed function; pass "
                                  "embedding='raw' or your own (train, valid) embeddings")
-        params = utility.fit(np.ones((1, train.n), np.float32))
-        params = jax.tree_util.tree_map(lambda a: a[0], params)
+        params = utility.fit_full()
         return (np.asarray(utility.model.embed(params, jnp.asarray(train.x))),
                 np.asarray(utility.model.embed(params, jnp.asarray(valid.x))))
     if isinstance(embedding, (tuple, list)) and len(embedding) == 2:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
 from .. import estimate as est
 from ..errors import ValuationError
 from ..runner import Estimator
-from .samplers import bernoulli_masks
+from .samplers import bernoulli_masks, training_keys
 
 __all__ = ["msr_banzhaf"]
 
@@ -59,7 +58,7 @@ def msr_banzhaf(*, batch: int = 256) -> Estimator:
     def update(state, utility, keys):
         n = state.inside.count.shape[0]
         masks = np.asarray(bernoulli_masks(keys, n))
-        train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
+        train_keys = training_keys(keys)
         scores = np.asarray(utility(masks.astype(np.float32), key=train_keys), np.float64)
         return MSRState(est.update(state.inside, scores, masks),
                         est.update(state.outside, scores, ~masks)), len(scores)

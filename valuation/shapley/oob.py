@@ -17,6 +17,7 @@ error comes from the spread over those models; the count is the number of them (
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -26,7 +27,7 @@ import numpy as np
 from .. import estimate as est
 from ..errors import ValuationError
 from ..runner import Estimator
-from .samplers import bootstrap_counts
+from .samplers import bootstrap_counts, training_keys
 
 __all__ = ["SCORES", "data_oob"]
 
@@ -39,6 +40,7 @@ class OOBState(NamedTuple):
     moments: est.Moments
 
 
+@functools.partial(jax.jit, static_argnames="score")
 def _sample_scores(probs: jax.Array, y: jax.Array, score: str) -> jax.Array:
     """Per-model, per-sample scores `(B, n)` from probabilities `(B, n, k)`."""
     own = jnp.take_along_axis(probs, y[None, :, None], axis=-1)[..., 0]
@@ -77,7 +79,7 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
                                  "make_utility, not a plain game function")
         n = state.moments.count.shape[0]
         counts = bootstrap_counts(keys, n)
-        train_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
+        train_keys = training_keys(keys)
         x, y = jnp.asarray(utility.train.x), jnp.asarray(utility.train.y)
         moments = state.moments
         for start in range(0, counts.shape[0], utility.chunk):

@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import numpy as np
 
 from .. import estimate as est
 from ..errors import ValuationError
 from ..runner import Estimator
-from .samplers import log_permutation_probability, permutations
+from .samplers import log_permutation_probability, permutations, training_keys
 from .weights import Weights, beta, shapley
 
 __all__ = ["beta_shapley", "permutation_semivalue", "tmc_shapley"]
@@ -111,7 +110,7 @@ def permutation_semivalue(
         else:
             orders = np.asarray(permutations(keys, n))
             train_keys = np.asarray(keys)
-        train_keys = np.asarray(jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, 1))
+        train_keys = np.asarray(training_keys(train_keys))
         # U(empty) and U(N) are scored once per run, with the first block of prefixes.
         ends = state.ends
         extra = 2 if np.isnan(ends).any() else 0

@@ -21,7 +21,15 @@ __all__ = [
     "bootstrap_counts",
     "log_permutation_probability",
     "permutations",
+    "training_keys",
 ]
+
+
+@jax.jit
+def training_keys(keys: jax.Array) -> jax.Array:
+    """The training keys of draws, `fold_in(key, 1)` per row of `keys` `(b, 2)`: kept apart
+    from the key that made the draw (a permutation, coalition or bootstrap resample)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
 
 
 @functools.partial(jax.jit, static_argnums=1)
