@@ -23,7 +23,6 @@ and `results/bench_dynamics_<model>.json` (both tables and the settings).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -36,7 +35,7 @@ from valuation import logistic_regression, mlp
 from valuation.api import value
 from valuation.dynamics import SIGNAL_NAMES, aum_threshold_values, record, signal_values
 from valuation.dynamics.record import train_checkpoints
-from valuation.results import atomic_write
+from valuation.results import atomic_write, write_json
 from valuation.shapley.stopping import max_draws
 from valuation.training import fit
 
@@ -165,15 +164,10 @@ def main(argv=None) -> None:
     for suffix, table in (("cost", cost_table), ("detection", detection_table)):
         path = os.path.join(args.out, f"bench_dynamics_{args.model}_{suffix}.csv")
         atomic_write(path, lambda tmp, t=table: t.to_csv(tmp, index=False))
-    payload = json.dumps({"config": {**config, "quick": args.quick,
-                                     "optimizer": "adam(0.05)", "noise": 0.1},
-                          "cost": costs, "detection": rows}, indent=2, default=float)
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(payload)
-
-    atomic_write(os.path.join(args.out, f"bench_dynamics_{args.model}.json"), write)
+    write_json(os.path.join(args.out, f"bench_dynamics_{args.model}.json"),
+               {"config": {**config, "quick": args.quick, "optimizer": "adam(0.05)",
+                           "noise": 0.1},
+                "cost": costs, "detection": rows})
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def _run(task) -> list[dict]:
     n_params = va.models.n_params(params)
     for method, opts in methods.items():
         base = "exact" if method == "exact_last_layer" else method
+        row = {"task": name, "method": method, "n_params": n_params, "n_train": train.n}
         try:
             result, cost = measure(
                 influence,
@@ -146,23 +147,12 @@ def _run(task) -> list[dict]:
                 **opts,
             )
         except va.ValuationError as err:  # a solver that reports failure: record it
-            rows.append(
-                {
-                    "task": name,
-                    "method": method,
-                    "n_params": n_params,
-                    "n_train": train.n,
-                    "error": str(err),
-                }
-            )
+            rows.append({**row, "error": str(err)})
             continue
         values[method] = result.values
         rows.append(
             {
-                "task": name,
-                "method": method,
-                "n_params": n_params,
-                "n_train": train.n,
+                **row,
                 "n_params_used": result.extra.get("n_params"),
                 "seconds": round(cost.seconds, 2),
                 "peak_mb": round(cost.peak_mb),

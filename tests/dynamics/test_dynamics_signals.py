@@ -164,6 +164,8 @@ def test_extra_class_equals_a_model_with_one_more_class():
     x = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
     aug = with_extra_class(va.logistic_regression(2))
     params = aug.init(jax.random.PRNGKey(0), x)
+    assert params["extra"]["w"].shape == (3, 1)  # the new output column starts at zero
+    assert not np.any(params["extra"]["w"]) and not np.any(params["extra"]["b"])
     w = jax.random.normal(jax.random.PRNGKey(1), (3, 2))
     b = jnp.array([0.3, -0.2])
     params = {"base": {"linear": {"w": w[:, :1], "b": b[:1]}}, "extra": {"w": w[:, 1:],

@@ -2,7 +2,7 @@
 
 import jax
 import numpy as np
-from influence_setup import L2, mean_valid_loss, newton
+from influence_setup import L2, mean_valid_loss, newton, unbatch
 
 from valuation.influence import influence
 
@@ -16,15 +16,7 @@ def test_influence_predicts_leave_one_out(logreg):
     weights[np.arange(N_LOO), np.arange(N_LOO)] = 0.0
     loo = newton(train, weights, init=params, steps=10)
     base = mean_valid_loss(model, params, valid)
-    change = np.array(
-        [
-            mean_valid_loss(
-                model, jax.tree_util.tree_map(lambda a, i=i: a[i], loo), valid
-            )
-            - base
-            for i in range(N_LOO)
-        ]
-    )
+    change = np.asarray(jax.vmap(lambda p: mean_valid_loss(model, p, valid))(loo) - base)
     for method in ("exact", "cg"):
         values = influence(model, params, train, valid, method=method, l2=L2).values[
             :N_LOO
@@ -41,8 +33,6 @@ def test_helpful_and_harmful_have_opposite_signs(logreg):
     """Flipping a label makes that sample harmful: its value drops below zero."""
     model, _, train, valid = logreg
     noisy, flipped = train.flip_labels(0.1, seed=0)
-    fitted = jax.tree_util.tree_map(
-        lambda a: a[0], newton(noisy, np.ones((1, noisy.n)))
-    )
+    fitted = unbatch(newton(noisy, np.ones((1, noisy.n))))
     values = influence(model, fitted, noisy, valid, method="exact", l2=L2).values
     assert np.mean(values[flipped]) < 0 < np.mean(values[~flipped])

@@ -151,8 +151,7 @@ def trak(
             kernel = kernel + k_c
         phi = jnp.concatenate(phi)  # (n, k)
         mask = _penalty_mask(flat)
-        reg = mask[:, None] * proj if proj is not None else jnp.diag(mask)
-        reg = reg if proj is None else proj.T @ reg
+        reg = jnp.diag(mask) if proj is None else proj.T @ (mask[:, None] * proj)
         kernel = kernel / n + (l2 / n) * reg
         evals, evecs = jnp.linalg.eigh(0.5 * (kernel + kernel.T))
         lmin, lmax = float(evals[0]), float(evals[-1])
