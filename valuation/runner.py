@@ -31,6 +31,7 @@ Checkpoint API (for long jobs and the CLI's `--job-dir`):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -127,8 +128,14 @@ def as_key(key_or_seed) -> jax.Array:
 
 def draw_keys(key: jax.Array, start: int, count: int) -> jax.Array:
     """Keys of draws `start .. start + count - 1`: `fold_in(key, j)`, shape `(count, 2)`."""
+    return _draw_keys(key, np.uint32(start), int(count))
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _draw_keys(key, start, count):
+    # compiled once per batch size; `start` is traced, so later updates reuse the program
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
-        key, jnp.arange(start, start + count, dtype=jnp.uint32))
+        key, start + jnp.arange(count, dtype=jnp.uint32))
 
 
 def _fingerprint(utility) -> dict:

@@ -68,6 +68,7 @@ def test_exact_refuses_large_games():
 
 def _within_4_stderr(estimate, exact):
     err = np.abs(estimate.values - exact)
+    assert np.all(np.isfinite(estimate.stderr))  # an infinite stderr would pass anything
     assert np.all(err <= 4 * estimate.stderr + 1e-12), (err, estimate.stderr)
     assert np.all((estimate.stderr > 0) | (exact == 0))
 
