@@ -25,6 +25,7 @@ Sign: positive value = adding the sample raises the utility (more valuable).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -100,6 +101,11 @@ def permutation_semivalue(
     def init(n):
         return PermutationState(est.moments(n), np.full(2, np.nan))
 
+    @functools.cache
+    def importance(n):
+        """`w(k) / p(k)` for prefix sizes `k = 0 .. n-1` (computed once per n, not per update)."""
+        return np.exp(weights.log_weight(n) - log_permutation_probability(n))
+
     def update(state, utility, keys):
         n = state.moments.count.shape[0]
         b = keys.shape[0]
@@ -149,8 +155,7 @@ def permutation_semivalue(
                           scores[np.arange(b), cut][:, None], scores)
         by_position = np.diff(scores, axis=1)  # (b, n): marginal at prefix size k = 0..n-1
         marginals = np.take_along_axis(by_position, rank, axis=1)
-        log_iw = weights.log_weight(n) - log_permutation_probability(n)
-        observations = marginals * np.exp(log_iw)[rank]
+        observations = marginals * importance(n)[rank]
         return PermutationState(est.update(state.moments, observations), ends), evaluations
 
     def estimate(state):
