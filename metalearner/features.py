@@ -52,6 +52,7 @@ __all__ = [
     "GROUPS",
     "MODEL_AGNOSTIC",
     "FeatureMap",
+    "column_scale",
     "features_for_utility",
     "make_features",
 ]
@@ -273,6 +274,13 @@ def make_features(
         k=int(k),
         groups=groups,
     )
+
+
+def column_scale(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std of `feats (n, f)` for standardising; a constant column gets
+    std 1 (it standardises to 0 instead of dividing by zero)."""
+    mean, std = feats.mean(0), feats.std(0)
+    return mean, np.where(std > 1e-8, std, 1.0)
 
 
 def features_for_utility(

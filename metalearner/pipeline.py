@@ -14,6 +14,7 @@ those of the full game. Ranks, signs and noisy-label flags are what carry over.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -112,17 +113,7 @@ def learn_values(
     stages = tqdm(total=3, desc="learn_values", disable=not progress)
     pool, rest = utility.train.split(fraction, 1.0 - fraction, seed=seed)
     stages.set_postfix_str(f"teacher {teacher} on {pool.n} samples")
-    game = make_utility(
-        utility.model,
-        pool,
-        utility.valid,
-        metric=utility.metric,
-        solver=utility.solver,
-        steps=utility.steps,
-        l2=utility.l2,
-        optimizer=utility.optimizer,
-        batch_size=utility.batch_size,
-    )
+    game = dataclasses.replace(utility, train=pool)
     taught = value(
         game, method=teacher, seed=seed, stop=stop, progress=progress, **teacher_options
     )

@@ -24,7 +24,7 @@ import pandas as pd
 
 from valuation import Utility, ValuationError, ValuationResult
 
-from .features import MODEL_AGNOSTIC, FeatureMap, features_for_utility
+from .features import MODEL_AGNOSTIC, FeatureMap, column_scale, features_for_utility
 from .model import EnsembleFit, fit_ensemble, predict_members
 
 __all__ = [
@@ -82,8 +82,7 @@ def make_task(
         )
     fmap = features_for_utility(utility, key=key, k=k, groups=groups, epochs=epochs)
     raw = fmap(utility.train)
-    mean, std = raw.mean(0), raw.std(0)
-    std = np.where(std > 1e-8, std, 1.0)
+    mean, std = column_scale(raw)
     return Task(
         name, (raw - mean) / std, np.asarray(utility.train.ids), fmap, mean, std
     )

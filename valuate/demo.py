@@ -22,7 +22,7 @@ from experiments.noisy_labels import detection_auroc, detection_f1, random_f1
 from valuation import ValuationResult, load_bundled, logistic_regression
 from valuation.api import value
 
-from .table import Z, reference_point, values_frame, write_table
+from .table import Z, category_counts, reference_point, values_frame, write_table
 
 __all__ = ["run_demo"]
 
@@ -42,7 +42,6 @@ def run_demo(out: str = "valuate-demo-values.csv", *, dataset: str = "breast_can
     seconds = time.perf_counter() - start
     reference = reference_point(result.method, train.n_classes)
     frame = values_frame(result, train.ids, reference=reference)
-    counts = frame["category"].value_counts()
     write_table(out, frame, {**result.metadata(), "demo": {"dataset": dataset, "noise": noise,
                                                            "flipped": int(flipped.sum())},
                              "categories": {"z": Z, "reference": reference},
@@ -52,7 +51,7 @@ def run_demo(out: str = "valuate-demo-values.csv", *, dataset: str = "breast_can
                "f1": detection_f1(result.values, flipped),
                "auroc": detection_auroc(result.values, flipped),
                "random_f1": random_f1(flipped), "out": out,
-               **{c: int(counts.get(c, 0)) for c in ("harmful", "useless", "useful")}}
+               **category_counts(frame)}
     labels = dict(zip(train.ids.tolist(), train.labels.tolist()))
     noisy = dict(zip(train.ids.tolist(), flipped.tolist()))
 

@@ -23,11 +23,19 @@ from valuation import Dataset, ValuationError, load, logistic_regression, mlp
 from valuation.data import read_table
 from valuation.shapley.stopping import max_evaluations
 
-from .table import Z, check_output, reference_point, values_frame, write_table
+from .table import (
+    CATEGORIES,
+    Z,
+    category_counts,
+    check_output,
+    reference_point,
+    values_frame,
+    write_table,
+)
 
 __all__ = ["MODELS", "Prepared", "prepare", "run_job"]
 
-MODELS = {"logreg": lambda k: logistic_regression(k), "mlp": lambda k: mlp(k, hidden=(64,))}
+MODELS = {"logreg": logistic_regression, "mlp": lambda k: mlp(k, hidden=(64,))}
 
 
 def _read(path: str, label: str, id_column: str | None) -> Dataset:
@@ -117,7 +125,6 @@ def run_job(
     valued = time.perf_counter()
     reference = reference_point(result.method, train.n_classes)
     frame = values_frame(result, data.ids, z=z, reference=reference)
-    counts = frame["category"].value_counts()
     sidecar = {
         **result.metadata(),
         "input": {"data": os.path.abspath(data_path), "label": label, "id_column": id_column,
@@ -129,8 +136,7 @@ def run_job(
         "categories": {"z": z, "reference": reference,
                        "rule": "harmful: value + z*stderr < reference; useful: value - "
                        "z*stderr > reference; useless: otherwise; validation: held-out rows",
-                       **{c: int(counts.get(c, 0)) for c in ("harmful", "useless", "useful",
-                                                             "validation")}},
+                       **category_counts(frame, CATEGORIES)},
         "timings": {"load_s": loaded - start, "value_s": valued - loaded},
     }
     write_table(out, frame, sidecar)

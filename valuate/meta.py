@@ -28,6 +28,7 @@ from valuation.data import read_table
 from .job import MODELS, _read, prepare
 from .table import (
     Z,
+    category_counts,
     check_output,
     reference_point,
     values_frame,
@@ -87,12 +88,10 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z) -> dict:
     result = meta.predict(data)
     reference = reference_point(record["teacher"], len(record["classes"]))
     frame = values_frame(result, data.ids, z=z, reference=reference)
-    counts = frame["category"].value_counts()
     sidecar = {**result.metadata(), "input": {"data": os.path.abspath(data_path),
                                               "meta": os.path.abspath(meta_path),
                                               "rows": data.n},
                "categories": {"z": z, "reference": reference,
-                              **{c: int(counts.get(c, 0)) for c in ("harmful", "useless",
-                                                                    "useful")}}}
+                              **category_counts(frame)}}
     write_table(out, frame, sidecar)
     return sidecar

@@ -33,8 +33,8 @@ import pandas as pd
 from valuation import ValuationError, ValuationResult
 from valuation.results import atomic_write, write_json
 
-__all__ = ["CATEGORIES", "Z", "categorize", "check_output", "reference_point", "values_frame",
-           "write_json", "write_table"]
+__all__ = ["CATEGORIES", "Z", "categorize", "category_counts", "check_output", "reference_point",
+           "values_frame", "write_json", "write_table"]
 
 Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
@@ -71,6 +71,13 @@ def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z
     frame["count"] = frame["count"].fillna(0).astype(np.int64)
     frame["rank"] = frame["rank"].astype("Int64")
     return frame.reset_index()
+
+
+def category_counts(frame: pd.DataFrame,
+                    categories: tuple[str, ...] = CATEGORIES[:3]) -> dict[str, int]:
+    """Rows per category of a `values_frame`, zero for absent ones (JSON-ready ints)."""
+    counts = frame["category"].value_counts()
+    return {c: int(counts.get(c, 0)) for c in categories}
 
 
 def check_output(path: str, suffixes: tuple[str, ...] = (".parquet", ".csv")) -> None:

@@ -29,6 +29,8 @@ def test_detection_auroc_by_hand():
     noisy = np.array([True, False, True, False, False])
     assert detection_auroc(values, noisy) == pytest.approx((3 + 1.5) / 6)
     assert detection_auroc(values, np.zeros(5, bool)) != detection_auroc(values, noisy)
+    assert np.isnan(detection_auroc(values, np.zeros(5, bool)))  # no noisy sample: undefined
+    assert np.isnan(detection_auroc(values, np.ones(5, bool)))  # no clean sample: undefined
 
 
 def test_mid_ranks_and_spearman_by_hand():
