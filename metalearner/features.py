@@ -307,9 +307,7 @@ def features_for_utility(
       checkpoints: recorded checkpoints for "dynamics"; default: recorded here.
     """
     if params is None:
-        params = jax.tree_util.tree_map(
-            lambda a: a[0], utility.fit(np.ones((1, utility.n), np.float32))
-        )
+        params = utility.fit_full()
     if "dynamics" in groups and checkpoints is None:
         checkpoints, _ = record(
             utility.model,
