@@ -35,7 +35,7 @@ import pandas as pd
 
 from valuation import ValuationError, logistic_regression, make_utility
 from valuation.api import METHODS, value
-from valuation.results import atomic_write
+from valuation.results import atomic_write, write_text
 from valuation.shapley.stopping import max_evaluations
 
 from .measure import measure
@@ -230,11 +230,6 @@ def _save_figure(fig, path: str) -> str:
     return path
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
 def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed: int = 0,
               plots: bool = True, progress: bool = True) -> pd.DataFrame:
     """Run a preset (optionally with other tasks / methods) and write its outputs to `out`.
@@ -263,7 +258,7 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
     atomic_write(os.path.join(out, "results.csv"), lambda tmp: table.to_csv(tmp, index=False))
     text = _markdown(summarize(table), preset, config, seed)
     written = _plots(out, table, values, built) if plots else []
-    atomic_write(os.path.join(out, "summary.md"), lambda tmp: _write_text(tmp, text))
+    write_text(os.path.join(out, "summary.md"), text)
     echo(f"results: {out}/results.parquet, results.csv, summary.md"
          + (f", {len(written)} figures" if written else ""))
     return table

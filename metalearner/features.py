@@ -23,6 +23,13 @@ embedding, `model.embed`, or `x` itself when the model has none):
   to the own-class centroid and to the nearest other-class centroid of the reference pool, and
   their difference. A sample that is itself in the reference pool (same id) is excluded from
   its own neighbourhood.
+* "bagging": out-of-bag predictions of `bags` bootstrap refits of the target (made once, when
+  the feature map is built, with the utility's own solver; no training at prediction time):
+  mean cross-entropy loss, mean p(label) and share of models whose argmax is the label, over
+  the models that did not train on the sample: for a reference-pool sample, those whose
+  bootstrap missed it (about `bags / e` of them); for a new sample, all of them. The same
+  held-out view of a sample whether or not the target trained on it (the signal of Data-OOB,
+  Kwon & Zou, ICML 2023, here with probabilities as well as hits).
 * "label": one-hot label (`n_classes` columns). Tied to the task's class list, so it is left
   out of model-agnostic feature sets (see `MODEL_AGNOSTIC`).
 * "dynamics": the learning-dynamics signals of `valuation.dynamics` (confidence, variability,
@@ -52,13 +59,14 @@ __all__ = [
     "GROUPS",
     "MODEL_AGNOSTIC",
     "FeatureMap",
+    "bootstrap_refits",
     "column_scale",
     "features_for_utility",
     "make_features",
 ]
 
-GROUPS = ("model", "gradient", "neighbours", "label", "dynamics")
-MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "dynamics")
+GROUPS = ("model", "gradient", "neighbours", "bagging", "label", "dynamics")
+MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "bagging", "dynamics")
 _ROWS = 512  # samples per compiled feature call; the last chunk is padded (one compile)
 
 Params = Any
@@ -74,10 +82,13 @@ class FeatureMap:
       model: the target model.
       params: the target model's final parameters.
       arrays: reference pool and summaries: `ref_x (N, d)`, `ref_h (N, w)` (embeddings),
-        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`, and the
-        validation set `valid_x (V, d)`, `valid_y (V,)` (for the dynamics features).
+        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`, the
+        validation set `valid_x (V, d)`, `valid_y (V,)` (for the dynamics features) and, with
+        "bagging", `bag_in (B, N)`: whether bootstrap model `b` trained on pool sample `i`.
       checkpoints: the target's params with leading axes `(seeds, epochs)`, from
         `valuation.dynamics.record`, or None (then no "dynamics" group).
+      bagged: the bootstrap refits' params with a leading axis `(B,)`, or None (then no
+        "bagging" group).
       n_classes: number of classes of the task.
       k: neighbours per sample.
       groups: the feature groups, in column order.
@@ -87,6 +98,7 @@ class FeatureMap:
     params: Params
     arrays: dict
     checkpoints: Params | None
+    bagged: Params | None
     n_classes: int
     k: int
     groups: tuple
@@ -105,6 +117,7 @@ class FeatureMap:
                 "dist_other_centroid",
                 "centroid_gap",
             ),
+            "bagging": ("oob_loss", "oob_p_label", "oob_correct"),
             "label": tuple(f"label_{c}" for c in range(self.n_classes)),
             "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
         }
@@ -150,6 +163,7 @@ class FeatureMap:
             cols = _features(
                 self.model,
                 self.params,
+                self.bagged,
                 self._device_arrays,
                 x,
                 y,
@@ -200,6 +214,8 @@ def make_features(
     k: int = 10,
     groups: Sequence[str] | None = None,
     checkpoints: Params | None = None,
+    bagged: Params | None = None,
+    bag_in: Any = None,
 ) -> FeatureMap:
     """Freeze a trained target model and its reference pool into a `FeatureMap`.
 
@@ -215,12 +231,20 @@ def make_features(
         `GROUPS`); default all of them, "dynamics" only when `checkpoints` are given.
       checkpoints: params with leading axes `(seeds, epochs)` from
         `valuation.dynamics.record(model, reference, valid=valid, ...)`, for "dynamics".
+      bagged, bag_in: for "bagging", the params of `B` models refitted on bootstrap samples
+        of `reference` (leading axis `(B,)`) and `(B, reference.n)` whether model `b` trained
+        on sample `i` (see `bootstrap_refits`).
 
     Returns:
       A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
     """
     if groups is None:
-        groups = tuple(g for g in GROUPS if g != "dynamics" or checkpoints is not None)
+        groups = tuple(
+            g
+            for g in GROUPS
+            if (g != "dynamics" or checkpoints is not None)
+            and (g != "bagging" or bagged is not None)
+        )
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups:
         raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
@@ -230,6 +254,11 @@ def make_features(
             "the 'dynamics' features need the checkpoints of a recorded run; "
             "pass checkpoints=valuation.dynamics.record(...)[0] or drop the "
             "group"
+        )
+    if "bagging" in groups and (bagged is None or bag_in is None):
+        raise ValuationError(
+            "the 'bagging' features need bootstrap refits of the target; pass "
+            "bagged, bag_in = bootstrap_refits(utility, key=..., bags=...) or drop the group"
         )
     if not 1 <= k < reference.n:
         raise ValuationError(
@@ -265,11 +294,14 @@ def make_features(
         "valid_x": np.asarray(valid.x),
         "valid_y": np.asarray(valid.y),
     }
+    if "bagging" in groups:
+        arrays["bag_in"] = np.asarray(bag_in, bool)
     return FeatureMap(
         model=model,
         params=params,
         arrays=arrays,
         checkpoints=checkpoints if "dynamics" in groups else None,
+        bagged=bagged if "bagging" in groups else None,
         n_classes=n_classes,
         k=int(k),
         groups=groups,
@@ -290,6 +322,7 @@ def features_for_utility(
     k: int = 10,
     groups: Sequence[str] = GROUPS,
     epochs: int = 30,
+    bags: int = 32,
     params: Params | None = None,
     checkpoints: Params | None = None,
 ) -> FeatureMap:
@@ -308,11 +341,15 @@ def features_for_utility(
     """
     if params is None:
         params = utility.fit_full()
+    k_record, k_bags = jax.random.split(key)
+    bagged = bag_in = None
+    if "bagging" in groups:
+        bagged, bag_in = bootstrap_refits(utility, key=k_bags, bags=bags)
     if "dynamics" in groups and checkpoints is None:
         checkpoints, _ = record(
             utility.model,
             utility.train,
-            key=key,
+            key=k_record,
             epochs=epochs,
             l2=utility.l2,
             valid=utility.valid,
@@ -325,7 +362,27 @@ def features_for_utility(
         k=k,
         groups=groups,
         checkpoints=checkpoints,
+        bagged=bagged,
+        bag_in=bag_in,
     )
+
+
+def bootstrap_refits(
+    utility: Utility, *, key: jax.Array, bags: int = 32
+) -> tuple[Params, np.ndarray]:
+    """Refit the target on `bags` bootstrap samples of its training set (one batched call).
+
+    Returns:
+      `(params, bag_in)`: the params with a leading axis `(bags,)` and `(bags, n)` booleans,
+      whether model `b` drew training sample `i` at least once.
+    """
+    if bags < 2:
+        raise ValuationError(f"bags={bags}: the bagging features need at least 2 refits")
+    k_draw, k_fit = jax.random.split(key)
+    n = utility.n
+    draws = jax.random.randint(k_draw, (bags, n), 0, n)
+    counts = np.asarray(jax.vmap(lambda d: jnp.bincount(d, length=n))(draws), np.float32)
+    return utility.fit(counts, key=k_fit), counts > 0
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:
@@ -343,7 +400,7 @@ def _distances(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "n_classes", "k", "groups"))
-def _features(model, params, arrays, x, y, own, *, n_classes, k, groups):
+def _features(model, params, bagged, arrays, x, y, own, *, n_classes, k, groups):
     logits = model.apply(params, x)
     logp = jax.nn.log_softmax(logits)
     p = jnp.exp(logp)
@@ -379,6 +436,16 @@ def _features(model, params, arrays, x, y, own, *, n_classes, k, groups):
         own_c = (to_centroid * onehot).sum(1)
         other_c = jnp.min(jnp.where(onehot > 0, jnp.inf, to_centroid), axis=1)
         cols += [share_x, share_h, dist_h, own_c, other_c, other_c - own_c]
+    if "bagging" in groups:
+        # weight of model b for sample i: 1 unless b trained on i (a pool sample's own id)
+        trained = jnp.where(own[None, :] >= 0, arrays["bag_in"][:, jnp.maximum(own, 0)], False)
+        w = 1.0 - trained.astype(jnp.float32)  # (B, m)
+        w = jnp.where(w.sum(0) > 0, w, 1.0)  # drawn by every bag: fall back to all models
+        w = w / w.sum(0)
+        blogp = jax.nn.log_softmax(jax.vmap(model.apply, in_axes=(0, None))(bagged, x))
+        blab = (blogp * onehot[None]).sum(-1)  # (B, m) log p(label)
+        hit = (jnp.argmax(blogp, -1) == y[None, :]).astype(jnp.float32)
+        cols += [-(w * blab).sum(0), (w * jnp.exp(blab)).sum(0), (w * hit).sum(0)]
     if "label" in groups:
         cols += list(onehot.T)
     return jnp.stack(cols, axis=1)

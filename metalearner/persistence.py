@@ -60,15 +60,15 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
             for i, leaf in enumerate(jax.tree_util.tree_leaves(s.features.params))
         }
     )
-    if s.features.checkpoints is not None:
-        arrays.update(
-            {
-                f"checkpoints/{i}": np.asarray(leaf)
-                for i, leaf in enumerate(
-                    jax.tree_util.tree_leaves(s.features.checkpoints)
-                )
-            }
-        )
+    for prefix in ("checkpoints", "bagged"):
+        tree = getattr(s.features, prefix)
+        if tree is not None:
+            arrays.update(
+                {
+                    f"{prefix}/{i}": np.asarray(leaf)
+                    for i, leaf in enumerate(jax.tree_util.tree_leaves(tree))
+                }
+            )
     for name, a in s.features.arrays.items():
         a = np.asarray(a)
         arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
@@ -144,27 +144,32 @@ def load_state(
             f"the saved target parameters do not fit {model.name!r} "
             "(different layer shapes); load with the model it was fitted for"
         )
-    checkpoints = None
-    if "checkpoints/0" in arrays:
-        ckpt = [arrays.get(f"checkpoints/{i}") for i in range(len(leaves))]
+    stacked = {}  # params with leading axes: (seeds, epochs) checkpoints, (B,) refits
+    for prefix, group, lead in (("checkpoints", "dynamics", 2), ("bagged", "bagging", 1)):
+        if f"{prefix}/0" not in arrays:
+            if group in config["groups"]:
+                raise ValuationError(
+                    f"{path!r} uses {group} features but holds no {prefix} parameters; "
+                    "the file is incomplete: refit and save again"
+                )
+            stacked[prefix] = None
+            continue
+        saved_leaves = [arrays.get(f"{prefix}/{i}") for i in range(len(leaves))]
         if any(
-            a is None or a.shape[2:] != np.shape(b) for a, b in zip(ckpt, leaves)
+            a is None or a.shape[lead:] != np.shape(b)
+            for a, b in zip(saved_leaves, leaves)
         ):
             raise ValuationError(
-                f"the saved checkpoints do not fit {model.name!r}; load "
+                f"the saved {prefix} parameters do not fit {model.name!r}; load "
                 "with the model the meta-model was fitted for"
             )
-        checkpoints = jax.tree_util.tree_unflatten(treedef, ckpt)
-    if "dynamics" in config["groups"] and checkpoints is None:
-        raise ValuationError(
-            f"{path!r} uses dynamics features but holds no checkpoints; "
-            "the file is incomplete: refit and save again"
-        )
+        stacked[prefix] = jax.tree_util.tree_unflatten(treedef, saved_leaves)
     fmap = FeatureMap(
         model=model,
         params=jax.tree_util.tree_unflatten(treedef, saved),
         arrays=feats,
-        checkpoints=checkpoints,
+        checkpoints=stacked["checkpoints"],
+        bagged=stacked["bagged"],
         n_classes=int(meta["n_classes"]),
         k=int(config["k"]),
         groups=config["groups"],

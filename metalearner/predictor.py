@@ -63,6 +63,7 @@ class MetaValuator:
       groups: feature groups (see `features.GROUPS`).
       epochs: recorded epochs of the target's training run for the "dynamics" features
         (`valuation.dynamics.record` with the utility's `l2`; 10 full-batch Adam steps each).
+      bags: bootstrap refits of the target for the "bagging" features.
       seed: the meta-model's seed (initialisation and held-out splits); same seed, same
         pool, same values => bit-identical meta-model.
     """
@@ -77,6 +78,7 @@ class MetaValuator:
     k: int = 10
     groups: tuple[str, ...] = GROUPS
     epochs: int = 30
+    bags: int = 32
     seed: int = 0
     state: _Fitted | None = dataclasses.field(default=None, repr=False)
 
@@ -168,6 +170,7 @@ class MetaValuator:
             k=self.k,
             groups=self.groups,
             epochs=self.epochs,
+            bags=self.bags,
             params=params,
             checkpoints=checkpoints,
         )

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .errors import ValuationError
 
-__all__ = ["ValuationResult", "atomic_write", "package_versions", "write_json"]
+__all__ = ["ValuationResult", "atomic_write", "package_versions", "write_json", "write_text"]
 
 
 def package_versions() -> dict[str, str]:
@@ -273,15 +273,19 @@ def _sum_sq(r: ValuationResult) -> np.ndarray:
     return r.stderr ** 2 * n * np.maximum(n - 1.0, 0.0)
 
 
-def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Write `record` as indented JSON, atomically (numpy scalars and arrays as lists)."""
-    text = json.dumps(record, indent=2, default=_json_default)
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path`, atomically."""
 
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def write_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Write `record` as indented JSON, atomically (numpy scalars and arrays as lists)."""
+    write_text(path, json.dumps(record, indent=2, default=_json_default))
 
 
 def _json_default(obj):
