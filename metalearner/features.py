@@ -34,7 +34,7 @@ embedding, `model.embed`, or `x` itself when the model has none):
   out of model-agnostic feature sets (see `MODEL_AGNOSTIC`).
 * "dynamics": the learning-dynamics signals of `valuation.dynamics` (confidence, variability,
   forgetting, AUM, EL2N, GraNd, validation-gradient alignment, ...), computed over the
-  checkpoints of a recorded training run of the target by
+  checkpoints of a recorded training run of the target as by
   `valuation.dynamics.features_for_new_samples`, which gives a sample the same numbers
   whether or not it was trained on (only when checkpoints are given).
 """
@@ -53,7 +53,7 @@ import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, align_classes
 from valuation.data import from_arrays
-from valuation.dynamics import FEATURE_COLUMNS, features_for_new_samples, record
+from valuation.dynamics import FEATURE_COLUMNS, record, signal_matrix, trajectory
 
 __all__ = [
     "GROUPS",
@@ -67,7 +67,7 @@ __all__ = [
 
 GROUPS = ("model", "gradient", "neighbours", "bagging", "label", "dynamics")
 MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "bagging", "dynamics")
-_ROWS = 512  # samples per compiled feature call; the last chunk is padded (one compile)
+_ROWS = 512  # most samples per compiled feature call; the last chunk is padded
 
 Params = Any
 
@@ -149,15 +149,17 @@ class FeatureMap:
                 f"{self.n_classes}; re-code them onto the training set's class list "
                 "(valuation.align_classes(train, samples))"
             )
-        self_index = pd.Index(self.arrays["ref_ids"]).get_indexer(np.asarray(data.ids))
+        self_index = self._ref_index.get_indexer(np.asarray(data.ids))
         static = tuple(g for g in self.groups if g != "dynamics")
+        # rows per compiled call: a power of two up to _ROWS (few shapes, little padding)
+        rows = min(_ROWS, 1 << max(data.n - 1, 1).bit_length())
         out = []
-        for start in range(0, data.n, _ROWS) if static else ():
-            x = data.x[start : start + _ROWS]
-            y = data.y[start : start + _ROWS]
-            own = self_index[start : start + _ROWS]
+        for start in range(0, data.n, rows) if static else ():
+            x = data.x[start : start + rows]
+            y = data.y[start : start + rows]
+            own = self_index[start : start + rows]
             size = x.shape[0]
-            pad = _ROWS - size
+            pad = rows - size
             x = np.pad(x, ((0, pad), (0, 0)))
             y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
             cols = _features(
@@ -181,20 +183,20 @@ class FeatureMap:
         return out.astype(np.float32).reshape(data.n, self.width)
 
     def _dynamics(self, data: Dataset) -> np.ndarray:
-        """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`."""
+        """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`:
+        `valuation.dynamics.features_for_new_samples` without its table."""
+        trace = trajectory(self.model, self.checkpoints, data.x, data.y,
+                           n_classes=self.n_classes, valid=self._valid)
+        return signal_matrix(trace).astype(np.float32)
+
+    @functools.cached_property
+    def _ref_index(self) -> pd.Index:
+        return pd.Index(self.arrays["ref_ids"])
+
+    @functools.cached_property
+    def _valid(self) -> Dataset:
         a = self.arrays
-        valid = from_arrays(
-            a["valid_x"], a["valid_y"], classes=tuple(range(self.n_classes))
-        )
-        frame = features_for_new_samples(
-            self.model,
-            self.checkpoints,
-            data.x,
-            data.y,
-            n_classes=self.n_classes,
-            valid=valid,
-        )
-        return frame[list(FEATURE_COLUMNS)].to_numpy(np.float32)
+        return from_arrays(a["valid_x"], a["valid_y"], classes=tuple(range(self.n_classes)))
 
     @functools.cached_property
     def _device_arrays(self) -> dict:

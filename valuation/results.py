@@ -12,6 +12,7 @@ with their values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import tempfile
@@ -27,14 +28,20 @@ __all__ = ["ValuationResult", "atomic_write", "package_versions", "write_json", 
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of valuate and the libraries its numbers depend on."""
-    out = {}
+    """Versions of valuate and the libraries its numbers depend on (a fresh dict)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
+    """Read once per process: parsing package metadata costs about a millisecond each."""
+    out = []
     for name in ("valuate", "jax", "jaxlib", "optax", "numpy", "pandas"):
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+            out.append((name, "not installed"))
+    return tuple(out)
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:

@@ -9,6 +9,7 @@ the checkpoints alone, and `dynamics_values` returns one signal as a `ValuationR
 
 from .features import FEATURE_COLUMNS as FEATURE_COLUMNS
 from .features import features_for_new_samples as features_for_new_samples
+from .features import signal_matrix as signal_matrix
 from .features import signals_frame as signals_frame
 from .plot import data_map_plot as data_map_plot
 from .record import Trace as Trace

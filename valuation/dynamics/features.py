@@ -19,7 +19,7 @@ from ..models import Model
 from . import signals as sg
 from .record import Trace, trajectory
 
-__all__ = ["FEATURE_COLUMNS", "features_for_new_samples", "signals_frame"]
+__all__ = ["FEATURE_COLUMNS", "features_for_new_samples", "signal_matrix", "signals_frame"]
 
 FEATURE_COLUMNS = ("confidence", "variability", "correctness", "forgetting_events",
                    "never_learned", "aum", "el2n", "grand", "alignment")
@@ -42,11 +42,20 @@ def signals_frame(trace: Trace, ids: Any = None, *, early_epoch: int | None = No
       ids: `(n,)` sample ids; default `0..n-1`.
       early_epoch: 1-based epoch for EL2N and GraNd; default `signals.default_early_epoch`.
     """
-    _, epochs, n = trace.shape
-    early = sg.default_early_epoch(epochs) if early_epoch is None else int(early_epoch)
+    n = trace.shape[2]
     ids = np.arange(n) if ids is None else np.asarray(ids)
     if ids.shape != (n,):
         raise ValuationError(f"{ids.shape} ids for {n} samples; pass one id per sample")
+    frame = pd.DataFrame(signal_matrix(trace, early_epoch=early_epoch), columns=FEATURE_COLUMNS)
+    frame.insert(0, "id", ids)
+    frame["region"] = sg.region(frame["confidence"].to_numpy(), frame["variability"].to_numpy())
+    return frame
+
+
+def signal_matrix(trace: Trace, *, early_epoch: int | None = None) -> np.ndarray:
+    """The `FEATURE_COLUMNS` of `signals_frame` as a float64 `(n, 9)` array (no table)."""
+    epochs = trace.shape[1]
+    early = sg.default_early_epoch(epochs) if early_epoch is None else int(early_epoch)
     per_seed = {
         "confidence": sg.confidence(trace.prob),
         "variability": sg.variability(trace.prob),
@@ -58,11 +67,8 @@ def signals_frame(trace: Trace, ids: Any = None, *, early_epoch: int | None = No
         "grand": sg.grand(trace.grad_norm, early),
         "alignment": sg.alignment(trace.alignment),
     }
-    frame = pd.DataFrame({"id": ids})
-    for name in FEATURE_COLUMNS:
-        frame[name] = np.mean(per_seed[name], axis=0, dtype=np.float64)
-    frame["region"] = sg.region(frame["confidence"].to_numpy(), frame["variability"].to_numpy())
-    return frame
+    return np.stack([np.mean(per_seed[name], axis=0, dtype=np.float64)
+                     for name in FEATURE_COLUMNS], axis=1)
 
 
 def features_for_new_samples(
