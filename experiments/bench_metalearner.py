@@ -18,7 +18,11 @@ teacher in turn (TMC-Shapley, MSR-Banzhaf, Data-OOB via `valuation.api.value`):
   of predicting against the teacher's (both warm: the teacher's second run, a second predict
   call), the teacher's in full and pro-rated to the unseen half (the teacher cannot value
   half the samples of a game for less than its whole cost, so the pro-rated figure flatters
-  it).
+  it);
+* on new rows (the task's test split, 10 % of labels flipped, never trained on by the
+  target nor valued by the teacher): noisy-label detection from the meta-model's
+  predictions against 10-NN label agreement with the training set (the teacher, KNN-Shapley
+  and DVRL would have to be rerun to value them).
 
 `summarise` averages the rows over seeds and counts, per task and teacher, the seeds on which
 the meta-model's AUROC beats each baseline's. Two further tables: per-target-model values
@@ -70,6 +74,11 @@ def _task(name: str, cap: int | None, seed: int = 0):
     return train, task.valid, noisy
 
 
+def _new_rows(name: str, seed: int):
+    """Rows the target never trained on: the task's test split, 10 % of labels flipped."""
+    return make_bench_task(name, noise=0.1, seed=seed).test.flip_labels(0.1, seed=seed + 1)
+
+
 def _detection(prefix: str, values: np.ndarray, noisy: np.ndarray) -> dict:
     return {
         f"{prefix}_f1": detection_f1(values, noisy),
@@ -103,6 +112,9 @@ def bench_task(
     baselines.update(_detection("knn_shapley", knn[where], noisy_unseen))
     agreement = knn_label_agreement(train.x, train.y)
     baselines.update(_detection("knn10_agreement", agreement[where], noisy_unseen))
+    new, new_noisy = _new_rows(name, seed)
+    new_agreement = knn_label_agreement(new.x, new.y, reference=(train.x, train.y))
+    baselines.update(_detection("new_knn10_agreement", new_agreement, new_noisy))
     dvrl = dvrl_values(train, valid, seed=seed, rl_epochs=dvrl_epochs) if dvrl_epochs else (
         "skipped: --dvrl-epochs 0")
     if isinstance(dvrl, str):
@@ -138,6 +150,7 @@ def bench_task(
         row["ratio_to_ceiling"] = row["spearman_pred_teacher"] / row["spearman_teacher_seeds"]
         row.update(_detection("pred", pred.values, noisy_unseen))
         row.update(_detection("teacher", t0, noisy_unseen))
+        row.update(_detection("new_pred", fitted.predict(new).values, new_noisy))
         row.update(
             {
                 "teacher_s": cost.seconds,
@@ -168,14 +181,16 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
         "spearman_pred_teacher", "spearman_teacher_seeds", "ratio_to_ceiling",
         "pred_f1", "teacher_f1", "knn_shapley_f1", "knn10_agreement_f1", "dvrl_f1",
         "pred_auroc", "teacher_auroc", "knn_shapley_auroc", "knn10_agreement_auroc",
-        "dvrl_auroc", "teacher_s", "predict_s", "speedup", "speedup_prorated",
+        "dvrl_auroc", "new_pred_f1", "new_knn10_agreement_f1", "new_pred_auroc",
+        "new_knn10_agreement_auroc", "teacher_s", "predict_s", "speedup", "speedup_prorated",
     ]
     out = table.groupby(["task", "teacher"], sort=False)[metrics].mean()
     out.insert(0, "seeds", table.groupby(["task", "teacher"], sort=False).size())
-    for base in ("knn_shapley", "knn10_agreement", "dvrl", "teacher"):
-        wins = table["pred_auroc"] > table[f"{base}_auroc"]
-        out[f"auroc_wins_vs_{base}"] = wins.groupby([table["task"], table["teacher"]],
-                                                    sort=False).sum()
+    pairs = [("pred", base) for base in ("knn_shapley", "knn10_agreement", "dvrl", "teacher")]
+    for ours, base in pairs + [("new_pred", "new_knn10_agreement")]:
+        wins = table[f"{ours}_auroc"] > table[f"{base}_auroc"]
+        out[f"auroc_wins_{ours}_vs_{base}"] = wins.groupby([table["task"], table["teacher"]],
+                                                           sort=False).sum()
     return out.reset_index()
 
 

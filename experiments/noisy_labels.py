@@ -49,26 +49,33 @@ def random_f1(noisy: np.ndarray) -> float:
 
 
 def knn_label_agreement(x: np.ndarray, y: np.ndarray, k: int = 10, *,
+                        reference: tuple[np.ndarray, np.ndarray] | None = None,
                         block: int = 1024) -> np.ndarray:
-    """Share of each sample's k nearest neighbours (itself excluded) that carry its label.
+    """Share of each sample's k nearest neighbours that carry its label.
 
     The trivial baseline every method is printed beside: strong on small tabular data.
-    Euclidean distances, computed in blocks of `block` rows so memory stays O(block * n).
+    Neighbours come from `x` itself (each sample excluded from its own neighbourhood) or,
+    for new samples, from `reference`. Euclidean distances, computed in blocks of `block`
+    rows so memory stays O(block * n).
 
     Args:
       x: features `(n, d)`; y: labels `(n,)`.
+      reference: `(x_ref (N, d), y_ref (N,))` to look the neighbours up in; default `(x, y)`.
 
     Returns:
       `(n,)` shares in [0, 1]; low = the neighbourhood disagrees with the label.
     """
     x = np.asarray(x, np.float64)
     y = np.asarray(y)
-    sq = (x**2).sum(1)
+    x_ref, y_ref = (x, y) if reference is None else (np.asarray(reference[0], np.float64),
+                                                       np.asarray(reference[1]))
+    sq, sq_ref = (x**2).sum(1), (x_ref**2).sum(1)
     out = np.empty(len(x))
     for start in range(0, len(x), block):
         rows = slice(start, start + block)
-        dist = sq[rows, None] + sq[None, :] - 2.0 * x[rows] @ x.T
-        dist[np.arange(dist.shape[0]), np.arange(start, start + dist.shape[0])] = np.inf
+        dist = sq[rows, None] + sq_ref[None, :] - 2.0 * x[rows] @ x_ref.T
+        if reference is None:
+            dist[np.arange(dist.shape[0]), np.arange(start, start + dist.shape[0])] = np.inf
         nearest = np.argpartition(dist, k, axis=1)[:, :k]
-        out[rows] = (y[nearest] == y[rows, None]).mean(axis=1)
+        out[rows] = (y_ref[nearest] == y[rows, None]).mean(axis=1)
     return out

@@ -118,3 +118,10 @@ def test_knn_label_agreement_by_hand():
     np.testing.assert_allclose(knn_label_agreement(x, y, k=1), [1, 1, 0, 1, 1])
     # k = 2: 2.5's neighbours are 1 and 0 (both a); 10's are 11 and 2.5 (both b).
     np.testing.assert_allclose(knn_label_agreement(x, y, k=2, block=2), [0.5, 0.5, 0, 1, 1])
+    # New samples look their neighbours up in a reference set; nothing is excluded there:
+    # 0.0 (a) finds the reference point 0.0 itself; 0.4 (a) finds 0, 1, 2.5 at k = 3.
+    new = np.array([[0.0], [0.4], [10.6]])
+    got = knn_label_agreement(new, np.array([0, 0, 1]), k=1, reference=(x, y))
+    np.testing.assert_allclose(got, [1, 1, 1])
+    got = knn_label_agreement(new, np.array([1, 0, 1]), k=3, reference=(x, y))
+    np.testing.assert_allclose(got, [1 / 3, 2 / 3, 1])
