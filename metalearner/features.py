@@ -151,10 +151,11 @@ class FeatureMap:
             )
         self_index = self._ref_index.get_indexer(np.asarray(data.ids))
         static = tuple(g for g in self.groups if g != "dynamics")
-        # rows per compiled call: a power of two up to _ROWS (few shapes, little padding)
+        # Rows per compiled call: a power of two up to _ROWS, the last chunk padded, so a
+        # few shapes serve every batch size (no recompiling per call) with little padding.
         rows = min(_ROWS, 1 << max(data.n - 1, 1).bit_length())
-        out = []
-        for start in range(0, data.n, rows) if static else ():
+        out = [np.zeros((0, self.width), np.float32)]
+        for start in range(0, data.n, rows):
             x = data.x[start : start + rows]
             y = data.y[start : start + rows]
             own = self_index[start : start + rows]
@@ -162,32 +163,18 @@ class FeatureMap:
             pad = rows - size
             x = np.pad(x, ((0, pad), (0, 0)))
             y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
-            cols = _features(
-                self.model,
-                self.params,
-                self.bagged,
-                self._device_arrays,
-                x,
-                y,
-                own,
-                n_classes=self.n_classes,
-                k=self.k,
-                groups=static,
-            )
-            out.append(np.asarray(cols)[:size])
-        out = np.concatenate(out) if out else np.zeros((data.n, 0), np.float32)
-        if (
-            "dynamics" in self.groups and data.n
-        ):  # last: groups follow the order of GROUPS
-            out = np.concatenate([out, self._dynamics(data)], axis=1)
-        return out.astype(np.float32).reshape(data.n, self.width)
-
-    def _dynamics(self, data: Dataset) -> np.ndarray:
-        """The dynamics signals over the saved checkpoints, `(n, len(FEATURE_COLUMNS))`:
-        `valuation.dynamics.features_for_new_samples` without its table."""
-        trace = trajectory(self.model, self.checkpoints, data.x, data.y,
-                           n_classes=self.n_classes, valid=self._valid)
-        return signal_matrix(trace).astype(np.float32)
+            cols = []
+            if static:
+                cols.append(np.asarray(_features(self.model, self.params, self.bagged,
+                                                 self._device_arrays, x, y, own,
+                                                 n_classes=self.n_classes, k=self.k,
+                                                 groups=static)))
+            if "dynamics" in self.groups:  # last: groups follow the order of GROUPS
+                trace = trajectory(self.model, self.checkpoints, x, y,
+                                   n_classes=self.n_classes, valid=self._valid)
+                cols.append(signal_matrix(trace))
+            out.append(np.concatenate(cols, axis=1)[:size].astype(np.float32))
+        return np.concatenate(out)
 
     @functools.cached_property
     def _ref_index(self) -> pd.Index:
