@@ -168,13 +168,21 @@ class FeatureMap:
                 cols.append(np.asarray(_features(self.model, self.params, self.bagged,
                                                  self._device_arrays, x, y, own,
                                                  n_classes=self.n_classes, k=self.k,
-                                                 groups=static)))
+                                                 groups=static,
+                                                 embed_is_input=self._embed_is_input)))
             if "dynamics" in self.groups:  # last: groups follow the order of GROUPS
                 trace = trajectory(self.model, self.checkpoints, x, y,
                                    n_classes=self.n_classes, valid=self._valid)
                 cols.append(signal_matrix(trace))
             out.append(np.concatenate(cols, axis=1)[:size].astype(np.float32))
         return np.concatenate(out)
+
+    @functools.cached_property
+    def _embed_is_input(self) -> bool:
+        """The embedding is the input itself (a linear model): one neighbour search serves
+        both spaces."""
+        a = self.arrays
+        return a["ref_h"].shape == a["ref_x"].shape and np.array_equal(a["ref_h"], a["ref_x"])
 
     @functools.cached_property
     def _ref_index(self) -> pd.Index:
@@ -388,8 +396,11 @@ def _distances(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.maximum(sq, 0.0))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "n_classes", "k", "groups"))
-def _features(model, params, bagged, arrays, x, y, own, *, n_classes, k, groups):
+@functools.partial(
+    jax.jit, static_argnames=("model", "n_classes", "k", "groups", "embed_is_input")
+)
+def _features(model, params, bagged, arrays, x, y, own, *, n_classes, k, groups,
+              embed_is_input):
     logits = model.apply(params, x)
     logp = jax.nn.log_softmax(logits)
     p = jnp.exp(logp)
@@ -419,8 +430,10 @@ def _features(model, params, bagged, arrays, x, y, own, *, n_classes, k, groups)
             neg, idx = jax.lax.top_k(-jnp.where(is_self, jnp.inf, dist), k)
             return jnp.take_along_axis(same, idx, axis=1).mean(1), -neg.mean(1)
 
-        share_x, _ = knn(_distances(x, arrays["ref_x"]))
-        share_h, dist_h = knn(_distances(h, arrays["ref_h"]))
+        share_x, dist_x = knn(_distances(x, arrays["ref_x"]))
+        share_h, dist_h = (share_x, dist_x) if embed_is_input else knn(
+            _distances(h, arrays["ref_h"])
+        )
         to_centroid = _distances(h, arrays["centroids"])
         own_c = (to_centroid * onehot).sum(1)
         other_c = jnp.min(jnp.where(onehot > 0, jnp.inf, to_centroid), axis=1)

@@ -57,8 +57,11 @@ class MetaValuator:
       learning_rate, weight_decay: AdamW settings.
       holdout: share of the pool each member holds out for early stopping.
       targets: "standardized" (regress `(v - mean) / std`) or "ranks" (regress the values'
-        quantiles in the pool; predictions are mapped back through the pool's quantiles, so
-        they stay in value units but never leave the pool's range).
+        quantiles in the pool; predictions are mapped back through the pool's quantiles).
+        Either way predictions are in value units and never leave the range of the pool's
+        values (a value no pool sample was given is extrapolation; e.g. Data-OOB's many
+        values of exactly 1 stay tied instead of spreading above 1). The standard errors
+        are not clipped.
       k: neighbours for the neighbourhood features.
       groups: feature groups (see `features.GROUPS`).
       epochs: recorded epochs of the target's training run for the "dynamics" features
@@ -210,12 +213,15 @@ class MetaValuator:
         std = std if std > 0 else 1.0
         return (v - mean) / std, mean, std
 
-    def _decode(self, z: np.ndarray) -> np.ndarray:
+    def _decode(self, z: np.ndarray, *, clip: bool = True) -> np.ndarray:
+        """Regressor outputs back to value units; with `clip`, inside the pool's range."""
         s = self._fitted
         u = s.target_mean + s.target_std * z
-        if self.targets == "ranks":
+        if self.targets == "ranks":  # inside the pool's range by construction
             grid = (np.arange(len(s.pool_values)) + 0.5) / len(s.pool_values)
             u = np.interp(u, grid, s.pool_values)
+        elif clip:
+            u = np.clip(u, s.pool_values[0], s.pool_values[-1])
         return u
 
     # -- prediction --------------------------------------------------------------------
@@ -252,9 +258,9 @@ class MetaValuator:
         )
         center, spread = z.mean(0), z.std(0, ddof=1)
         values = self._decode(center)
-        stderr = (
-            np.abs(self._decode(center + spread) - self._decode(center - spread)) / 2
-        )
+        high, low = (self._decode(center + spread, clip=False),
+                     self._decode(center - spread, clip=False))
+        stderr = np.abs(high - low) / 2
         seconds = time.perf_counter() - start
         return ValuationResult(
             values=values,

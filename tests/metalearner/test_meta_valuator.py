@@ -158,12 +158,15 @@ def test_same_seed_same_meta_model_other_seed_differs(task, fitted):
 
 
 def test_spread_is_larger_far_from_the_pool(task, fitted):
-    utility, _, _ = task
+    utility, values, _ = task
     near = utility.train.subset(np.arange(utility.n // 2, utility.n))
     far = near.replace(x=near.x * 6.0, ids=np.array([f"far{i}" for i in range(near.n)]))
-    assert np.median(fitted.predict(far).stderr) > 3 * np.median(
-        fitted.predict(near).stderr
-    )
+    far_pred = fitted.predict(far)
+    assert np.median(far_pred.stderr) > 3 * np.median(fitted.predict(near).stderr)
+    # Extrapolated values are clipped to the range the pool was given (its spread is not).
+    pool = values.values[: utility.n // 2]
+    assert pool.min() <= far_pred.values.min() and far_pred.values.max() <= pool.max()
+    assert (far_pred.values == pool.min()).any() or (far_pred.values == pool.max()).any()
 
 
 def test_bad_input_raises_clear_errors(task, fitted):
