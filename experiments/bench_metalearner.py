@@ -39,6 +39,7 @@ Writes `results/bench_metalearner.csv` (one row per task, seed and teacher),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from metalearner.features import MODEL_AGNOSTIC
+from metalearner.features import GROUPS, MODEL_AGNOSTIC
 from metalearner.predictor import MetaValuator
 from metalearner.transfer import fine_tune, fit_tasks, make_task, predict_ranks
 from valuation import logistic_regression, make_utility, mlp
@@ -334,6 +335,8 @@ def main(argv=None) -> None:
     parser.add_argument("--dvrl-epochs", type=int, default=None,
                         help=f"DVRL's RL epochs via OpenDataVal (0: skip; default {RL_EPOCHS}, "
                         "200 with --quick); needs experiments/dvrl.py's separate environment")
+    parser.add_argument("--groups", nargs="*", default=None, choices=GROUPS,
+                        help="the meta-model's feature groups (default: all)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["targets", "transfer"])
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
@@ -345,6 +348,8 @@ def main(argv=None) -> None:
         budgets, cap, seeds = {"tmc": 200, "banzhaf": 5000, "oob": 800}, 300, [0, 1, 2]
         dvrl_epochs = RL_EPOCHS
         meta = MetaValuator()
+    if args.groups is not None:
+        meta = dataclasses.replace(meta, groups=tuple(args.groups))
     seeds = args.seeds if args.seeds is not None else seeds
     dvrl_epochs = args.dvrl_epochs if args.dvrl_epochs is not None else dvrl_epochs
     start = time.perf_counter()

@@ -8,6 +8,7 @@ one call (teacher on a pool, meta-model on the rest); `transfer` carries a meta-
 tasks.
 """
 
+from .features import DEFAULT_GROUPS as DEFAULT_GROUPS
 from .features import GROUPS as GROUPS
 from .features import MODEL_AGNOSTIC as MODEL_AGNOSTIC
 from .features import FeatureMap as FeatureMap

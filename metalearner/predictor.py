@@ -35,7 +35,7 @@ import pandas as pd
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
 from valuation.results import package_versions
 
-from .features import GROUPS, column_scale, features_for_utility
+from .features import DEFAULT_GROUPS, column_scale, features_for_utility
 from .model import fit_ensemble, predict_members
 from .persistence import _Fitted, load_state, save_state
 
@@ -63,7 +63,9 @@ class MetaValuator:
         values of exactly 1 stay tied instead of spreading above 1). The standard errors
         are not clipped.
       k: neighbours for the neighbourhood features.
-      groups: feature groups (see `features.GROUPS`).
+      groups: feature groups (see `features.GROUPS`); the default, `features.DEFAULT_GROUPS`
+        (neighbourhoods, out-of-bag refits, label), reads only what means the same for a
+        training row and a new row.
       epochs: recorded epochs of the target's training run for the "dynamics" features
         (`valuation.dynamics.record` with the utility's `l2`; 10 full-batch Adam steps each).
       bags: bootstrap refits of the target for the "bagging" features.
@@ -79,7 +81,7 @@ class MetaValuator:
     holdout: float = 0.2
     targets: str = "standardized"
     k: int = 10
-    groups: tuple[str, ...] = GROUPS
+    groups: tuple[str, ...] = DEFAULT_GROUPS
     epochs: int = 30
     bags: int = 32
     seed: int = 0
