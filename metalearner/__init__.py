@@ -13,6 +13,7 @@ from .features import GROUPS as GROUPS
 from .features import MODEL_AGNOSTIC as MODEL_AGNOSTIC
 from .features import FeatureMap as FeatureMap
 from .features import bootstrap_refits as bootstrap_refits
+from .features import default_groups as default_groups
 from .features import features_for_utility as features_for_utility
 from .features import make_features as make_features
 from .model import EnsembleFit as EnsembleFit

@@ -35,7 +35,7 @@ import pandas as pd
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
 from valuation.results import package_versions
 
-from .features import DEFAULT_GROUPS, column_scale, features_for_utility
+from .features import column_scale, default_groups, features_for_utility
 from .model import fit_ensemble, predict_members
 from .persistence import _Fitted, load_state, save_state
 
@@ -63,9 +63,11 @@ class MetaValuator:
         values of exactly 1 stay tied instead of spreading above 1). The standard errors
         are not clipped.
       k: neighbours for the neighbourhood features.
-      groups: feature groups (see `features.GROUPS`); the default, `features.DEFAULT_GROUPS`
-        (neighbourhoods, out-of-bag refits, label), reads only what means the same for a
-        training row and a new row.
+      groups: feature groups (see `features.GROUPS`); None (default) picks them from the
+        teacher at `fit` (`features.default_groups`): for out-of-sample teachers (Data-OOB,
+        KNN-Shapley) only what means the same for a training row and a new row
+        (neighbourhoods, out-of-bag refits, label), for the others every group. The fitted
+        copy holds the groups it used.
       epochs: recorded epochs of the target's training run for the "dynamics" features
         (`valuation.dynamics.record` with the utility's `l2`; 10 full-batch Adam steps each).
       bags: bootstrap refits of the target for the "bagging" features.
@@ -81,7 +83,7 @@ class MetaValuator:
     holdout: float = 0.2
     targets: str = "standardized"
     k: int = 10
-    groups: tuple[str, ...] = DEFAULT_GROUPS
+    groups: tuple[str, ...] | None = None
     epochs: int = 30
     bags: int = 32
     seed: int = 0
@@ -89,7 +91,8 @@ class MetaValuator:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "groups", tuple(self.groups))
+        if self.groups is not None:
+            object.__setattr__(self, "groups", tuple(self.groups))
         if self.targets not in TARGETS:
             raise ValuationError(
                 f"targets={self.targets!r} is unknown; choose one of {TARGETS}"
@@ -168,12 +171,13 @@ class MetaValuator:
         v = np.asarray(values.values, np.float64)
         if not np.all(np.isfinite(v)):
             raise ValuationError("some values are NaN or infinite; drop those samples")
+        groups = self.groups if self.groups is not None else default_groups(values.method)
         k_record, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
         fmap = features_for_utility(
             utility,
             key=k_record,
             k=self.k,
-            groups=self.groups,
+            groups=groups,
             epochs=self.epochs,
             bags=self.bags,
             params=params,
@@ -205,7 +209,7 @@ class MetaValuator:
             teacher=values.method,
             target=utility.describe(),
         )
-        return dataclasses.replace(self, state=state)
+        return dataclasses.replace(self, groups=groups, state=state)
 
     def _encode(self, v: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Targets for the regressor, with the mean and std that standardised them."""

@@ -1,12 +1,20 @@
 """Feature map: the out-of-bag ("bagging") columns use exactly the refits that did not train
-on a sample, and a new sample gets the same kind of view from all refits."""
+on a sample, a new sample gets the same kind of view from all refits, and the default groups
+follow the teacher."""
 
 import jax
 import numpy as np
 import pytest
 
 import valuation as va
-from metalearner.features import bootstrap_refits, features_for_utility
+from metalearner.features import (
+    DEFAULT_GROUPS,
+    bootstrap_refits,
+    default_groups,
+    features_for_utility,
+)
+from metalearner.features import GROUPS as GROUPS_ALL
+from metalearner.predictor import MetaValuator
 
 GROUPS = ("model", "bagging")
 
@@ -55,3 +63,16 @@ def test_bagging_columns_are_out_of_bag_for_pool_samples_and_all_bag_for_new(uti
     fresh = pool.replace(ids=np.asarray([f"new{i}" for i in range(20)], dtype=object))
     want = _manual(utility, fmap.bagged, np.ones(16, bool), pool.x, pool.y)
     np.testing.assert_allclose(fmap(fresh)[:, cols], want, rtol=2e-4, atol=1e-5)
+
+
+def test_default_groups_follow_the_teacher(utility):
+    """Out-of-sample teachers get only the shift-free groups, the others every group."""
+    assert default_groups("tmc_shapley") == GROUPS_ALL
+    assert default_groups("data_oob") == DEFAULT_GROUPS
+    assert "model" not in DEFAULT_GROUPS and "dynamics" not in DEFAULT_GROUPS
+    v = utility.train.x[:, 0]
+    values = va.ValuationResult(values=v, stderr=0 * v, counts=np.ones(len(v), int),
+                                ids=utility.train.ids, method="data_oob")
+    fitted = MetaValuator(members=2, steps=20, bags=4).fit(utility, values[:60])
+    assert fitted.groups == DEFAULT_GROUPS
+    assert "loss" not in fitted.feature_names and "oob_p_label" in fitted.feature_names

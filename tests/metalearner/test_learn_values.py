@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import valuation as va
+from metalearner.features import GROUPS
 from metalearner.pipeline import learn_values
 from metalearner.predictor import MetaValuator
 
@@ -13,10 +14,7 @@ from metalearner.predictor import MetaValuator
 def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     train, valid = cancer
     train, flipped = train.flip_labels(0.1, seed=0)
-    # Leave-one-out on log-loss measures how the fitted target uses each training row, which
-    # the in-sample groups ("model", "gradient") describe; the default groups leave them out.
-    meta = MetaValuator(members=4, hidden=(32, 32), steps=400, epochs=8,
-                        groups=("model", "gradient", "neighbours", "bagging", "label"))
+    meta = MetaValuator(members=4, hidden=(32, 32), steps=400, epochs=8)
     out = learn_values(
         train,
         valid,
@@ -30,6 +28,8 @@ def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     assert not set(out.teacher.ids.tolist()) & set(out.predicted.ids.tolist())
     assert list(out.combined.ids) == list(train.ids)
     assert out.combined.extra["valued_by_teacher"] == len(out.teacher)
+    # leave-one-out measures each row's effect on the fitted target: every group is read
+    assert out.meta.groups == GROUPS and "loss" in out.meta.feature_names
     # The teacher's own leave-one-out on the full set is the reference the unseen half is
     # compared with: the predictions must rank it (positively) and flag flipped labels.
     utility = va.make_utility(
