@@ -68,16 +68,12 @@ TEACHERS = ("tmc", "banzhaf", "oob")
 
 
 def _task(name: str, cap: int | None, seed: int = 0):
+    """`(train, valid, noisy, test)`: the benchmark task, training rows capped at `cap`."""
     task = make_bench_task(name, noise=0.1, seed=seed)
     train, noisy = task.train, task.noisy
     if cap is not None and train.n > cap:  # keep the first `cap` rows (already shuffled)
         train, noisy = train.subset(np.arange(cap)), noisy[:cap]
-    return train, task.valid, noisy
-
-
-def _new_rows(name: str, seed: int):
-    """Rows the target never trained on: the task's test split, 10 % of labels flipped."""
-    return make_bench_task(name, noise=0.1, seed=seed).test.flip_labels(0.1, seed=seed + 1)
+    return train, task.valid, noisy, task.test
 
 
 def _detection(prefix: str, values: np.ndarray, noisy: np.ndarray) -> dict:
@@ -103,7 +99,7 @@ def bench_task(
     The baselines that do not depend on the teacher (KNN-Shapley, 10-NN label agreement,
     DVRL) are computed once per task and seed and repeated on every row.
     """
-    train, valid, noisy = _task(name, cap, seed)
+    train, valid, noisy, test = _task(name, cap, seed)
     utility = make_utility(logistic_regression(train.n_classes), train, valid)
     pool, unseen = train.split(0.5, 0.5, seed=seed)
     where = pd.Index(train.ids).get_indexer(unseen.ids)
@@ -113,7 +109,8 @@ def bench_task(
     baselines.update(_detection("knn_shapley", knn[where], noisy_unseen))
     agreement = knn_label_agreement(train.x, train.y)
     baselines.update(_detection("knn10_agreement", agreement[where], noisy_unseen))
-    new, new_noisy = _new_rows(name, seed)
+    # Rows the target never trained on: the test split, 10 % of its labels flipped.
+    new, new_noisy = test.flip_labels(0.1, seed=seed + 1)
     new_agreement = knn_label_agreement(new.x, new.y, reference=(train.x, train.y))
     baselines.update(_detection("new_knn10_agreement", new_agreement, new_noisy))
     dvrl = dvrl_values(train, valid, seed=seed, rl_epochs=dvrl_epochs) if dvrl_epochs else (
@@ -198,7 +195,7 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
 def bench_targets(*, budget: int, meta: MetaValuator, echo=print) -> list[dict]:
     """Data-OOB values of breast_cancer for logistic regression vs an MLP, and which
     meta-model predicts which."""
-    train, valid, _ = _task("breast_cancer", None)
+    train, valid, _, _ = _task("breast_cancer", None)
     models = {"logreg": logistic_regression(2), "mlp": mlp(2, hidden=(32,))}
     values, metas = {}, {}
     pool, unseen = train.split(0.5, 0.5, seed=0)
@@ -258,7 +255,7 @@ def bench_transfer(
         "weight_decay": meta.weight_decay,
     }
     for i, (name, kind) in enumerate(specs):
-        train, valid, noisy = _task(name, cap)
+        train, valid, noisy, _ = _task(name, cap)
         model = (
             logistic_regression(train.n_classes)
             if kind == "logreg"

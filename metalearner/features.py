@@ -88,6 +88,8 @@ def default_groups(teacher: str) -> tuple[str, ...]:
     """The feature groups a meta-model of `teacher`'s values reads by default: only the
     shift-free `DEFAULT_GROUPS` for out-of-sample teachers, every group otherwise."""
     return DEFAULT_GROUPS if teacher in OUT_OF_SAMPLE_TEACHERS else GROUPS
+
+
 _ROWS = 512  # most samples per compiled feature call; the last chunk is padded
 
 Params = Any

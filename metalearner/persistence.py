@@ -54,21 +54,14 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
     arrays.update(
         {f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()}
     )
-    arrays.update(
-        {
-            f"target/{i}": np.asarray(leaf)
-            for i, leaf in enumerate(jax.tree_util.tree_leaves(s.features.params))
-        }
-    )
-    for prefix in ("checkpoints", "bagged"):
-        tree = getattr(s.features, prefix)
-        if tree is not None:
-            arrays.update(
-                {
-                    f"{prefix}/{i}": np.asarray(leaf)
-                    for i, leaf in enumerate(jax.tree_util.tree_leaves(tree))
-                }
-            )
+    trees = {
+        "target": s.features.params,
+        "checkpoints": s.features.checkpoints,
+        "bagged": s.features.bagged,
+    }
+    for prefix, tree in trees.items():
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):  # None has no leaves
+            arrays[f"{prefix}/{i}"] = np.asarray(leaf)
     for name, a in s.features.arrays.items():
         a = np.asarray(a)
         arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a

@@ -9,14 +9,14 @@ import pytest
 import valuation as va
 from metalearner.features import (
     DEFAULT_GROUPS,
+    GROUPS,
     bootstrap_refits,
     default_groups,
     features_for_utility,
 )
-from metalearner.features import GROUPS as GROUPS_ALL
 from metalearner.predictor import MetaValuator
 
-GROUPS = ("model", "bagging")
+MODEL_AND_BAGGING = ("model", "bagging")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_bootstrap_refits_are_seeded_and_record_membership(utility):
 
 
 def test_bagging_columns_are_out_of_bag_for_pool_samples_and_all_bag_for_new(utility):
-    fmap = features_for_utility(utility, key=jax.random.PRNGKey(0), groups=GROUPS, bags=16)
+    fmap = features_for_utility(utility, key=jax.random.PRNGKey(0), groups=MODEL_AND_BAGGING, bags=16)
     cols = [fmap.names.index(c) for c in ("oob_loss", "oob_p_label", "oob_correct")]
     bag_in = fmap.arrays["bag_in"]
     train = utility.train
@@ -67,7 +67,7 @@ def test_bagging_columns_are_out_of_bag_for_pool_samples_and_all_bag_for_new(uti
 
 def test_default_groups_follow_the_teacher(utility):
     """Out-of-sample teachers get only the shift-free groups, the others every group."""
-    assert default_groups("tmc_shapley") == GROUPS_ALL
+    assert default_groups("tmc_shapley") == GROUPS
     assert default_groups("data_oob") == DEFAULT_GROUPS
     assert "model" not in DEFAULT_GROUPS and "dynamics" not in DEFAULT_GROUPS
     v = utility.train.x[:, 0]
