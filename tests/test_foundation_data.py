@@ -129,3 +129,12 @@ def test_dataset_is_immutable():
     data = va.load_bundled("wine")
     with pytest.raises(ValueError):
         data.x[0, 0] = 1.0
+
+
+def test_select_features_matches_by_name_and_names_every_mismatch():
+    data = from_arrays(np.arange(6.0).reshape(3, 2), [0, 1, 0], feature_names=["a", "b"])
+    swapped = data.select_features(["b", "a"])
+    np.testing.assert_array_equal(swapped.x, data.x[:, ::-1])
+    assert swapped.feature_names == ("b", "a")
+    with pytest.raises(va.ValuationError, match=r"missing columns \['c'\].*not trained on \['b'\]"):
+        data.select_features(["a", "c"])

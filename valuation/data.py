@@ -21,7 +21,15 @@ import pandas as pd
 
 from .errors import ValuationError
 
-__all__ = ["Dataset", "align_classes", "from_arrays", "from_dataframe", "load", "read_table"]
+__all__ = [
+    "Dataset",
+    "align_classes",
+    "from_arrays",
+    "from_dataframe",
+    "load",
+    "match_columns",
+    "read_table",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -124,6 +132,18 @@ class Dataset:
             out.append(self.subset(index))
         return tuple(out)
 
+    def select_features(self, names: Sequence[str], *, what: str = "the samples") -> Dataset:
+        """The same rows with feature columns `names`, in that order, matched by name.
+
+        Raises:
+          ValuationError: a column of `names` is missing or an extra column is present
+            (`match_columns`).
+        """
+        order = match_columns(self.feature_names, names, what=what)
+        if order == list(range(self.d)):
+            return self
+        return self.replace(x=self.x[:, order], feature_names=tuple(names))
+
     def flip_labels(self, fraction: float, *, seed: int) -> tuple[Dataset, np.ndarray]:
         """Label noise for experiments: flip `fraction` of the labels to another class.
 
@@ -162,6 +182,35 @@ class Dataset:
             std = np.where(std > 0, std, 1.0)
         x = ((self.x - mean) / std).astype(np.float32)
         return self.replace(x=x), (mean, std)
+
+
+def match_columns(have: Sequence[str], want: Sequence[str], *, what: str) -> list[int]:
+    """Positions in `have` of the columns `want`, matched by name, never by position.
+
+    Args:
+      have: the column names a table holds.
+      want: the column names expected, in the order expected.
+      what: how the error names the table, e.g. "the validation table".
+
+    Returns:
+      `order` with `have[order[j]] == want[j]`.
+
+    Raises:
+      ValuationError: one error naming every missing and every extra column.
+    """
+    have, want = [str(c) for c in have], [str(c) for c in want]
+    missing = [c for c in want if c not in have]
+    extra = [c for c in have if c not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing[:10]}")
+        if extra:
+            parts.append(f"columns the model was not trained on {extra[:10]}")
+        _fail(f"{what} do not match the training columns by name: {'; '.join(parts)}",
+              "pass a table with exactly the training table's feature columns (any order)")
+    position = {c: i for i, c in enumerate(have)}
+    return [position[c] for c in want]
 
 
 def _fail(problem: str, fix: str):
