@@ -1,8 +1,8 @@
 """metalearner: learns per-sample values for a target model and predicts them for unseen
 samples without retraining that model (issue 6).
 
-Data flow: `features.make_features` (or `features_for_utility`) turns samples into named
-features at the target's parameters; `model.fit_ensemble` regresses values on them;
+Data flow: `features.features_for_utility` turns samples into named, cross-fitted
+features of the target model; `model.fit_ensemble` regresses values on them;
 `MetaValuator` ties both to a `Utility` and returns `ValuationResult`s; `learn_values` is the
 one call (teacher on a pool, meta-model on the rest); `transfer` carries a meta-model across
 tasks.
@@ -13,9 +13,9 @@ from .features import GROUPS as GROUPS
 from .features import MODEL_AGNOSTIC as MODEL_AGNOSTIC
 from .features import FeatureMap as FeatureMap
 from .features import bootstrap_refits as bootstrap_refits
-from .features import default_groups as default_groups
 from .features import features_for_utility as features_for_utility
-from .features import make_features as make_features
+from .features import fold_refits as fold_refits
+from .features import row_hash as row_hash
 from .model import EnsembleFit as EnsembleFit
 from .model import fit_ensemble as fit_ensemble
 from .model import predict_members as predict_members

@@ -1,42 +1,48 @@
-"""Sample features for the meta-model, computable for unseen samples without any training.
+"""Sample features for the meta-model: the same numbers for a training row and a new row.
 
-Where it sits: between a trained target model (its final parameters, optionally its saved
-checkpoints) and the meta-model. `make_features(...)` freezes everything a feature needs (the
-target's parameters, the reference pool in input and embedding space, class centroids, the
-mean validation gradient) into a `FeatureMap`; calling it on a `Dataset` gives an `(n, f)`
-matrix whose columns are named in `FeatureMap.names`. Nothing here fits or retrains a model:
-a feature vector costs a forward pass and a distance computation against the pool.
+Where it sits: between the target model's task (a `Utility`: model, training set, validation
+set) and the meta-model. `features_for_utility(...)` trains everything a feature needs once
+(K fold models, bootstrap refits, optionally K recorded training runs) and freezes it, with the
+reference pool and its summaries, into a `FeatureMap`; calling it on a `Dataset` gives an
+`(n, f)` matrix whose columns are named in `FeatureMap.names`. Nothing is trained at
+prediction time: a feature vector costs forward passes and a distance computation.
 
-Feature groups (all computed at the target's final parameters `theta`; `h(x)` is the model's
-embedding, `model.embed`, or `x` itself when the model has none):
+Cross-fitting. Every feature that reads a trained model reads one that did *not* train on
+the row: the training set is cut into `K` stratified folds and fold model `j` is the target
+trained on every fold but `j` (all `K` in one batched `Utility.fit`). A training row reads the
+fold model of its own fold; a new row reads all `K` and gets the mean of their `K` feature
+values. So no feature of any row is in-sample, and a mislabelled training row looks to the
+meta-model as a mislabelled new row does (Chernozhukov et al., "Double/debiased machine
+learning", 2018, for cross-fitting; the fold models play the target trained on the rest).
 
-* "model": cross-entropy loss, p(label), margin `z_y - max_{c != y} z_c` of the logits `z`,
-  predictive entropy (nats).
-* "gradient": the last-layer gradient of the sample's loss, `g = [h, 1] (p - e_y)^T` (the
-  gradient w.r.t. a linear map from `[h, 1]` to the logits), through its norm `|[h, 1]| |p - e_y|`
-  and its cosine with the mean validation gradient `G`. A descent step on the sample changes
-  the validation loss by `-lr <g, G>` to first order, so a positive cosine means the sample
-  helps (higher = more helpful; the first-order argument of TracIn, Pruthi et al., NeurIPS
-  2020).
-* "neighbours": share of the `k` nearest reference samples (Euclidean) with the same label, in
-  input space and in embedding space; mean distance to those `k` in embedding space; distance
-  to the own-class centroid and to the nearest other-class centroid of the reference pool, and
-  their difference. A sample that is itself in the reference pool (same id) is excluded from
-  its own neighbourhood.
-* "bagging": out-of-bag predictions of `bags` bootstrap refits of the target (made once, when
-  the feature map is built, with the utility's own solver; no training at prediction time):
-  mean cross-entropy loss, mean p(label) and share of models whose argmax is the label, over
-  the models that did not train on the sample: for a reference-pool sample, those whose
-  bootstrap missed it (about `bags / e` of them); for a new sample, all of them. The same
-  held-out view of a sample whether or not the target trained on it (the signal of Data-OOB,
-  Kwon & Zou, ICML 2023, here with probabilities as well as hits).
-* "label": one-hot label (`n_classes` columns). Tied to the task's class list, so it is left
-  out of model-agnostic feature sets (see `MODEL_AGNOSTIC`).
-* "dynamics": the learning-dynamics signals of `valuation.dynamics` (confidence, variability,
-  forgetting, AUM, EL2N, GraNd, validation-gradient alignment, ...), computed over the
-  checkpoints of a recorded training run of the target as by
-  `valuation.dynamics.features_for_new_samples`, which gives a sample the same numbers
-  whether or not it was trained on (only when checkpoints are given).
+Which row is a training row is decided by content, not by id (`FeatureMap.membership`): a row
+is training row `i` when its features and label are bit-identical to row `i`'s (a 64-bit hash
+of the float32 features and the label code, recorded beside the ids). An id that names a
+training row whose content differs is an error by default (`id_conflict="error"`, naming the
+ids); `id_conflict="new"` treats such rows as the new rows they are. Feature columns are read
+by name (`FeatureMap.columns`).
+
+Feature groups (`h(x)` is a model's embedding, `model.embed`, or `x` itself):
+
+* "model" (cross-fitted): cross-entropy loss, p(label), margin `z_y - max_{c != y} z_c` of the
+  logits `z`, predictive entropy (nats).
+* "gradient" (cross-fitted): the last-layer gradient `g = [h, 1] (p - e_y)^T` of the row's
+  loss, through its norm `|[h, 1]| |p - e_y|` and its cosine with the fold model's mean
+  validation gradient `G`. A descent step on the row changes the validation loss by
+  `-lr <g, G>` to first order (TracIn, Pruthi et al., NeurIPS 2020): positive = helpful.
+* "neighbours": share of the `k` nearest training rows (Euclidean) with the same label in input
+  space, and (cross-fitted) in the fold model's embedding space, with the mean distance to
+  those `k`; distance to the own-class centroid and to the nearest other-class centroid of the
+  training rows in embedding space, and their difference. A training row is left out of its
+  own neighbourhood.
+* "bagging": out-of-bag predictions of `bags` bootstrap refits of the target: mean loss, mean
+  p(label) and share of refits whose argmax is the label, over the refits that did not draw
+  the row (a training row: about `bags / e` of them; a new row: all). The signal of Data-OOB
+  (Kwon & Zou, ICML 2023), here with probabilities as well as hits.
+* "label": one-hot label (`n_classes` columns); left out of `MODEL_AGNOSTIC`.
+* "dynamics" (cross-fitted): the learning-dynamics signals of `valuation.dynamics`
+  (confidence, variability, forgetting, AUM, EL2N, GraNd, validation-gradient alignment) over
+  the checkpoints of `K` recorded training runs, run `j` on every fold but `j`.
 """
 
 from __future__ import annotations
@@ -53,78 +59,80 @@ import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, align_classes
 from valuation.data import from_arrays
-from valuation.dynamics import FEATURE_COLUMNS, record, signal_matrix, trajectory
+from valuation.dynamics import FEATURE_COLUMNS, Trace, record, signal_matrix, trajectory
 
 __all__ = [
     "DEFAULT_GROUPS",
     "GROUPS",
+    "ID_CONFLICTS",
     "MODEL_AGNOSTIC",
     "FeatureMap",
     "bootstrap_refits",
     "column_scale",
-    "default_groups",
     "features_for_utility",
-    "make_features",
+    "fold_refits",
+    "row_hash",
 ]
 
 GROUPS = ("model", "gradient", "neighbours", "bagging", "label", "dynamics")
 MODEL_AGNOSTIC = ("model", "gradient", "neighbours", "bagging", "dynamics")
-# The meta-model's default for teachers that score a sample out of sample (Data-OOB,
-# KNN-Shapley): the groups that mean the same for a pool sample (one the target trained on)
-# and for a new row. "model", "gradient" and "dynamics" read the target at parameters fitted
-# on the pool sample itself, so a mislabelled training row looks better fitted than a
-# mislabelled new row: a shift the meta-model cannot learn from a pool of training rows.
-# Measured (`experiments/bench_metalearner.py`, Data-OOB teacher, 3 seeds): new-row
-# detection AUROC 0.964 -> 0.985 (breast_cancer), 0.967 -> 0.989 (digits), with Spearman to
-# the teacher on unseen training rows no worse. Teachers that measure a training row's effect
-# on the fitted target (Shapley, Banzhaf, leave-one-out, influence) need the in-sample groups:
-# without them mean Spearman to TMC / Banzhaf fell by up to 0.4 in the same benchmark
-# (synthetic_1k Banzhaf 0.62 -> 0.21), though their noisy-label detection improved.
-DEFAULT_GROUPS = ("neighbours", "bagging", "label")
-OUT_OF_SAMPLE_TEACHERS = ("data_oob", "knn_shapley")
-
-
-def default_groups(teacher: str) -> tuple[str, ...]:
-    """The feature groups a meta-model of `teacher`'s values reads by default: only the
-    shift-free `DEFAULT_GROUPS` for out-of-sample teachers, every group otherwise."""
-    return DEFAULT_GROUPS if teacher in OUT_OF_SAMPLE_TEACHERS else GROUPS
-
+# Every group is cross-fitted or out-of-bag, so each means the same for a training row and a
+# new row, whatever the teacher; "dynamics" costs K recorded training runs and is opt-in.
+DEFAULT_GROUPS = ("model", "gradient", "neighbours", "bagging", "label")
+ID_CONFLICTS = ("error", "new")
+_FOLD_GROUPS = ("model", "gradient", "neighbours")  # computed per fold model, in one vmap
 
 _ROWS = 512  # most samples per compiled feature call; the last chunk is padded
 
 Params = Any
 
 
+def row_hash(x: Any, y: Any) -> np.ndarray:
+    """A 64-bit content hash per row of float32 features `x (n, d)` and label codes `y (n,)`.
+
+    Bit-identical rows (after `-0.0 -> 0.0`) get the same hash; any other difference gives
+    another hash except with probability about `2**-64` per pair.
+    """
+    x = np.ascontiguousarray(np.asarray(x, np.float32) + np.float32(0.0))
+    frame = pd.DataFrame(x.view(np.uint32))
+    frame["label"] = np.asarray(y, np.int64)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FeatureMap:
     """Everything a feature needs, frozen: call it on samples to get their features.
 
-    Build it with `make_features`. The arrays are the state `save`/`load` round-trip.
+    Build it with `features_for_utility`. The arrays are the state `save`/`load` round-trip.
 
     Attributes:
       model: the target model.
-      params: the target model's final parameters.
-      arrays: reference pool and summaries: `ref_x (N, d)`, `ref_h (N, w)` (embeddings),
-        `ref_y (N,)`, `ref_ids (N,)`, `centroids (k, w)`, `valid_grad (w + 1, k)`, the
-        validation set `valid_x (V, d)`, `valid_y (V,)` (for the dynamics features) and, with
-        "bagging", `bag_in (B, N)`: whether bootstrap model `b` trained on pool sample `i`.
-      checkpoints: the target's params with leading axes `(seeds, epochs)`, from
-        `valuation.dynamics.record`, or None (then no "dynamics" group).
+      folds: the `K` fold models' params, leading axis `(K,)`; fold model `j` never trained
+        on the training rows of fold `j`.
+      arrays: the training rows and summaries: `ref_x (N, d)`, `ref_y (N,)`, `ref_ids (N,)`,
+        `ref_hash (N,)` (`row_hash`), `ref_fold (N,)` (each row's fold), `ref_h (K, N, w)`
+        (embeddings under each fold model; absent when the embedding is the input),
+        `centroids (K, k, w)`, `valid_grad (K, w + 1, k)`, the validation set `valid_x (V, d)`,
+        `valid_y (V,)` and, with "bagging", `bag_in (B, N)`: whether refit `b` drew row `i`.
+      checkpoints: the `K` recorded fold runs, params with leading axes `(K, epochs)`, or
+        None (then no "dynamics" group).
       bagged: the bootstrap refits' params with a leading axis `(B,)`, or None (then no
         "bagging" group).
       n_classes: number of classes of the task.
       k: neighbours per sample.
       groups: the feature groups, in column order.
+      columns: names of the target model's input feature columns, in the order it reads them.
     """
 
     model: Model
-    params: Params
+    folds: Params
     arrays: dict
     checkpoints: Params | None
     bagged: Params | None
     n_classes: int
     k: int
     groups: tuple
+    columns: tuple
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -151,61 +159,131 @@ class FeatureMap:
         """Number of features `f`."""
         return len(self.names)
 
-    def __call__(self, data: Dataset) -> np.ndarray:
-        """Features of `data`'s samples, float32 `(data.n, f)`, columns as in `names`.
+    @property
+    def n_folds(self) -> int:
+        """Number of fold models `K`."""
+        return int(jax.tree_util.tree_leaves(self.folds)[0].shape[0])
+
+    def conform(self, data: Dataset) -> Dataset:
+        """`data` with the target's feature columns in its order, matched by name.
+
+        Samples built from bare arrays carry the generic names `x0, x1, ...`; those are taken
+        in order (arrays have no names to match), provided the width fits.
 
         Raises:
-          ValuationError: `data` has a different number of input features than the target
-            model, or labels outside the task's `n_classes` classes.
+          ValuationError: missing or extra columns (one error naming them all), labels
+            outside the task's classes.
         """
-        d = self.arrays["ref_x"].shape[1]
-        if data.d != d:
+        generic = tuple(f"x{j}" for j in range(data.d))
+        if data.feature_names != generic or generic == self.columns:
+            data = data.select_features(self.columns, what="the samples' feature columns")
+        elif data.d != len(self.columns):
             raise ValuationError(
-                f"the samples have {data.d} feature columns but the target model was trained "
-                f"on {d}; pass the same columns, scaled the same way"
+                f"the samples have {data.d} unnamed feature columns but the target model "
+                f"was trained on {len(self.columns)} ({list(self.columns)[:10]}); pass the "
+                "same columns, scaled the same way"
             )
-        if data.n_classes != self.n_classes or (
-            data.n and data.y.max() >= self.n_classes
-        ):
+        if data.n_classes != self.n_classes or (data.n and data.y.max() >= self.n_classes):
             raise ValuationError(
                 f"the samples' class list has {data.n_classes} classes but the task has "
                 f"{self.n_classes}; re-code them onto the training set's class list "
                 "(valuation.align_classes(train, samples))"
             )
-        self_index = self._ref_index.get_indexer(np.asarray(data.ids))
+        return data
+
+    def membership(self, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
+        """Position of each row of `data` among the training rows, or -1 for a new row.
+
+        A row is training row `i` when its content (float32 features and label) is row `i`'s,
+        whatever its id. An id equal to a training row's id whose content differs is a
+        conflict: an error naming the ids (`id_conflict="error"`) or a new row (`"new"`).
+
+        Args:
+          data: samples with the target's columns in order (`conform`).
+          id_conflict: "error" or "new".
+
+        Returns:
+          `(data.n,)` int64 positions into the training rows, -1 where new.
+        """
+        if id_conflict not in ID_CONFLICTS:
+            raise ValuationError(
+                f"id_conflict={id_conflict!r}; choose one of {ID_CONFLICTS}"
+            )
+        ref_hash = self.arrays["ref_hash"]
+        h = row_hash(data.x, data.y)
+        by_id = self._ref_index.get_indexer(np.asarray(data.ids))
+        conflict = (by_id >= 0) & (ref_hash[np.maximum(by_id, 0)] != h)
+        if conflict.any() and id_conflict == "error":
+            ids = np.asarray(data.ids)[conflict]
+            raise ValuationError(
+                f"{conflict.sum()} rows carry the id of a training row but not its content "
+                f"(features or label differ), e.g. ids {ids[:5].tolist()}; give new rows "
+                "their own ids, or pass id_conflict='new' (CLI: --id-conflict new) to "
+                "treat them as new rows"
+            )
+        unique, first = np.unique(ref_hash, return_index=True)
+        at = np.minimum(np.searchsorted(unique, h), len(unique) - 1)
+        by_content = np.where(unique[at] == h, first[at], -1)
+        same = (by_id >= 0) & ~conflict  # the id's own row (a duplicate keeps its id)
+        return np.where(same, by_id, by_content).astype(np.int64)
+
+    def __call__(self, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
+        """Features of `data`'s samples, float32 `(data.n, f)`, columns as in `names`.
+
+        Args:
+          data: samples of the task: the target's feature columns (by name, any order,
+            scaled as the training rows were) and labels of its class list.
+          id_conflict: what an id naming a training row of other content means
+            (`membership`).
+
+        Raises:
+          ValuationError: missing or extra columns, labels outside the task's classes, an
+            id conflict with `id_conflict="error"`.
+        """
+        data = self.conform(data)
+        own = self.membership(data, id_conflict=id_conflict)
+        ref_fold = self.arrays["ref_fold"]
+        own_fold = np.where(own >= 0, ref_fold[np.maximum(own, 0)], -1)
         static = tuple(g for g in self.groups if g != "dynamics")
         # Rows per compiled call: a power of two up to _ROWS, the last chunk padded, so a
         # few shapes serve every batch size (no recompiling per call) with little padding.
         rows = min(_ROWS, 1 << max(data.n - 1, 1).bit_length())
         out = [np.zeros((0, self.width), np.float32)]
         for start in range(0, data.n, rows):
-            x = data.x[start : start + rows]
-            y = data.y[start : start + rows]
-            own = self_index[start : start + rows]
-            size = x.shape[0]
+            part = slice(start, start + rows)
+            size = data.x[part].shape[0]
             pad = rows - size
-            x = np.pad(x, ((0, pad), (0, 0)))
-            y, own = np.pad(y, (0, pad)), np.pad(own, (0, pad), constant_values=-1)
+            x = np.pad(data.x[part], ((0, pad), (0, 0)))
+            y = np.pad(data.y[part], (0, pad))
+            own_p = np.pad(own[part], (0, pad), constant_values=-1)
+            fold_p = np.pad(own_fold[part], (0, pad), constant_values=-1)
             cols = []
             if static:
-                cols.append(np.asarray(_features(self.model, self.params, self.bagged,
-                                                 self._device_arrays, x, y, own,
-                                                 n_classes=self.n_classes, k=self.k,
-                                                 groups=static,
-                                                 embed_is_input=self._embed_is_input)))
+                cols.append(np.asarray(_features(
+                    self.model, self.folds, self.bagged, self._device_arrays, x, y, own_p,
+                    fold_p, n_classes=self.n_classes, k=self.k, groups=static,
+                    embed_is_input=self._embed_is_input)))
             if "dynamics" in self.groups:  # last: groups follow the order of GROUPS
-                trace = trajectory(self.model, self.checkpoints, x, y,
-                                   n_classes=self.n_classes, valid=self._valid)
-                cols.append(signal_matrix(trace))
+                cols.append(self._dynamics(x, y, fold_p))
             out.append(np.concatenate(cols, axis=1)[:size].astype(np.float32))
         return np.concatenate(out)
 
-    @functools.cached_property
+    def _dynamics(self, x: np.ndarray, y: np.ndarray, own_fold: np.ndarray) -> np.ndarray:
+        """The dynamics signals under each fold run `(K, m, 9)`, picked per row as in
+        `_pick`."""
+        trace = trajectory(self.model, self.checkpoints, x, y, n_classes=self.n_classes,
+                           valid=self._valid)
+        per_fold = np.stack([
+            signal_matrix(Trace(*(a[j : j + 1] for a in trace)))
+            for j in range(trace.shape[0])
+        ])
+        return np.asarray(_pick(jnp.asarray(per_fold), jnp.asarray(own_fold)))
+
+    @property
     def _embed_is_input(self) -> bool:
         """The embedding is the input itself (a linear model): one neighbour search serves
         both spaces."""
-        a = self.arrays
-        return a["ref_h"].shape == a["ref_x"].shape and np.array_equal(a["ref_h"], a["ref_x"])
+        return "ref_h" not in self.arrays
 
     @functools.cached_property
     def _ref_index(self) -> pd.Index:
@@ -221,111 +299,8 @@ class FeatureMap:
         return {
             name: jnp.asarray(a)
             for name, a in self.arrays.items()
-            if name not in ("ref_ids", "valid_x", "valid_y")
+            if name not in ("ref_ids", "ref_hash", "valid_x", "valid_y")
         }
-
-
-def make_features(
-    model: Model,
-    params: Params,
-    reference: Dataset,
-    valid: Dataset,
-    *,
-    k: int = 10,
-    groups: Sequence[str] | None = None,
-    checkpoints: Params | None = None,
-    bagged: Params | None = None,
-    bag_in: Any = None,
-) -> FeatureMap:
-    """Freeze a trained target model and its reference pool into a `FeatureMap`.
-
-    Args:
-      model: the target model.
-      params: its trained (final) parameters, unbatched.
-      reference: the samples neighbourhoods are measured against (the training set the
-        target was fitted on, which contains the valued pool).
-      valid: validation samples; their mean last-layer gradient is the direction that
-        "gradient" features align with.
-      k: neighbours per sample (at most `reference.n - 1`).
-      groups: feature groups to compute, a subset of `GROUPS` (columns follow the order of
-        `GROUPS`); default all of them, "dynamics" only when `checkpoints` are given.
-      checkpoints: params with leading axes `(seeds, epochs)` from
-        `valuation.dynamics.record(model, reference, valid=valid, ...)`, for "dynamics".
-      bagged, bag_in: for "bagging", the params of `B` models refitted on bootstrap samples
-        of `reference` (leading axis `(B,)`) and `(B, reference.n)` whether model `b` trained
-        on sample `i` (see `bootstrap_refits`).
-
-    Returns:
-      A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
-    """
-    if groups is None:
-        groups = tuple(
-            g
-            for g in GROUPS
-            if (g != "dynamics" or checkpoints is not None)
-            and (g != "bagging" or bagged is not None)
-        )
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown or not groups:
-        raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
-    groups = tuple(g for g in GROUPS if g in groups)
-    if "dynamics" in groups and checkpoints is None:
-        raise ValuationError(
-            "the 'dynamics' features need the checkpoints of a recorded run; "
-            "pass checkpoints=valuation.dynamics.record(...)[0] or drop the "
-            "group"
-        )
-    if "bagging" in groups and (bagged is None or bag_in is None):
-        raise ValuationError(
-            "the 'bagging' features need bootstrap refits of the target; pass "
-            "bagged, bag_in = bootstrap_refits(utility, key=..., bags=...) or drop the group"
-        )
-    if not 1 <= k < reference.n:
-        raise ValuationError(
-            f"k={k} neighbours needs a reference pool of more than {k} "
-            f"samples (it has {reference.n}); lower k"
-        )
-    reference, valid = align_classes(reference, valid)
-    n_classes = reference.n_classes
-    ref_x = jnp.asarray(reference.x)
-    ref_h = _embed(model, params, ref_x)
-    onehot = jax.nn.one_hot(jnp.asarray(reference.y), n_classes)
-    counts = onehot.sum(axis=0)
-    if np.any(np.asarray(counts) == 0):
-        missing = [
-            reference.classes[c] for c in np.flatnonzero(np.asarray(counts) == 0)
-        ]
-        raise ValuationError(
-            f"the reference pool has no samples of classes {missing[:5]}; "
-            "neighbourhood features need every class (use a stratified split)"
-        )
-    centroids = (onehot.T @ ref_h) / counts[:, None]
-    xv = jnp.asarray(valid.x)
-    resid = jax.nn.softmax(model.apply(params, xv)) - jax.nn.one_hot(valid.y, n_classes)
-    hv = _with_bias(_embed(model, params, xv))
-    valid_grad = hv.T @ resid / valid.n  # mean of the outer products [h, 1] (p - e_y)^T
-    arrays = {
-        "ref_x": np.asarray(ref_x),
-        "ref_h": np.asarray(ref_h),
-        "ref_y": np.asarray(reference.y),
-        "ref_ids": np.asarray(reference.ids),
-        "centroids": np.asarray(centroids),
-        "valid_grad": np.asarray(valid_grad),
-        "valid_x": np.asarray(valid.x),
-        "valid_y": np.asarray(valid.y),
-    }
-    if "bagging" in groups:
-        arrays["bag_in"] = np.asarray(bag_in, bool)
-    return FeatureMap(
-        model=model,
-        params=params,
-        arrays=arrays,
-        checkpoints=checkpoints if "dynamics" in groups else None,
-        bagged=bagged if "bagging" in groups else None,
-        n_classes=n_classes,
-        k=int(k),
-        groups=groups,
-    )
 
 
 def column_scale(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -340,51 +315,117 @@ def features_for_utility(
     *,
     key: jax.Array,
     k: int = 10,
-    groups: Sequence[str] = GROUPS,
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    folds: int = 5,
     epochs: int = 30,
     bags: int = 32,
-    params: Params | None = None,
-    checkpoints: Params | None = None,
 ) -> FeatureMap:
-    """`make_features` for the target model, training and validation sets of a `Utility`.
+    """Train what the features need on a `Utility`'s task and freeze it into a `FeatureMap`.
 
     Args:
-      utility: the target model with its training set (the reference pool) and validation
+      utility: the target model with its training set (the reference rows) and validation
         set.
-      key: seeds the recorded training run behind the "dynamics" features.
-      k, groups: as in `make_features`.
-      epochs: recorded epochs for "dynamics" (`valuation.dynamics.record` with the utility's
-        `l2`, 10 full-batch Adam steps per epoch).
-      params: the target's trained parameters; default: trained on all of `utility.train`
-        with the utility's own solver and settings (`utility.fit`).
-      checkpoints: recorded checkpoints for "dynamics"; default: recorded here.
+      key: seeds the folds, the bootstrap draws and the recorded runs.
+      k: neighbours per sample (at most `utility.n - 1`).
+      groups: feature groups, a subset of `GROUPS` (columns follow the order of `GROUPS`).
+      folds: number of folds `K` of the cross-fitted groups (2 or more).
+      epochs: recorded epochs of each fold run for "dynamics" (`valuation.dynamics.record`
+        with the utility's `l2`, 10 full-batch Adam steps per epoch).
+      bags: bootstrap refits for "bagging".
+
+    Returns:
+      A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
     """
-    if params is None:
-        params = utility.fit_full()
-    k_record, k_bags = jax.random.split(key)
-    bagged = bag_in = None
-    if "bagging" in groups:
-        bagged, bag_in = bootstrap_refits(utility, key=k_bags, bags=bags)
-    if "dynamics" in groups and checkpoints is None:
-        checkpoints, _ = record(
-            utility.model,
-            utility.train,
-            key=k_record,
-            epochs=epochs,
-            l2=utility.l2,
-            valid=utility.valid,
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        raise ValuationError(f"unknown feature groups {unknown}; choose from {GROUPS}")
+    groups = tuple(g for g in GROUPS if g in groups)
+    reference, valid = align_classes(utility.train, utility.valid)
+    if not 1 <= k < reference.n:
+        raise ValuationError(
+            f"k={k} neighbours needs a training set of more than {k} samples (it has "
+            f"{reference.n}); lower k"
         )
-    return make_features(
-        utility.model,
-        params,
-        utility.train,
-        utility.valid,
-        k=k,
-        groups=groups,
+    counts = np.bincount(reference.y, minlength=reference.n_classes)
+    if np.any(counts == 0):
+        missing = [reference.classes[c] for c in np.flatnonzero(counts == 0)]
+        raise ValuationError(
+            f"the training set has no samples of classes {missing[:5]}; neighbourhood "
+            "features need every class (use a stratified split)"
+        )
+    k_folds, k_bags, k_record = jax.random.split(key, 3)
+    fold_params, ref_fold = fold_refits(utility, key=k_folds, folds=folds)
+    arrays = {
+        "ref_x": np.asarray(reference.x),
+        "ref_y": np.asarray(reference.y),
+        "ref_ids": np.asarray(reference.ids),
+        "ref_hash": row_hash(reference.x, reference.y),
+        "ref_fold": ref_fold,
+        "valid_x": np.asarray(valid.x),
+        "valid_y": np.asarray(valid.y),
+        **_fold_summaries(utility.model, fold_params, reference, valid),
+    }
+    bagged = checkpoints = None
+    if "bagging" in groups:
+        bagged, arrays["bag_in"] = bootstrap_refits(utility, key=k_bags, bags=bags)
+    if "dynamics" in groups:
+        held_out = ref_fold[None, :] == np.arange(folds)[:, None]
+        checkpoints, _ = record(utility.model, reference, key=k_record, epochs=epochs,
+                                l2=utility.l2, valid=valid, seeds=folds,
+                                weights=(~held_out).astype(np.float32))
+    return FeatureMap(
+        model=utility.model,
+        folds=fold_params,
+        arrays=arrays,
         checkpoints=checkpoints,
         bagged=bagged,
-        bag_in=bag_in,
+        n_classes=reference.n_classes,
+        k=int(k),
+        groups=groups,
+        columns=tuple(reference.feature_names),
     )
+
+
+def fold_refits(utility: Utility, *, key: jax.Array, folds: int = 5) -> tuple[Params, np.ndarray]:
+    """The target refitted `folds` times, each time without one stratified fold (one call).
+
+    Returns:
+      `(params, fold)`: params with a leading axis `(folds,)` and `(n,)` the fold of each
+      training row; model `j` trained on the rows with `fold != j`.
+    """
+    n = utility.n
+    if not 2 <= folds <= n:
+        raise ValuationError(f"folds={folds} must lie between 2 and the {n} training samples")
+    k_perm, k_fit = jax.random.split(key)
+    order = np.asarray(jax.random.permutation(k_perm, n))
+    y = np.asarray(utility.train.y)[order]
+    by_class = order[np.argsort(y, kind="stable")]  # shuffled within each class
+    fold = np.empty(n, np.int64)
+    fold[by_class] = np.arange(n) % folds  # round-robin: every fold gets each class evenly
+    weights = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float32)
+    return utility.fit(weights, key=k_fit), fold
+
+
+def _fold_summaries(model: Model, folds: Params, reference: Dataset, valid: Dataset) -> dict:
+    """Per fold model: training rows' embeddings (unless the embedding is the input), class
+    centroids in embedding space and the mean validation last-layer gradient."""
+    n_classes = reference.n_classes
+    x, xv = jnp.asarray(reference.x), jnp.asarray(valid.x)
+    onehot = jax.nn.one_hot(jnp.asarray(reference.y), n_classes)
+
+    def one(params):
+        h = _embed(model, params, x)
+        centroids = (onehot.T @ h) / onehot.sum(0)[:, None]
+        resid = jax.nn.softmax(model.apply(params, xv)) - jax.nn.one_hot(valid.y, n_classes)
+        hv = _with_bias(_embed(model, params, xv))
+        return h, centroids, hv.T @ resid / valid.n  # mean of [h, 1] (p - e_y)^T
+
+    ref_h, centroids, valid_grad = (np.asarray(a) for a in jax.vmap(one)(folds))
+    out = {"centroids": centroids, "valid_grad": valid_grad}
+    if not (ref_h.shape[1:] == reference.x.shape and np.array_equal(ref_h[0], reference.x)):
+        out["ref_h"] = ref_h
+    return out
 
 
 def bootstrap_refits(
@@ -419,58 +460,71 @@ def _distances(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.maximum(sq, 0.0))
 
 
+def _pick(per_fold: jax.Array, own_fold: jax.Array) -> jax.Array:
+    """Rows' features from per-fold features `(K, m, f)`: a training row's own fold's
+    (`own_fold >= 0`), the mean over folds for a new row (`-1`)."""
+    mine = per_fold[jnp.maximum(own_fold, 0), jnp.arange(per_fold.shape[1])]
+    return jnp.where(own_fold[:, None] >= 0, mine, per_fold.mean(0))
+
+
 @functools.partial(
     jax.jit, static_argnames=("model", "n_classes", "k", "groups", "embed_is_input")
 )
-def _features(model, params, bagged, arrays, x, y, own, *, n_classes, k, groups,
+def _features(model, folds, bagged, arrays, x, y, own, own_fold, *, n_classes, k, groups,
               embed_is_input):
-    logits = model.apply(params, x)
-    logp = jax.nn.log_softmax(logits)
-    p = jnp.exp(logp)
     onehot = jax.nn.one_hot(y, n_classes)
-    h = _embed(model, params, x)
+    n_ref = arrays["ref_y"].shape[0]
+    is_self = own[:, None] == jnp.arange(n_ref)[None, :]
+    same = (y[:, None] == arrays["ref_y"][None, :]).astype(jnp.float32)
+
+    def knn(dist):
+        neg, idx = jax.lax.top_k(-jnp.where(is_self, jnp.inf, dist), k)
+        return jnp.take_along_axis(same, idx, axis=1).mean(1), -neg.mean(1)
+
+    share_x, dist_x = knn(_distances(x, arrays["ref_x"]))  # no fold: computed once
+
+    def per_fold(params, ref_h, centroids, valid_grad):
+        logits = model.apply(params, x)
+        logp = jax.nn.log_softmax(logits)
+        p = jnp.exp(logp)
+        h = _embed(model, params, x)
+        cols = []
+        if "model" in groups:
+            other = jnp.max(jnp.where(onehot > 0, -jnp.inf, logits), axis=1)
+            cols += [-(logp * onehot).sum(1), (p * onehot).sum(1),
+                     (logits * onehot).sum(1) - other, -(p * logp).sum(1)]
+        if "gradient" in groups:
+            a, r = _with_bias(h), p - onehot
+            a_norm, r_norm = jnp.linalg.norm(a, axis=1), jnp.linalg.norm(r, axis=1)
+            inner = jnp.einsum("nw,wc,nc->n", a, valid_grad, r)  # <[h,1] r^T, G>
+            cos = inner / jnp.maximum(a_norm * r_norm * jnp.linalg.norm(valid_grad), 1e-12)
+            cols += [a_norm * r_norm, cos]
+        if "neighbours" in groups:
+            share_h, dist_h = (share_x, dist_x) if embed_is_input else knn(
+                _distances(h, ref_h))
+            to_centroid = _distances(h, centroids)
+            own_c = (to_centroid * onehot).sum(1)
+            other_c = jnp.min(jnp.where(onehot > 0, jnp.inf, to_centroid), axis=1)
+            cols += [share_x, share_h, dist_h, own_c, other_c, other_c - own_c]
+        return jnp.stack(cols, axis=1)
+
     cols = []
-    if "model" in groups:
-        other = jnp.max(jnp.where(onehot > 0, -jnp.inf, logits), axis=1)
-        cols += [
-            -(logp * onehot).sum(1),
-            (p * onehot).sum(1),
-            (logits * onehot).sum(1) - other,
-            -(p * logp).sum(1),
-        ]
-    if "gradient" in groups:
-        a, r, g = _with_bias(h), p - onehot, arrays["valid_grad"]
-        a_norm, r_norm = jnp.linalg.norm(a, axis=1), jnp.linalg.norm(r, axis=1)
-        inner = jnp.einsum("nw,wc,nc->n", a, g, r)  # <[h,1] r^T, G> without forming it
-        cos = inner / jnp.maximum(a_norm * r_norm * jnp.linalg.norm(g), 1e-12)
-        cols += [a_norm * r_norm, cos]
-    if "neighbours" in groups:
-        n_ref = arrays["ref_y"].shape[0]
-        is_self = own[:, None] == jnp.arange(n_ref)[None, :]
-        same = (y[:, None] == arrays["ref_y"][None, :]).astype(jnp.float32)
-
-        def knn(dist):
-            neg, idx = jax.lax.top_k(-jnp.where(is_self, jnp.inf, dist), k)
-            return jnp.take_along_axis(same, idx, axis=1).mean(1), -neg.mean(1)
-
-        share_x, dist_x = knn(_distances(x, arrays["ref_x"]))
-        share_h, dist_h = (share_x, dist_x) if embed_is_input else knn(
-            _distances(h, arrays["ref_h"])
-        )
-        to_centroid = _distances(h, arrays["centroids"])
-        own_c = (to_centroid * onehot).sum(1)
-        other_c = jnp.min(jnp.where(onehot > 0, jnp.inf, to_centroid), axis=1)
-        cols += [share_x, share_h, dist_h, own_c, other_c, other_c - own_c]
+    if any(g in groups for g in _FOLD_GROUPS):
+        ref_h = arrays["ref_x"] if embed_is_input else arrays["ref_h"]
+        per = jax.vmap(per_fold, in_axes=(0, None if embed_is_input else 0, 0, 0))(
+            folds, ref_h, arrays["centroids"], arrays["valid_grad"])
+        cols.append(_pick(per, own_fold))
     if "bagging" in groups:
-        # weight of model b for sample i: 1 unless b trained on i (a pool sample's own id)
-        trained = jnp.where(own[None, :] >= 0, arrays["bag_in"][:, jnp.maximum(own, 0)], False)
-        w = 1.0 - trained.astype(jnp.float32)  # (B, m)
-        w = jnp.where(w.sum(0) > 0, w, 1.0)  # drawn by every bag: fall back to all models
+        # weight of refit b for row i: 1 unless b drew i (a training row)
+        drawn = jnp.where(own[None, :] >= 0, arrays["bag_in"][:, jnp.maximum(own, 0)], False)
+        w = 1.0 - drawn.astype(jnp.float32)  # (B, m)
+        w = jnp.where(w.sum(0) > 0, w, 1.0)  # drawn by every refit: fall back to all
         w = w / w.sum(0)
         blogp = jax.nn.log_softmax(jax.vmap(model.apply, in_axes=(0, None))(bagged, x))
         blab = (blogp * onehot[None]).sum(-1)  # (B, m) log p(label)
         hit = (jnp.argmax(blogp, -1) == y[None, :]).astype(jnp.float32)
-        cols += [-(w * blab).sum(0), (w * jnp.exp(blab)).sum(0), (w * hit).sum(0)]
+        cols.append(jnp.stack([-(w * blab).sum(0), (w * jnp.exp(blab)).sum(0),
+                               (w * hit).sum(0)], axis=1))
     if "label" in groups:
-        cols += list(onehot.T)
-    return jnp.stack(cols, axis=1)
+        cols.append(onehot)
+    return jnp.concatenate(cols, axis=1)

@@ -24,7 +24,7 @@ from .model import EnsembleFit
 
 __all__ = ["load_state", "save_state"]
 
-_FORMAT = "valuate.metavaluator/1"
+_FORMAT = "valuate.metavaluator/2"  # /2: cross-fitted fold models, columns by name
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,7 +55,7 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
         {f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()}
     )
     trees = {
-        "target": s.features.params,
+        "folds": s.features.folds,
         "checkpoints": s.features.checkpoints,
         "bagged": s.features.bagged,
     }
@@ -69,6 +69,7 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
         "format": _FORMAT,
         "config": config,
         "feature_names": list(s.features.names),
+        "columns": list(s.features.columns),
         "teacher": s.teacher,
         "target": s.target,
         "target_model": s.features.model.name,
@@ -105,7 +106,10 @@ def load_state(
     with open(path + ".json") as f:
         meta = json.load(f)
     if meta.get("format") != _FORMAT:
-        raise ValuationError(f"{path!r} is not a saved MetaValuator ({_FORMAT})")
+        raise ValuationError(
+            f"{path!r} is not a MetaValuator saved in this version's format ({_FORMAT}; "
+            f"the file says {meta.get('format')!r}); fit and save the meta-model again"
+        )
     if model.name != meta["target_model"]:
         raise ValuationError(
             f"this meta-model predicts values for target model {meta['target_model']!r}, "
@@ -127,28 +131,20 @@ def load_state(
     example = np.zeros((1, feats["ref_x"].shape[1]), np.float32)
     template = model.init(jax.random.PRNGKey(0), example)
     leaves, treedef = jax.tree_util.tree_flatten(template)
-    saved = [arrays.get(f"target/{i}") for i in range(len(leaves))]
-    if (
-        any(a is None for a in saved)
-        or f"target/{len(leaves)}" in arrays
-        or [a.shape for a in saved] != [np.shape(a) for a in leaves]
+    stacked = {}  # params with leading axes: (K,) folds, (K, epochs) runs, (B,) refits
+    for prefix, group, lead in (
+        ("folds", None, 1), ("checkpoints", "dynamics", 2), ("bagged", "bagging", 1)
     ):
-        raise ValuationError(
-            f"the saved target parameters do not fit {model.name!r} "
-            "(different layer shapes); load with the model it was fitted for"
-        )
-    stacked = {}  # params with leading axes: (seeds, epochs) checkpoints, (B,) refits
-    for prefix, group, lead in (("checkpoints", "dynamics", 2), ("bagged", "bagging", 1)):
         if f"{prefix}/0" not in arrays:
-            if group in config["groups"]:
+            if group is None or group in config["groups"]:
                 raise ValuationError(
-                    f"{path!r} uses {group} features but holds no {prefix} parameters; "
-                    "the file is incomplete: refit and save again"
+                    f"{path!r} holds no {prefix} parameters; the file is incomplete: "
+                    "refit and save again"
                 )
             stacked[prefix] = None
             continue
         saved_leaves = [arrays.get(f"{prefix}/{i}") for i in range(len(leaves))]
-        if any(
+        if f"{prefix}/{len(leaves)}" in arrays or any(
             a is None or a.shape[lead:] != np.shape(b)
             for a, b in zip(saved_leaves, leaves)
         ):
@@ -159,13 +155,14 @@ def load_state(
         stacked[prefix] = jax.tree_util.tree_unflatten(treedef, saved_leaves)
     fmap = FeatureMap(
         model=model,
-        params=jax.tree_util.tree_unflatten(treedef, saved),
+        folds=stacked["folds"],
         arrays=feats,
         checkpoints=stacked["checkpoints"],
         bagged=stacked["bagged"],
         n_classes=int(meta["n_classes"]),
         k=int(config["k"]),
         groups=config["groups"],
+        columns=tuple(meta["columns"]),
     )
     names = list(fmap.names)
     expected = (

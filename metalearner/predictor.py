@@ -1,13 +1,21 @@
 """`MetaValuator`: learn a target model's values on a valued pool, predict them for new samples.
 
-Where it sits: the user-facing end of the meta-learner. It ties `features.make_features` (what
+Where it sits: the user-facing end of the meta-learner. It ties `features.features_for_utility` (what
 the meta-model sees) to `model.fit_ensemble` (the regressor) and returns `ValuationResult`s
 like every value family, with the ensemble's spread as the standard error.
 
 A meta-model belongs to one target model: the values it learns (and the features it reads:
-loss, gradients, embeddings at the target's parameters) are that model's. `save` records the
-target's description and the feature names; `load` refuses a different target model or a
-different feature set rather than predicting nonsense (`persistence.py`).
+losses, gradients and embeddings of cross-fitted copies of the target) are that model's.
+`save` records the target's description, its input columns and the feature names; `load`
+refuses a different target model or a different feature set rather than predicting nonsense
+(`persistence.py`).
+
+What a predicted value means. For a training row (inside or outside the valued pool) it is
+the teacher's value of that row in the game it was valued in. For a new row it is the value
+the row would have had, had it been part of that game: the features of a new row are those
+of a training row that the models never saw (`features.py`: cross-fitting), so the
+meta-model answers "what would the teacher have said of this row?". Rows are matched to
+training rows by content, not id, and columns by name.
 
 Example:
   >>> import valuation as va, numpy as np
@@ -35,7 +43,7 @@ import pandas as pd
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
 from valuation.results import package_versions
 
-from .features import column_scale, default_groups, features_for_utility
+from .features import DEFAULT_GROUPS, column_scale, features_for_utility
 from .model import fit_ensemble, predict_members
 from .persistence import _Fitted, load_state, save_state
 
@@ -63,12 +71,11 @@ class MetaValuator:
         values of exactly 1 stay tied instead of spreading above 1). The standard errors
         are not clipped.
       k: neighbours for the neighbourhood features.
-      groups: feature groups (see `features.GROUPS`); None (default) picks them from the
-        teacher at `fit` (`features.default_groups`): for out-of-sample teachers (Data-OOB,
-        KNN-Shapley) only what means the same for a training row and a new row
-        (neighbourhoods, out-of-bag refits, label), for the others every group. The fitted
-        copy holds the groups it used.
-      epochs: recorded epochs of the target's training run for the "dynamics" features
+      groups: feature groups (see `features.GROUPS`; default `features.DEFAULT_GROUPS`,
+        every group but the costlier "dynamics"). Every group means the same for a training
+        row and a new row (cross-fitted or out-of-bag), whatever the teacher.
+      folds: folds `K` of the cross-fitted groups (K refits of the target, one batched call).
+      epochs: recorded epochs of each fold's training run for the "dynamics" features
         (`valuation.dynamics.record` with the utility's `l2`; 10 full-batch Adam steps each).
       bags: bootstrap refits of the target for the "bagging" features.
       seed: the meta-model's seed (initialisation and held-out splits); same seed, same
@@ -83,7 +90,8 @@ class MetaValuator:
     holdout: float = 0.2
     targets: str = "standardized"
     k: int = 10
-    groups: tuple[str, ...] | None = None
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    folds: int = 5
     epochs: int = 30
     bags: int = 32
     seed: int = 0
@@ -91,8 +99,7 @@ class MetaValuator:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        if self.groups is not None:
-            object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "groups", tuple(self.groups))
         if self.targets not in TARGETS:
             raise ValuationError(
                 f"targets={self.targets!r} is unknown; choose one of {TARGETS}"
@@ -135,9 +142,6 @@ class MetaValuator:
         self,
         utility: Utility,
         values: ValuationResult,
-        *,
-        params: Any = None,
-        checkpoints: Any = None,
     ) -> MetaValuator:
         """Fit the meta-model to the values of a pool of training samples.
 
@@ -146,11 +150,6 @@ class MetaValuator:
             the teacher valued); neighbourhoods are measured against `utility.train`.
           values: the teacher's values of a pool, whose ids are training-set ids (any subset
             of `utility.train`, in any order, at least 10 samples).
-          params: the target model's trained parameters (unbatched); default: train it on
-            all of `utility.train` with the utility's own solver and settings.
-          checkpoints: for the "dynamics" features, the checkpoints of
-            `valuation.dynamics.record(utility.model, utility.train, valid=utility.valid)`;
-            default: record `epochs` epochs (key: the first half of `split(PRNGKey(seed))`).
 
         Returns:
           A fitted copy of this `MetaValuator`.
@@ -171,17 +170,15 @@ class MetaValuator:
         v = np.asarray(values.values, np.float64)
         if not np.all(np.isfinite(v)):
             raise ValuationError("some values are NaN or infinite; drop those samples")
-        groups = self.groups if self.groups is not None else default_groups(values.method)
-        k_record, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
+        k_features, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
         fmap = features_for_utility(
             utility,
-            key=k_record,
+            key=k_features,
             k=self.k,
-            groups=groups,
+            groups=self.groups,
+            folds=self.folds,
             epochs=self.epochs,
             bags=self.bags,
-            params=params,
-            checkpoints=checkpoints,
         )
         feats = _finite(fmap(train.subset(position)), fmap.names)
         mean, std = column_scale(feats)
@@ -209,7 +206,7 @@ class MetaValuator:
             teacher=values.method,
             target=utility.describe(),
         )
-        return dataclasses.replace(self, groups=groups, state=state)
+        return dataclasses.replace(self, state=state)
 
     def _encode(self, v: np.ndarray) -> tuple[np.ndarray, float, float]:
         """Targets for the regressor, with the mean and std that standardised them."""
@@ -232,17 +229,21 @@ class MetaValuator:
 
     # -- prediction --------------------------------------------------------------------
 
-    def features(self, samples: Dataset) -> np.ndarray:
+    def features(self, samples: Dataset, *, id_conflict: str = "error") -> np.ndarray:
         """Raw (unstandardised) features of `samples`, `(n, f)`, columns `feature_names`."""
         s = self._fitted
-        return s.features(self._recode(samples))
+        return s.features(self._recode(samples), id_conflict=id_conflict)
 
-    def predict(self, samples: Dataset) -> ValuationResult:
+    def predict(self, samples: Dataset, *, id_conflict: str = "error") -> ValuationResult:
         """Predicted values of `samples` for the target model, without retraining it.
 
         Args:
-          samples: a `Dataset` with the training set's feature columns (same scaling) and
-            labels from its class list; ids travel to the result.
+          samples: a `Dataset` with the training set's feature columns (matched by name, in
+            any order; same scaling) and labels from its class list; ids travel to the
+            result. A row whose content is a training row's is that training row, whatever
+            its id.
+          id_conflict: a row whose id is a training row's id but whose content differs is
+            an error ("error", default) or a new row ("new").
 
         Returns:
           A `ValuationResult` (method `"meta_<teacher>"`): values = the ensemble mean mapped
@@ -250,12 +251,12 @@ class MetaValuator:
           (an epistemic spread, not a Monte Carlo error), counts = number of members.
 
         Raises:
-          ValuationError: not fitted, a different number of feature columns, labels the
-            task does not know.
+          ValuationError: not fitted, missing or extra feature columns, labels the task
+            does not know, an id conflict (with `id_conflict="error"`).
         """
         s = self._fitted
         start = time.perf_counter()
-        feats = _finite(self.features(samples), s.features.names)
+        feats = _finite(self.features(samples, id_conflict=id_conflict), s.features.names)
         z = np.asarray(
             predict_members(
                 s.ensemble.params, (feats - s.feature_mean) / s.feature_std
@@ -287,12 +288,6 @@ class MetaValuator:
             raise ValuationError(
                 f"expected a valuation Dataset, got {type(samples).__name__}; "
                 "build one with valuation.load(x, y)"
-            )
-        d = s.features.arrays["ref_x"].shape[1]
-        if samples.d != d:
-            raise ValuationError(
-                f"the samples have {samples.d} feature columns but the meta-model was fitted "
-                f"on {d}; pass the training set's columns, scaled the same way"
             )
         if tuple(samples.classes) == s.classes:
             return samples

@@ -16,8 +16,8 @@ VALUATION = {
 }
 METALEARNER = {
     "DEFAULT_GROUPS", "EnsembleFit", "FeatureMap", "GROUPS", "LearnedValues", "MODEL_AGNOSTIC", "MetaValuator",
-    "bootstrap_refits", "default_groups", "features_for_utility", "fine_tune", "fit_ensemble", "fit_tasks",
-    "learn_values", "make_features", "make_task", "predict_members", "predict_ranks",
+    "bootstrap_refits", "features_for_utility", "fine_tune", "fit_ensemble", "fit_tasks", "fold_refits",
+    "learn_values", "make_task", "predict_members", "predict_ranks", "row_hash",
 }
 
 

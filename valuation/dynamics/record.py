@@ -160,15 +160,14 @@ def trajectory(
 
 @functools.partial(jax.jit, static_argnames=("model", "steps", "save_every", "optimizer",
                                              "batch_size"))
-def _train(model, x, y, keys, l2, *, steps, save_every, optimizer, batch_size):
-    """`fit` vmap-ed over keys (and labels, when `y` is `(seeds, n)`)."""
-    ones = jnp.ones(x.shape[0], jnp.float32)
+def _train(model, x, y, weights, keys, l2, *, steps, save_every, optimizer, batch_size):
+    """`fit` vmap-ed over keys and weights (and labels, when `y` is `(seeds, n)`)."""
 
-    def one(y_, key):
-        return fit(model, x, y_, ones, key=key, steps=steps, optimizer=optimizer, l2=l2,
+    def one(y_, w, key):
+        return fit(model, x, y_, w, key=key, steps=steps, optimizer=optimizer, l2=l2,
                    batch_size=batch_size, save_every=save_every)
 
-    return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, 0))(y, keys)
+    return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, 0, 0))(y, weights, keys)
 
 
 def _schedule(n: int, epochs: int, steps_per_epoch: int | None, batch_size: int | None):
@@ -196,19 +195,23 @@ def train_checkpoints(
     batch_size: int | None = None,
     optimizer: optax.GradientTransformation | None = None,
     l2: float = 1.0,
+    weights: Any = None,
 ) -> Params:
     """Train one model per key and keep the params after every epoch.
 
     Args:
       x: `(n, d)`; y: `(n,)`, or `(seeds, n)` for different labels per run; keys `(seeds, 2)`.
-      epochs, steps_per_epoch, batch_size, optimizer, l2: see `record`.
+      epochs, steps_per_epoch, batch_size, optimizer, l2, weights: see `record`.
 
     Returns:
       Checkpoints: the params' structure with leading axes `(seeds, epochs)`.
     """
     spe = _schedule(x.shape[0], epochs, steps_per_epoch, batch_size)
-    _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32), keys,
-                      jnp.float32(l2), steps=epochs * spe, save_every=spe, optimizer=optimizer,
+    if weights is None:
+        weights = jnp.ones((keys.shape[0], x.shape[0]), jnp.float32)
+    _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
+                      jnp.asarray(weights, jnp.float32), keys, jnp.float32(l2),
+                      steps=epochs * spe, save_every=spe, optimizer=optimizer,
                       batch_size=batch_size)
     return saved
 
@@ -225,6 +228,7 @@ def record(
     l2: float = 1.0,
     valid: Dataset | None = None,
     seeds: int = 1,
+    weights: Any = None,
 ) -> tuple[Params, Trace]:
     """Train the target model and record every sample's trajectory.
 
@@ -244,6 +248,9 @@ def record(
       l2: L2 penalty, as in `training.fit`.
       valid: validation set for the gradient alignment (optional).
       seeds: independent training runs, trained as one `vmap` over keys.
+      weights: optional per-run sample weights `(seeds, n)` (default all ones), e.g. K-fold
+        masks: run `s` then trains on the samples with a positive weight only, and the
+        trace still covers every sample.
 
     Returns:
       `(checkpoints, trace)`: the params with leading axes `(seeds, epochs)` (the last epoch is
@@ -261,10 +268,13 @@ def record(
         raise ValuationError(f"seeds must be a positive int, got {seeds!r}")
     if valid is not None:
         train, valid = align_classes(train, valid)
+    if weights is not None and np.shape(weights) != (seeds, train.n):
+        raise ValuationError(f"weights must have shape (seeds, n) = {(seeds, train.n)}, got "
+                             f"{np.shape(weights)}")
     keys = jax.random.split(key, seeds)
     checkpoints = train_checkpoints(model, train.x, train.y, keys, epochs=epochs,
                                     steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                                    optimizer=optimizer, l2=l2)
+                                    optimizer=optimizer, l2=l2, weights=weights)
     trace = trajectory(model, checkpoints, train.x, train.y, n_classes=train.n_classes,
                        valid=valid)
     return checkpoints, trace
