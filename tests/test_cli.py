@@ -228,25 +228,71 @@ def test_fit_meta_needs_a_values_sidecar(tmp_path, csv, capsys):
     assert code == 2 and len(lines) == 1 and "m.npz.job.json' is missing" in lines[0]
 
 
-@pytest.mark.slow
-def test_value_fit_meta_predict_round_trip(tmp_path):
-    data, new = tmp_path / "data.csv", tmp_path / "new.parquet"
+@pytest.fixture(scope="module")
+def fitted_meta(tmp_path_factory):
+    """`valuate value` (KNN-Shapley) then `fit-meta` on a 120-row table with string ids."""
+    tmp = tmp_path_factory.mktemp("meta")
+    data, values, meta = tmp / "data.csv", tmp / "v.csv", tmp / "meta.npz"
     _table(120, seed=0).to_csv(data, index=False)
-    _table(30, seed=5).to_parquet(new, index=False)
-    values, meta, pred = tmp_path / "v.csv", tmp_path / "meta.npz", tmp_path / "p.csv"
     assert main(["value", str(data), "--label", "target", "--id-column", "rid", "--method",
                  "knn", "--out", str(values), "--quiet"]) == 0
     assert main(["fit-meta", str(values), "--out", str(meta), "--members", "2", "--steps",
                  "200", "--quiet"]) == 0
-    assert main(["predict", str(new), "--meta", str(meta), "--out", str(pred),
-                 "--quiet"]) == 0
-    frame = pd.read_csv(pred)
-    assert frame["id"].tolist() == pd.read_parquet(new)["rid"].tolist()
-    assert np.isfinite(frame["value"]).all() and (frame["count"] == 2).all()
-    assert _sidecar(pred)["method"] == "meta_knn_shapley"
-    # The meta-model learned something: its predictions on the valued rows track the values.
+    return tmp, data, values, meta
+
+
+def _predict(meta, table, out, *flags):
+    return main(["predict", str(table), "--meta", str(meta), "--out", str(out), "--quiet",
+                 *flags])
+
+
+def test_predict_matches_rows_by_content_and_columns_by_name(fitted_meta, capsys):
+    tmp, data, values, meta = fitted_meta
+    # New rows whose ids collide with training ids (row000..row029) but not their content.
+    new = _table(30, seed=5)
+    new.to_parquet(tmp / "new.parquet", index=False)
+    code, lines = _error(capsys, ["predict", str(tmp / "new.parquet"), "--meta", str(meta),
+                                  "--out", str(tmp / "p.csv"), "--quiet"])
+    assert code == 2 and len(lines) == 1
+    assert "rows carry the id of a training row but not its content" in lines[0]
+    assert _predict(meta, tmp / "new.parquet", tmp / "p.csv", "--id-conflict", "new") == 0
+    as_new = pd.read_csv(tmp / "p.csv")
+    assert as_new["id"].tolist() == new["rid"].tolist()
+    assert np.isfinite(as_new["value"]).all() and (as_new["count"] == 2).all()
+    assert _sidecar(tmp / "p.csv")["method"] == "meta_knn_shapley"
+    # The same rows without an id column (numbered), or under fresh ids: the same values.
+    new.drop(columns="rid").to_csv(tmp / "noid.csv", index=False)
+    assert _predict(meta, tmp / "noid.csv", tmp / "q.csv") == 0
+    np.testing.assert_array_equal(pd.read_csv(tmp / "q.csv")["value"], as_new["value"])
+    # Reordered columns: identical values.
+    new[["target", "f2", "rid", "f0", "f1"]].to_csv(tmp / "shuffled.csv", index=False)
+    assert _predict(meta, tmp / "shuffled.csv", tmp / "r.csv", "--id-conflict", "new") == 0
+    np.testing.assert_array_equal(pd.read_csv(tmp / "r.csv")["value"], as_new["value"])
+    # Missing and extra columns: one error naming them.
+    new.drop(columns="f1").assign(f9=1.0).to_csv(tmp / "bad.csv", index=False)
+    code, lines = _error(capsys, ["predict", str(tmp / "bad.csv"), "--meta", str(meta),
+                                  "--out", str(tmp / "s.csv")])
+    assert code == 2 and len(lines) == 1 and "['f1']" in lines[0] and "['f9']" in lines[0]
+    # A label column given by name.
+    new.rename(columns={"target": "y"}).to_csv(tmp / "renamed.csv", index=False)
+    assert _predict(meta, tmp / "renamed.csv", tmp / "t.csv", "--label", "y",
+                    "--id-conflict", "new") == 0
+    np.testing.assert_array_equal(pd.read_csv(tmp / "t.csv")["value"], as_new["value"])
+
+
+def test_predict_on_the_training_table_reads_the_training_rows(fitted_meta):
+    """Training rows are recognised by content (their own fold's features), in any row order
+    and without ids; the predictions track the values they were fitted to."""
+    tmp, data, values, meta = fitted_meta
+    assert _predict(meta, data, tmp / "own.csv") == 0
+    table = pd.read_csv(data)
+    shuffled = table.sample(frac=1.0, random_state=1).drop(columns="rid")
+    shuffled.to_csv(tmp / "anon.csv", index=False)
+    assert _predict(meta, tmp / "anon.csv", tmp / "anon_pred.csv") == 0
+    own = pd.read_csv(tmp / "own.csv").set_index("id")["value"]
+    anon = pd.read_csv(tmp / "anon_pred.csv")["value"].to_numpy()
+    np.testing.assert_allclose(anon, own.loc[table["rid"].iloc[shuffled.index]].to_numpy(),
+                               rtol=1e-5, atol=1e-7)
     valued = pd.read_csv(values).dropna(subset=["value"])
-    assert main(["predict", str(data), "--meta", str(meta), "--out", str(tmp_path / "q.csv"),
-                 "--quiet"]) == 0
-    again = pd.read_csv(tmp_path / "q.csv").set_index("id").loc[valued["id"], "value"]
-    assert spearman(again.to_numpy(), valued["value"].to_numpy()) > 0.5
+    again = own.loc[valued["id"]].to_numpy()
+    assert spearman(again, valued["value"].to_numpy()) > 0.5

@@ -64,7 +64,9 @@ def _fit_meta(args) -> int:
 def _predict(args) -> int:
     from .meta import predict
 
-    sidecar = predict(args.data, meta_path=args.meta, out=args.out, z=args.z)
+    sidecar = predict(args.data, meta_path=args.meta, out=args.out, z=args.z,
+                      label=args.label, id_column=args.id_column,
+                      id_conflict=args.id_conflict)
     if not args.quiet:
         print(f"predicted values of {sidecar['input']['rows']} rows -> {args.out}",
               file=sys.stderr)
@@ -148,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("data", metavar="DATA", help="table of new rows, .csv or .parquet")
     pred.add_argument("--meta", required=True, help="meta-model written by valuate fit-meta")
     pred.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
+    pred.add_argument("--label", help="label column (default: the one the values were "
+                                      "computed with)")
+    pred.add_argument("--id-column", help="column of row ids (default: the one the values "
+                                          "were computed with, if DATA has it; otherwise "
+                                          "row numbers)")
+    pred.add_argument("--id-conflict", choices=["error", "new"], default="error",
+                      help="a row whose id names a training row but whose content differs: "
+                           "an error (default) or a new row. Rows are matched to training "
+                           "rows by content either way")
     pred.add_argument("--z", type=float, default=Z, help=f"category width (default {Z})")
     pred.add_argument("--quiet", action="store_true")
     pred.set_defaults(run=_predict)

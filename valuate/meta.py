@@ -5,9 +5,17 @@ values table written by `valuate value` and its sidecar, rebuilds the exact trai
 validation sets the values were computed on (same file, split seed and scaling), fits a
 meta-model to the valued rows and saves it (`meta.npz` + `meta.npz.json` from
 `MetaValuator.save`, plus `meta.npz.job.json` with what `predict` needs: the target model,
-label and id columns, class list and feature scaling). `predict` reads new rows (with their
-labels: the meta-model's features use them), scales them with the training statistics and
-writes a values table in the format of `valuate value`.
+label and id columns, feature columns, class list and feature scaling). `predict` reads new
+rows (with their labels: the meta-model's features use them), takes the feature columns by
+name (any order; a missing or extra column is one error naming it), scales them with the
+training statistics and writes a values table in the format of `valuate value`.
+
+Rows and ids: a row whose content (scaled features and label) equals a training row's is
+that training row, whatever its id. With an id column (`--id-column`, default the one the
+values were computed with, when the new table has it) an id that names a training row of
+other content is an error naming the ids, unless `--id-conflict new` says such rows are
+new; without one, rows are numbered and those numbers identify nothing, so only content
+decides.
 
 The predicted values' standard errors are the ensemble's spread (an epistemic error), so
 their categories say how sure the meta-model is, not how sure a Monte Carlo estimate is.
@@ -22,10 +30,10 @@ import time
 import numpy as np
 
 from metalearner import MetaValuator
-from valuation import ValuationError, ValuationResult, make_utility
+from valuation import ValuationError, ValuationResult, load, make_utility
 from valuation.data import read_table
 
-from .job import MODELS, _read, prepare
+from .job import MODELS, prepare
 from .table import (
     Z,
     category_counts,
@@ -70,6 +78,7 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
     meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
     record = {"model": job["model"], "label": source["label"],
               "id_column": source["id_column"], "classes": list(prepared.train.classes),
+              "columns": list(prepared.train.feature_names),
               "mean": prepared.mean, "std": prepared.std, "values": os.path.abspath(values_path),
               "teacher": job["method"], "n_valued": len(result),
               "timings": {"fit_s": time.perf_counter() - start}}
@@ -78,19 +87,38 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
     return record
 
 
-def predict(data_path: str, *, meta_path: str, out: str, z: float = Z) -> dict:
-    """Predict values of the rows of `data_path`; returns the sidecar it wrote."""
+def predict(data_path: str, *, meta_path: str, out: str, z: float = Z,
+            label: str | None = None, id_column: str | None = None,
+            id_conflict: str = "error") -> dict:
+    """Predict values of the rows of `data_path`; returns the sidecar it wrote.
+
+    Args:
+      label: label column (default: the one the values were computed with).
+      id_column: id column (default: the recorded one, when the table has it; otherwise
+        row numbers, and ids then identify nothing: only content matches training rows).
+      id_conflict: "error" or "new", for ids naming a training row of other content.
+    """
     check_output(out)
     record = _sidecar(meta_path + ".job.json")
-    data = _read(data_path, record["label"], record["id_column"])
-    data, _ = data.standardize(np.asarray(record["mean"]), np.asarray(record["std"]))
+    frame = read_table(data_path)
+    label = label or record["label"]
+    if id_column is None and record["id_column"] in frame.columns:
+        id_column = record["id_column"]
+    if id_column is None:
+        id_conflict = "new"  # row numbers are positions, not identities
+    data = load(frame, label=label, id_column=id_column)
+    data = data.select_features(record["columns"], what=f"the columns of {data_path!r}")
+    # float32 statistics: the exact arithmetic of `prepare`, so training rows keep their bits
+    data, _ = data.standardize(np.asarray(record["mean"], np.float32),
+                               np.asarray(record["std"], np.float32))
     meta = MetaValuator.load(meta_path, MODELS[record["model"]](len(record["classes"])))
-    result = meta.predict(data)
+    result = meta.predict(data, id_conflict=id_conflict)
     reference = reference_point(record["teacher"], len(record["classes"]))
     frame = values_frame(result, data.ids, z=z, reference=reference)
     sidecar = {**result.metadata(), "input": {"data": os.path.abspath(data_path),
                                               "meta": os.path.abspath(meta_path),
-                                              "rows": data.n},
+                                              "label": label, "id_column": id_column,
+                                              "id_conflict": id_conflict, "rows": data.n},
                "categories": {"z": z, "reference": reference,
                               **category_counts(frame)}}
     write_table(out, frame, sidecar)

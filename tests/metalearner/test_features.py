@@ -1,6 +1,6 @@
-"""Feature map: the out-of-bag ("bagging") columns use exactly the refits that did not train
-on a sample, a new sample gets the same kind of view from all refits, and the default groups
-follow the teacher."""
+"""Feature map: every model-reading feature is out of sample (cross-fitted fold models,
+out-of-bag refits), checked by hand; rows are training rows by content, not id; columns are
+read by name."""
 
 import jax
 import numpy as np
@@ -11,10 +11,9 @@ from metalearner.features import (
     DEFAULT_GROUPS,
     GROUPS,
     bootstrap_refits,
-    default_groups,
     features_for_utility,
+    row_hash,
 )
-from metalearner.predictor import MetaValuator
 
 MODEL_AND_BAGGING = ("model", "bagging")
 
@@ -26,12 +25,22 @@ def utility(blobs):
     return va.make_utility(va.logistic_regression(2), train, valid)
 
 
+@pytest.fixture(scope="module")
+def fmap(utility):
+    return features_for_utility(utility, key=jax.random.PRNGKey(0), groups=MODEL_AND_BAGGING,
+                                bags=16, folds=4)
+
+
 def _manual(utility, bagged, models, x, y):
     """Mean loss, p(label) and hit rate of the chosen refits, by hand."""
     p = np.asarray(utility.predict_proba(bagged, x))[models]  # (b, m, k)
     p_label = p[:, np.arange(len(y)), y]
     hit = p.argmax(-1) == y
     return np.stack([-np.log(p_label).mean(0), p_label.mean(0), hit.mean(0)], 1)
+
+
+def _fresh(data, prefix="new"):
+    return data.replace(ids=np.asarray([f"{prefix}{i}" for i in range(data.n)], dtype=object))
 
 
 def test_bootstrap_refits_are_seeded_and_record_membership(utility):
@@ -47,32 +56,99 @@ def test_bootstrap_refits_are_seeded_and_record_membership(utility):
         bootstrap_refits(utility, key=key, bags=1)
 
 
-def test_bagging_columns_are_out_of_bag_for_pool_samples_and_all_bag_for_new(utility):
-    fmap = features_for_utility(utility, key=jax.random.PRNGKey(0), groups=MODEL_AND_BAGGING, bags=16)
+def test_folds_are_stratified_and_fold_models_never_saw_their_fold(utility, fmap):
+    fold = fmap.arrays["ref_fold"]
+    y = utility.train.y
+    for c in range(2):
+        sizes = np.bincount(fold[y == c], minlength=4)
+        assert sizes.max() - sizes.min() <= 1  # round-robin within each class
+    # Fold model j is the target trained without fold j: refit it by hand.
+    for j in range(4):
+        by_hand = utility.fit((fold != j).astype(np.float32)[None])
+        got = jax.tree_util.tree_map(lambda a, j=j: a[j : j + 1], fmap.folds)
+        for u, v in zip(jax.tree_util.tree_leaves(by_hand), jax.tree_util.tree_leaves(got)):
+            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5)
+
+
+def test_model_columns_read_the_own_fold_for_training_rows_and_all_folds_for_new(utility,
+                                                                                fmap):
+    loss = fmap.names.index("loss")
+    train = utility.train
+    p = np.asarray(utility.predict_proba(fmap.folds, train.x))  # (K, n, k)
+    nll = -np.log(p[:, np.arange(train.n), train.y])  # (K, n)
+    own = nll[fmap.arrays["ref_fold"], np.arange(train.n)]
+    np.testing.assert_allclose(fmap(train)[:, loss], own, rtol=2e-4, atol=1e-5)
+    valid = utility.valid
+    pv = np.asarray(utility.predict_proba(fmap.folds, valid.x))
+    mean_nll = -np.log(pv[:, np.arange(valid.n), valid.y]).mean(0)
+    np.testing.assert_allclose(fmap(_fresh(valid))[:, loss], mean_nll, rtol=2e-4, atol=1e-5)
+
+
+def test_bagging_columns_are_out_of_bag_for_training_rows_and_all_bag_for_new(utility, fmap):
     cols = [fmap.names.index(c) for c in ("oob_loss", "oob_p_label", "oob_correct")]
     bag_in = fmap.arrays["bag_in"]
     train = utility.train
-    pool = train.subset(np.arange(20))
-    got = fmap(pool)[:, cols]
+    got = fmap(train.subset(np.arange(20)))[:, cols]
     for i in range(20):
         models = ~bag_in[:, i]
         assert models.any()
         want = _manual(utility, fmap.bagged, models, train.x[i : i + 1], train.y[i : i + 1])
         np.testing.assert_allclose(got[i], want[0], rtol=2e-4, atol=1e-5)
-    # the same rows under new ids are scored by every refit
-    fresh = pool.replace(ids=np.asarray([f"new{i}" for i in range(20)], dtype=object))
-    want = _manual(utility, fmap.bagged, np.ones(16, bool), pool.x, pool.y)
-    np.testing.assert_allclose(fmap(fresh)[:, cols], want, rtol=2e-4, atol=1e-5)
+    valid = utility.valid
+    want = _manual(utility, fmap.bagged, np.ones(16, bool), valid.x, valid.y)
+    np.testing.assert_allclose(fmap(_fresh(valid))[:, cols], want, rtol=2e-4, atol=1e-5)
 
 
-def test_default_groups_follow_the_teacher(utility):
-    """Out-of-sample teachers get only the shift-free groups, the others every group."""
-    assert default_groups("tmc_shapley") == GROUPS
-    assert default_groups("data_oob") == DEFAULT_GROUPS
-    assert "model" not in DEFAULT_GROUPS and "dynamics" not in DEFAULT_GROUPS
-    v = utility.train.x[:, 0]
-    values = va.ValuationResult(values=v, stderr=0 * v, counts=np.ones(len(v), int),
-                                ids=utility.train.ids, method="data_oob")
-    fitted = MetaValuator(members=2, steps=20, bags=4).fit(utility, values[:60])
-    assert fitted.groups == DEFAULT_GROUPS
-    assert "loss" not in fitted.feature_names and "oob_p_label" in fitted.feature_names
+def test_a_training_row_is_recognised_by_content_whatever_its_id(utility, fmap):
+    """A cross-fitted feature of a row is the same whether the row comes as a training row
+    or as a new row with a fresh id; a changed row is new."""
+    part = utility.train.subset(np.arange(30))
+    np.testing.assert_array_equal(fmap(part), fmap(_fresh(part)))
+    assert (fmap.membership(_fresh(part)) == np.arange(30)).all()
+    moved = _fresh(part.replace(x=part.x + np.float32(1e-3)))
+    assert (fmap.membership(moved) == -1).all()
+
+
+def test_an_id_naming_another_rows_content_is_an_error_or_a_new_row(utility, fmap):
+    valid = utility.valid.subset(np.arange(12))
+    clash = valid.replace(ids=utility.train.ids[:12])  # training ids, other content
+    with pytest.raises(va.ValuationError, match=r"12 rows carry the id of a training row"):
+        fmap(clash)
+    np.testing.assert_array_equal(fmap(clash, id_conflict="new"), fmap(_fresh(valid)))
+    with pytest.raises(va.ValuationError, match="id_conflict"):
+        fmap(clash, id_conflict="ignore")
+
+
+def test_columns_are_read_by_name(utility, fmap):
+    part = utility.train.subset(np.arange(10))
+    names = part.feature_names
+    order = [3, 0, 4, 1, 2]
+    shuffled = part.replace(x=part.x[:, order], feature_names=tuple(names[j] for j in order))
+    np.testing.assert_array_equal(fmap(shuffled), fmap(part))
+    renamed = part.replace(feature_names=names[:-1] + ("other",))
+    with pytest.raises(va.ValuationError, match=rf"missing columns \['{names[-1]}'\]"):
+        fmap(renamed)
+    wider = va.load(np.c_[part.x, part.x[:, :1]], part.labels, classes=part.classes)
+    with pytest.raises(va.ValuationError, match="6 unnamed feature columns"):
+        fmap(wider)
+
+
+def test_row_hash_sees_every_bit_and_the_label():
+    x = np.zeros((3, 2), np.float32)
+    x[1, 1] = np.nextafter(np.float32(0), np.float32(1))
+    h = row_hash(x, [0, 0, 1])
+    assert len(set(h.tolist())) == 3
+    assert row_hash(-x[:1], [0])[0] == h[0]  # -0.0 is 0.0
+
+
+@pytest.mark.slow
+def test_dynamics_columns_are_cross_fitted(utility):
+    fmap = features_for_utility(utility, key=jax.random.PRNGKey(1), groups=("dynamics",),
+                                folds=3, epochs=4)
+    part = utility.train.subset(np.arange(15))
+    np.testing.assert_array_equal(fmap(part), fmap(_fresh(part)))
+    assert fmap(_fresh(utility.valid)).shape == (utility.valid.n, 9)
+
+
+def test_default_groups_leave_out_only_dynamics():
+    assert set(GROUPS) - set(DEFAULT_GROUPS) == {"dynamics"}

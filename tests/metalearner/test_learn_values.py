@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import valuation as va
-from metalearner.features import GROUPS
+from metalearner.features import DEFAULT_GROUPS
 from metalearner.pipeline import learn_values
 from metalearner.predictor import MetaValuator
 
@@ -28,8 +28,8 @@ def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     assert not set(out.teacher.ids.tolist()) & set(out.predicted.ids.tolist())
     assert list(out.combined.ids) == list(train.ids)
     assert out.combined.extra["valued_by_teacher"] == len(out.teacher)
-    # leave-one-out measures each row's effect on the fitted target: every group is read
-    assert out.meta.groups == GROUPS and "loss" in out.meta.feature_names
+    # every default group is cross-fitted or out-of-bag, whatever the teacher
+    assert out.meta.groups == DEFAULT_GROUPS and "loss" in out.meta.feature_names
     # The teacher's own leave-one-out on the full set is the reference the unseen half is
     # compared with: the predictions must rank it (positively) and flag flipped labels.
     utility = va.make_utility(
