@@ -95,7 +95,7 @@ def test_bad_table_contents(tmp_path, capsys, column, fill, expected):
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
     code, lines = _error(capsys, ["value", str(path), "--label", "target", "--id-column", "rid",
-                                  "--method", "loo",
+                                  "--method", "loo", "--no-encode",
                                   "--out", str(tmp_path / "values.csv")])
     assert code == 2 and len(lines) == 1 and expected in lines[0]
     assert not (tmp_path / "values.csv").exists()

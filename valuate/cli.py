@@ -1,4 +1,4 @@
-"""The `valuate` command line: `value`, `fit-meta`, `predict`, `bench` and `demo`.
+"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `bench` and `demo`.
 
 Every failure the user can fix (a missing file, an unknown column, text in a feature column,
 NaN, an unknown method, an unwritable output path) ends with one line on stderr,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from valuation.errors import ValuationError
 
@@ -33,13 +34,31 @@ def _value(args) -> int:
                       model=args.model, metric=args.metric, id_column=args.id_column,
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
                       budget=args.budget, batch=args.batch, job_dir=args.job_dir,
-                      progress=not args.quiet, z=args.z)
+                      progress=not args.quiet, z=args.z, task=args.task,
+                      encode=not args.no_encode, balance=args.balance)
+    for warning in sidecar["warnings"]:  # warnings print even with --quiet
+        print(f"valuate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        c = sidecar["categories"]
-        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
-              f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful "
-              f"-> {args.out} (+ {args.out}.json)", file=sys.stderr)
+        c, spent = sidecar["categories"], sidecar["extra"].get("evaluations")
+        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']} "
+              f"(metric {sidecar['metric']}, {spent} models trained): "
+              f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful, "
+              f"{c['validation']} validation -> {args.out} (+ {args.out}.json)",
+              file=sys.stderr)
     return 0
+
+
+def _methods(args) -> int:
+    del args
+    print(_method_table())
+    return 0
+
+
+def _method_table() -> str:
+    """One line per method: name, what it is, its cost and when to use it."""
+    from valuation.api import METHODS
+
+    return "\n".join(f"  {name:<10} {entry.about}" for name, entry in METHODS.items())
 
 
 def _bench(args) -> int:
@@ -80,10 +99,14 @@ def _demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="valuate", description="Data valuation that learns.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('valuate')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     value = sub.add_parser("value", help="value every row of a table for a target model",
-                           description="Value every training row of DATA (CSV or Parquet).")
+                           description="Value every training row of DATA (CSV or Parquet). "
+                                       "Methods:\n" + _method_table(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     value.add_argument("data", metavar="DATA", help="training table, .csv or .parquet")
     value.add_argument("--label", required=True, help="name of the label column")
     value.add_argument("--id-column", help="column of unique row ids (default: row number)")
@@ -95,9 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default 0.2)")
     value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
     value.add_argument("--method", required=True,
-                       help="valuation method: tmc, beta, banzhaf, loo, oob, knn, influence or dynamics")
-    value.add_argument("--metric", default="accuracy",
-                       help="validation score: accuracy or neg_log_loss")
+                       help="valuation method (listed above; `valuate methods`)")
+    value.add_argument("--metric",
+                       help="validation score: accuracy, balanced_accuracy or neg_log_loss "
+                            "(default accuracy, or balanced_accuracy on imbalanced classes)")
+    value.add_argument("--balance", default="auto", choices=["auto", "on", "off"],
+                       help="weigh classes equally (balanced accuracy; class weights for oob, "
+                            "knn): auto when the rarest class holds under 20%% of the rows")
+    value.add_argument("--task", default="auto", choices=["auto", "classification"],
+                       help="auto refuses a numeric label that looks like a regression "
+                            "target; classification takes its values as classes")
+    value.add_argument("--no-encode", action="store_true",
+                       help="take feature columns as they are (numeric, complete); by default "
+                            "text columns are one-hot encoded (at most 20 columns each, rare "
+                            "values as 'other') and missing values filled with the training "
+                            "median plus a <column>_missing indicator")
     value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
     value.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     value.add_argument("--budget", type=int,
@@ -114,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                             f"useless / useful categories (default {Z})")
     value.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     value.set_defaults(run=_value)
+
+    methods = sub.add_parser("methods", help="list the valuation methods, their cost and use")
+    methods.set_defaults(run=_methods)
 
     bench = sub.add_parser("bench", help="run the benchmark suite",
                            description="Methods x tasks: noisy-label detection, removal "

@@ -25,7 +25,7 @@ from metalearner import MetaValuator
 from valuation import ValuationError, ValuationResult, make_utility
 from valuation.data import read_table
 
-from .job import MODELS, _read, prepare
+from .job import MODELS, _dataset, file_sha256, prepare
 from .table import (
     Z,
     category_counts,
@@ -56,9 +56,15 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
         raise ValuationError(f"{values_path + '.json'!r} has no input record; pass a values "
                              "table written by `valuate value`")
     source = job["input"]
+    for key, path in (("sha256", source["data"]), ("valid_sha256", source["valid"])):
+        if source.get(key) and (not os.path.exists(path) or file_sha256(path) != source[key]):
+            raise ValuationError(f"{path!r} is not the file that was valued (missing, or its "
+                                 "contents changed since: SHA-256 differs); value it again "
+                                 "with `valuate value`")
     prepared = prepare(source["data"], label=source["label"], id_column=source["id_column"],
                        valid=source["valid"], valid_fraction=source["valid_fraction"] or 0.2,
-                       seed=source["seed"])
+                       seed=source["seed"], task=source.get("task", "auto"),
+                       encode=source.get("encode", False))
     table = read_table(values_path)
     table = table[np.isfinite(table["value"])]  # rows held out for validation have no value
     result = ValuationResult(values=table["value"].to_numpy(), stderr=table["stderr"],
@@ -68,7 +74,7 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
     utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"])
     start = time.perf_counter()
     meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
-    record = {"model": job["model"], "label": source["label"],
+    record = {"model": job["model"], "label": source["label"], "encoding": prepared.encoding,
               "id_column": source["id_column"], "classes": list(prepared.train.classes),
               "mean": prepared.mean, "std": prepared.std, "values": os.path.abspath(values_path),
               "teacher": job["method"], "n_valued": len(result),
@@ -82,7 +88,9 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z) -> dict:
     """Predict values of the rows of `data_path`; returns the sidecar it wrote."""
     check_output(out)
     record = _sidecar(meta_path + ".job.json")
-    data = _read(data_path, record["label"], record["id_column"])
+    data = _dataset(read_table(data_path), label=record["label"],
+                    id_column=record["id_column"], task="classification",
+                    encoding=record.get("encoding"), names=None, what="the new rows' columns")
     data, _ = data.standardize(np.asarray(record["mean"]), np.asarray(record["std"]))
     meta = MetaValuator.load(meta_path, MODELS[record["model"]](len(record["classes"])))
     result = meta.predict(data)
