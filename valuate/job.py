@@ -101,8 +101,9 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     a values table was computed on. The validation table's columns are matched by name.
     """
     frame = read_table(data_path)
-    if label not in frame.columns or (id_column is not None and id_column not in frame.columns):
-        load(frame, label=label, id_column=id_column)  # raises the error naming the column
+    if (label not in frame.columns or len(frame) == 0
+            or (id_column is not None and id_column not in frame.columns)):
+        load(frame, label=label, id_column=id_column)  # raises the error saying what is off
     train_rows = np.arange(len(frame))
     if valid is None:
         if not 0.0 < valid_fraction < 1.0:
@@ -114,7 +115,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
                            task=task).replace(ids=np.arange(len(frame)))
         train_rows = rows.split(1.0 - valid_fraction, valid_fraction, seed=seed)[0].ids
     encoding = None
-    if encode and len(frame):
+    if encode:
         encoding = fit_encoding(frame.iloc[np.sort(train_rows)][_features(frame, label,
                                                                           id_column)])
     options = {"label": label, "id_column": id_column, "task": task, "encoding": encoding}
