@@ -300,3 +300,25 @@ def test_imbalanced_classes_are_balanced_and_said(tmp_path, capsys, method, budg
     assert balance["class_weight"] == ("balanced" if method == "oob" else None)
     assert "imbalanced classes: 'yes' holds 8.0 %" in capsys.readouterr().err
     assert "drop --balance off" in runs["off"][2]["warnings"][0]
+
+
+@pytest.mark.slow
+def test_penguins_like_value_fit_meta_predict_reuses_the_encoding(tmp_path):
+    """fit-meta rebuilds the encoded training set; predict encodes new rows (text, missing
+    values, an unseen island, columns in another order) with the recorded encoding."""
+    _penguins().to_csv(tmp_path / "data.csv", index=False)
+    new = _penguins(30, seed=2)
+    new.loc[0, "island"] = "Nowhere"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    new[new.columns[::-1]].to_csv(tmp_path / "new-reordered.csv", index=False)
+    assert main(["value", str(tmp_path / "data.csv"), "--label", "species", "--id-column",
+                 "rid", "--method", "knn", "--out", str(tmp_path / "v.csv"), "--quiet"]) == 0
+    assert main(["fit-meta", str(tmp_path / "v.csv"), "--out", str(tmp_path / "m.npz"),
+                 "--members", "2", "--steps", "200", "--quiet"]) == 0
+    for source in ("new.csv", "new-reordered.csv"):
+        assert main(["predict", str(tmp_path / source), "--meta", str(tmp_path / "m.npz"),
+                     "--out", str(tmp_path / f"p-{source}"), "--quiet"]) == 0
+    first, second = (pd.read_csv(tmp_path / f"p-{s}") for s in ("new.csv",
+                                                                  "new-reordered.csv"))
+    assert first["id"].tolist() == new["rid"].tolist() and first["value"].notna().all()
+    pd.testing.assert_frame_equal(first, second)
