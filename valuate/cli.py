@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _value(args) -> int:
-    from .job import run_job
+    from .job import SCORED, run_job
 
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
                       model=args.model, metric=args.metric, id_column=args.id_column,
@@ -40,8 +40,10 @@ def _value(args) -> int:
         print(f"valuate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         c, spent = sidecar["categories"], sidecar["extra"].get("evaluations")
-        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']} "
-              f"(metric {sidecar['metric']}, {spent} models trained): "
+        how = [f"metric {sidecar['metric']}"] if args.method in SCORED else []
+        how += [f"{spent} models trained"] if spent else []
+        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}"
+              f"{' (' + ', '.join(how) + ')' if how else ''}: "
               f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful, "
               f"{c['validation']} validation -> {args.out} (+ {args.out}.json)",
               file=sys.stderr)
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--label", required=True, help="name of the label column")
     value.add_argument("--id-column", help="column of unique row ids (default: row number)")
     held = value.add_mutually_exclusive_group()
-    held.add_argument("--valid", metavar="DATA", help="validation table (same columns)")
+    held.add_argument("--valid", metavar="DATA", help="validation table (the same columns, in any order: matched by name)")
     held.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
                       help="share of DATA held out (stratified) as validation data when "
                            "--valid is not given; those rows get category 'validation' "
@@ -124,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default accuracy, or balanced_accuracy on imbalanced classes)")
     value.add_argument("--balance", default="auto", choices=["auto", "on", "off"],
                        help="weigh classes equally (balanced accuracy; class weights for oob, "
-                            "knn): auto when the rarest class holds under 20%% of the rows")
+                            "knn): auto when the rarest class holds under 40%% of an even "
+                            "share (20%% of the rows with two classes)")
     value.add_argument("--task", default="auto", choices=["auto", "classification"],
                        help="auto refuses a numeric label that looks like a regression "
                             "target; classification takes its values as classes")

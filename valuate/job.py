@@ -8,7 +8,8 @@ statistics, value every training row for the target model, and write one row per
 (see `valuate.table`) plus a JSON sidecar with the method, parameters, seed, the encoding,
 content hashes of the input files, package versions, timings and any warnings.
 
-Imbalance: when the rarest class holds under 20 % of the training rows (`IMBALANCE`),
+Imbalance: when the rarest class holds under 40 % of an even share of the training rows
+(`IMBALANCE`; under 20 % with two classes, 13.3 % with three),
 accuracy rewards predicting the majority class and the minority rows come out "harmful"
 wholesale. By default (`balance="auto"`) the job then weighs classes equally: the validation
 metric becomes balanced accuracy (tmc, beta, banzhaf, loo), Data-OOB's bagged models train with
@@ -46,11 +47,12 @@ from .table import (
     write_table,
 )
 
-__all__ = ["IMBALANCE", "MODELS", "Prepared", "file_sha256", "prepare", "run_job"]
+__all__ = ["IMBALANCE", "MODELS", "SCORED", "Prepared", "file_sha256", "prepare", "run_job"]
 
 MODELS = {"logreg": logistic_regression, "mlp": lambda k: mlp(k, hidden=(64,))}
-IMBALANCE = 0.2  # rarest class's share of the training rows below which data is imbalanced
+IMBALANCE = 0.4  # imbalanced: the rarest class holds under this fraction of an even share
 MONTE_CARLO = ("tmc", "beta", "banzhaf", "oob")  # the methods --budget/--batch/--job-dir steer
+SCORED = ("tmc", "beta", "banzhaf", "loo")  # the methods that score models with the metric
 _ROW = "__valuate_row__"
 
 
@@ -141,7 +143,7 @@ def balance_plan(train: Dataset, method: str, metric: str | None,
       train: the training set.
       method: a `valuation.METHODS` name.
       metric: the user's metric, or None for the default.
-      balance: "auto" (balance when the rarest class's share is below `IMBALANCE`), "on"
+      balance: "auto" (balance when the rarest class's share is below `IMBALANCE / k`), "on"
         or "off".
 
     Returns:
@@ -153,7 +155,7 @@ def balance_plan(train: Dataset, method: str, metric: str | None,
     counts = np.bincount(train.y, minlength=train.n_classes)
     shares = counts / counts.sum()
     rarest = int(np.argmin(shares))
-    imbalanced = bool(shares[rarest] < IMBALANCE)
+    imbalanced = bool(shares[rarest] < IMBALANCE / train.n_classes)
     applied = balance == "on" or (balance == "auto" and imbalanced)
     options = {"metric": metric or ("balanced_accuracy" if applied else "accuracy")}
     if applied and method in ("oob", "knn"):
@@ -168,8 +170,7 @@ def balance_plan(train: Dataset, method: str, metric: str | None,
         elif method in ("influence", "dynamics"):
             warning += (f"{method} is not class-balanced, so minority rows may come out "
                         "harmful wholesale; prefer --method banzhaf, oob or knn")
-        elif metric is not None and metric != "balanced_accuracy" and method not in (
-                "oob", "knn"):
+        elif metric is not None and metric != "balanced_accuracy" and method in SCORED:
             warning += (f"--metric {metric} is not class-balanced; consider --metric "
                         "balanced_accuracy")
         else:

@@ -405,7 +405,8 @@ def from_dataframe(
                            or pd.api.types.is_bool_dtype(feats[c]))]
     if non_numeric:
         _fail(f"non-numeric feature columns: {', '.join(non_numeric[:5])}",
-              "encode them as numbers (e.g. one-hot) or drop them")
+              "encode them as numbers (valuation.encoding.fit_encoding / apply_encoding; "
+              "`valuate value` does it unless --no-encode) or drop them")
     ids = df[id_column].to_numpy() if id_column is not None else df.index.to_numpy()
     return from_arrays(feats.to_numpy(dtype=np.float64, na_value=np.nan), df[label].to_numpy(),
                        ids=ids, feature_names=[str(c) for c in feats.columns], classes=classes,
