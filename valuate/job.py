@@ -47,13 +47,13 @@ from .table import (
     write_table,
 )
 
-__all__ = ["IMBALANCE", "MODELS", "SCORED", "Prepared", "file_sha256", "prepare", "run_job"]
+__all__ = ["IMBALANCE", "MODELS", "SCORED", "Prepared", "encode_table", "file_sha256", "prepare",
+           "run_job"]
 
 MODELS = {"logreg": logistic_regression, "mlp": lambda k: mlp(k, hidden=(64,))}
 IMBALANCE = 0.4  # imbalanced: the rarest class holds under this fraction of an even share
 MONTE_CARLO = ("tmc", "beta", "banzhaf", "oob")  # the methods --budget/--batch/--job-dir steer
 SCORED = ("tmc", "beta", "banzhaf", "loo")  # the methods that score models with the metric
-_ROW = "__valuate_row__"
 
 
 def file_sha256(path: str) -> str:
@@ -81,13 +81,26 @@ def _features(frame: pd.DataFrame, label: str, id_column: str | None) -> list[st
     return [c for c in frame.columns if c not in (label, id_column)]
 
 
+def encode_table(frame: pd.DataFrame, encoding: dict | None, *, label: str,
+                 id_column: str | None, what: str = "the table's columns") -> pd.DataFrame:
+    """`frame` with its feature columns replaced by their encoding (`valuation.encoding`).
+
+    Every column other than `label` and `id_column` is a feature and is matched by name to
+    the encoding's columns (one error naming every missing and extra one); the label and id
+    columns are kept as they are. `encoding=None` (a job run with `--no-encode`) returns
+    `frame` unchanged. The rows keep their order.
+    """
+    if encoding is None:
+        return frame
+    encoded = apply_encoding(frame[_features(frame, label, id_column)], encoding, what=what)
+    keep = [label] + ([id_column] if id_column is not None else [])
+    return pd.concat([encoded, frame[keep]], axis=1)
+
+
 def _dataset(frame: pd.DataFrame, *, label: str, id_column: str | None, task: str,
              encoding: dict | None, names: tuple | None, what: str) -> Dataset:
     """`frame` as a `Dataset`, encoded with `encoding` and/or its features matched to `names`."""
-    if encoding is not None:
-        encoded = apply_encoding(frame[_features(frame, label, id_column)], encoding, what=what)
-        keep = [label] + ([id_column] if id_column is not None else [])
-        frame = pd.concat([encoded, frame[keep]], axis=1)
+    frame = encode_table(frame, encoding, label=label, id_column=id_column, what=what)
     data = load(frame, label=label, id_column=id_column, task=task)
     return data if names is None else data.select_features(names, what=what)
 
@@ -106,7 +119,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     if (label not in frame.columns or len(frame) == 0
             or (id_column is not None and id_column not in frame.columns)):
         load(frame, label=label, id_column=id_column)  # raises the error saying what is off
-    train_rows = np.arange(len(frame))
+    train_rows, valid_rows = np.arange(len(frame)), None
     if valid is None:
         if not 0.0 < valid_fraction < 1.0:
             raise ValuationError(f"--valid-fraction {valid_fraction} must lie strictly "
@@ -115,7 +128,8 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
         ids = frame[id_column].to_numpy() if id_column is not None else frame.index.to_numpy()
         rows = from_arrays(np.zeros((len(frame), 1)), frame[label].to_numpy(), ids=ids,
                            task=task).replace(ids=np.arange(len(frame)))
-        train_rows = rows.split(1.0 - valid_fraction, valid_fraction, seed=seed)[0].ids
+        train_rows, valid_rows = (part.ids for part in rows.split(
+            1.0 - valid_fraction, valid_fraction, seed=seed))
     encoding = None
     if encode:
         encoding = fit_encoding(frame.iloc[np.sort(train_rows)][_features(frame, label,
@@ -123,9 +137,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     options = {"label": label, "id_column": id_column, "task": task, "encoding": encoding}
     data = _dataset(frame, **options, names=None, what="the data table's columns")
     if valid is None:
-        train = data.subset(train_rows)
-        valid_set = data.subset(rows.split(1.0 - valid_fraction, valid_fraction,
-                                           seed=seed)[1].ids)
+        train, valid_set = data.subset(train_rows), data.subset(valid_rows)
     else:
         train = data
         valid_set = _dataset(read_table(valid), **options, names=data.feature_names,

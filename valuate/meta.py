@@ -22,10 +22,10 @@ import time
 import numpy as np
 
 from metalearner import MetaValuator
-from valuation import ValuationError, ValuationResult, make_utility
+from valuation import ValuationError, ValuationResult, load, make_utility
 from valuation.data import read_table
 
-from .job import MODELS, _dataset, file_sha256, prepare
+from .job import MODELS, encode_table, file_sha256, prepare
 from .table import (
     Z,
     category_counts,
@@ -71,7 +71,8 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
                              counts=table["count"], ids=table["id"].to_numpy(),
                              method=job["method"])
     model = MODELS[job["model"]](prepared.train.n_classes)
-    utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"])
+    utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"],
+                           class_weight=job.get("balance", {}).get("class_weight"))
     start = time.perf_counter()
     meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
     record = {"model": job["model"], "label": source["label"], "encoding": prepared.encoding,
@@ -88,9 +89,10 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z) -> dict:
     """Predict values of the rows of `data_path`; returns the sidecar it wrote."""
     check_output(out)
     record = _sidecar(meta_path + ".job.json")
-    data = _dataset(read_table(data_path), label=record["label"],
-                    id_column=record["id_column"], task="classification",
-                    encoding=record.get("encoding"), names=None, what="the new rows' columns")
+    frame = encode_table(read_table(data_path), record.get("encoding"), label=record["label"],
+                         id_column=record["id_column"], what="the new rows' columns")
+    data = load(frame, label=record["label"], id_column=record["id_column"],
+                task="classification")  # the classes are the meta-model's
     data, _ = data.standardize(np.asarray(record["mean"]), np.asarray(record["std"]))
     meta = MetaValuator.load(meta_path, MODELS[record["model"]](len(record["classes"])))
     result = meta.predict(data)

@@ -173,15 +173,16 @@ class Dataset:
             training set's statistics when scaling validation or test data.
 
         Returns:
-          `(dataset, (mean, std))`; constant features keep std 1.
+          `(dataset, (mean, std))`, the statistics as float32; constant features keep std 1.
+          The statistics are computed in float64 (float32 squares of values near 1e20
+          overflow) and applied in float32, so scaling any rows with the returned statistics
+          repeats this arithmetic bit for bit.
         """
-        x = self.x.astype(np.float64)  # float32 squares of values near 1e20 overflow
-        if mean is None:
-            mean = x.mean(axis=0)
-        if std is None:
-            std = x.std(axis=0)
-            std = np.where(std > 0, std, 1.0)
-        x = ((x - mean) / std).astype(np.float32)
+        wide = self.x.astype(np.float64)
+        mean = np.asarray(wide.mean(axis=0) if mean is None else mean, np.float32)
+        std = np.asarray(wide.std(axis=0) if std is None else std, np.float32)
+        std = np.where(std > 0, std, np.float32(1.0))
+        x = ((self.x - mean) / std).astype(np.float32)
         return self.replace(x=x), (mean, std)
 
 
