@@ -307,7 +307,7 @@ def test_penguins_like_value_fit_meta_predict_reuses_the_encoding(tmp_path):
     """fit-meta rebuilds the encoded training set; predict encodes new rows (text, missing
     values, an unseen island, columns in another order) with the recorded encoding."""
     _penguins().to_csv(tmp_path / "data.csv", index=False)
-    new = _penguins(30, seed=2)
+    new = _penguins(30, seed=2).assign(rid=[f"new{i}" for i in range(30)])
     new.loc[0, "island"] = "Nowhere"
     new.to_csv(tmp_path / "new.csv", index=False)
     new[new.columns[::-1]].to_csv(tmp_path / "new-reordered.csv", index=False)
