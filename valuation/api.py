@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from .data import Dataset
 from .dynamics import dynamics_from_utility
@@ -47,12 +49,14 @@ class Method(NamedTuple):
         **options) -> ValuationResult`.
       needs_valid: whether the method scores models on a validation set.
       default_stop: the stopping rule used when the caller passes none (None for
-        non-iterative methods).
+        non-iterative methods, which take no `stop`, `checkpoint` or `batch`).
+      about: one line for `--help`: what it is, its cost and when to use it.
     """
 
     compute: Callable[..., ValuationResult]
     needs_valid: bool = True
     default_stop: Any = None
+    about: str = ""
 
 
 def result_from_estimate(utility: Utility, estimate: Estimate, *, method: str,
@@ -95,13 +99,26 @@ def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
 
 def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int = 10,
          embedding: Any = "raw"):
+    """KNN-Shapley: the mean over validation points of their closed-form values.
+
+    With `utility.class_weight == "balanced"` each validation class weighs the same (the
+    mean of the per-class means), so the majority class's points do not decide alone.
+    """
     del seed, stop, progress, checkpoint, checkpoint_every  # closed form, no training
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
-    estimate = knn.knn_shapley(train_emb, utility.train.y, valid_emb, utility.valid.y, k=k)
+    yv = np.asarray(utility.valid.y)
+    groups = ([yv == c for c in np.unique(yv)] if utility.class_weight == "balanced"
+              else [np.ones(yv.shape, bool)])
+    parts = [knn.knn_shapley(train_emb, utility.train.y, np.asarray(valid_emb)[g], yv[g], k=k)
+             for g in groups]
+    estimate = Estimate(np.mean([p.values for p in parts], axis=0),
+                        np.sqrt(np.sum([np.square(p.stderr) for p in parts], axis=0)) / len(parts),
+                        np.sum([p.counts for p in parts], axis=0))
     name = embedding if isinstance(embedding, str) else "user"
     return result_from_estimate(utility, estimate, method="knn_shapley",
-                                params={"k": int(k), "embedding": name}, seed=None,
+                                params={"k": int(k), "embedding": name,
+                                        "class_weight": utility.class_weight}, seed=None,
                                 extra={"evaluations": 0,
                                        "seconds": time.perf_counter() - start})
 
@@ -120,6 +137,20 @@ def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
                      l2=utility.l2, key=key, **options)
 
 
+def _check_model_classes(model: Model, data: Dataset) -> None:
+    """A model whose output width is not the data's class count -> one clear error.
+
+    Only shapes are traced (`jax.eval_shape`): no parameters are built, nothing is compiled.
+    """
+    x = jax.ShapeDtypeStruct((1, data.d), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    width = jax.eval_shape(model.apply, params, x).shape[-1]
+    if width != data.n_classes:
+        raise ValuationError(f"the model outputs {width} class scores but the data has "
+                             f"{data.n_classes} classes {list(data.classes)[:5]}; build it "
+                             f"for the data, e.g. logistic_regression(data.n_classes)")
+
+
 def _check_options(compute, options):
     """Unknown options of a method without `**options` -> one clear error."""
     params = inspect.signature(compute).parameters
@@ -134,14 +165,30 @@ def _check_options(compute, options):
 
 
 METHODS: dict[str, Method] = {
-    "tmc": Method(_monte_carlo(permutation.tmc_shapley), True, st.max_draws(100)),
-    "beta": Method(_monte_carlo(permutation.beta_shapley), True, st.max_draws(100)),
-    "banzhaf": Method(_monte_carlo(msr.msr_banzhaf), True, st.max_draws(5000)),
-    "oob": Method(_monte_carlo(oob.data_oob), False, st.max_draws(800)),
-    "loo": Method(_loo, True),
-    "knn": Method(_knn, True),
-    "influence": Method(_influence, True),
-    "dynamics": Method(dynamics_from_utility, False),
+    "tmc": Method(_monte_carlo(permutation.tmc_shapley), True, st.max_draws(100),
+                  "truncated Monte Carlo Data Shapley; costly (n models per permutation); "
+                  "the reference marginal-contribution value"),
+    "beta": Method(_monte_carlo(permutation.beta_shapley), True, st.max_draws(100),
+                   "Beta(16,1) Shapley, weighting small subsets; costly like tmc; "
+                   "better at finding noisy labels than tmc"),
+    "banzhaf": Method(_monte_carlo(msr.msr_banzhaf), True, st.max_draws(5000),
+                      "Data Banzhaf by maximum sample reuse; moderate (one model per "
+                      "coalition); values robust to a noisy utility"),
+    "oob": Method(_monte_carlo(oob.data_oob), False, st.max_draws(800),
+                  "Data-OOB: out-of-bag score of bagged models; cheap (no validation set); "
+                  "a good default for finding mislabelled rows"),
+    "loo": Method(_loo, True, None,
+                  "leave-one-out; n+1 models; exact but flat with accuracy on large data "
+                  "(use --metric neg_log_loss)"),
+    "knn": Method(_knn, True, None,
+                  "closed-form KNN-Shapley; cheapest (no training); for large tables or "
+                  "a quick first look"),
+    "influence": Method(_influence, True, None,
+                        "influence functions on the validation log-loss; one fit plus "
+                        "Hessian solves; for smooth models, no retraining"),
+    "dynamics": Method(dynamics_from_utility, False, None,
+                       "a learning-dynamics signal (AUM by default) from a few training "
+                       "runs; cheap; flags hard or mislabelled rows"),
 }
 
 
@@ -209,7 +256,10 @@ def value(
         if valid is not None and not isinstance(valid, Dataset):
             raise ValuationError(f"valid must be a Dataset, got {type(valid).__name__}; "
                                  "build one with valuation.load(...)")
+        if valid is not None:
+            valid = valid.select_features(data.feature_names, what="the validation set")
         model = model or logistic_regression(data.n_classes)
+        _check_model_classes(model, data)
         # Data-OOB never touches the validation set; the training set stands in for it.
         utility = make_utility(model, data, data if valid is None else valid,
                                **(utility_options or {}))

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -129,6 +130,31 @@ def as_key(key_or_seed) -> jax.Array:
 def draw_keys(key: jax.Array, start: int, count: int) -> jax.Array:
     """Keys of draws `start .. start + count - 1`: `fold_in(key, j)`, shape `(count, 2)`."""
     return _draw_keys(key, np.uint32(start), int(count))
+
+
+class _PlainLines:
+    """tqdm's stream when stderr is not a terminal (a log file, a pipe): each refresh becomes
+    one plain line, at most one per `interval` seconds plus the finished bar, instead of
+    carriage-return redraws that fill the log."""
+
+    def __init__(self, stream, interval: float = 10.0):
+        self.stream, self.interval, self.last, self.line = stream, interval, -math.inf, ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        now = time.monotonic()
+        if line and line != self.line and (now - self.last >= self.interval
+                                           or "100%" in line):
+            self.stream.write(line + "\n")
+            self.last, self.line = now, line
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_stream():
+    """Where progress bars write: stderr itself on a terminal, else plain lines."""
+    return sys.stderr if sys.stderr.isatty() else _PlainLines(sys.stderr)
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -244,7 +270,7 @@ def run(
         resumed = True
     start = time.perf_counter()
     session_evals, updates = 0, 0
-    bar = tqdm(total=100, file=sys.stderr, disable=not progress, desc=estimator.name,
+    bar = tqdm(total=100, file=progress_stream(), disable=not progress, desc=estimator.name,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     current = estimator.estimate(state)
     try:
