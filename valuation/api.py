@@ -94,14 +94,24 @@ def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
 
 
 def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int = 10,
-         embedding: Any = "raw"):
-    del seed, stop, progress, checkpoint, checkpoint_every  # closed form, no training
+         embedding: Any = "raw", epsilon: Any = "auto", valid_sample: Any = "auto"):
+    """KNN-Shapley; `epsilon` and `valid_sample` default to `knn.auto_settings` (exact up
+    to 250 million training x validation pairs, then sampled and truncated)."""
+    del stop, checkpoint, checkpoint_every  # closed form, no training
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
-    estimate = knn.knn_shapley(train_emb, utility.train.y, valid_emb, utility.valid.y, k=k)
+    auto = knn.auto_settings(utility.train.n, utility.valid.n)
+    epsilon = auto[0] if epsilon == "auto" else epsilon
+    valid_sample = auto[1] if valid_sample == "auto" else valid_sample
+    estimate = knn.knn_shapley(train_emb, utility.train.y, valid_emb, utility.valid.y, k=k,
+                               epsilon=epsilon, valid_sample=valid_sample,
+                               key=jax.random.PRNGKey(seed), progress=progress)
     name = embedding if isinstance(embedding, str) else "user"
-    return result_from_estimate(utility, estimate, method="knn_shapley",
-                                params={"k": int(k), "embedding": name}, seed=None,
+    params = {"k": int(k), "embedding": name, "epsilon": epsilon,
+              "valid_sample": valid_sample,
+              "neighbours": knn.truncation_rank(epsilon, int(k), utility.train.n)}
+    return result_from_estimate(utility, estimate, method="knn_shapley", params=params,
+                                seed=None if valid_sample is None else seed,
                                 extra={"evaluations": 0,
                                        "seconds": time.perf_counter() - start})
 
@@ -181,7 +191,8 @@ def value(
       checkpoint_every: updates between checkpoint saves.
       utility_options: keyword arguments for `make_utility` (metric, solver, steps, l2, ...).
       **options: method options, e.g. `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
-        `score="probability"` (oob), `k=5, embedding="model"` (knn), `batch=...`.
+        `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
+        valid_sample=10_000` (knn; default `knn.auto_settings`), `batch=...`.
 
     Returns:
       A `ValuationResult` with one row per training sample, in the data's order.
