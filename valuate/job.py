@@ -8,12 +8,15 @@ the method, parameters, seed, package versions and timings.
 
 With a job folder, the running statistics are checkpointed there atomically; the same command
 run again after an interruption (SIGKILL included) continues from the last checkpoint and
-writes the values an uninterrupted run gives.
+writes the values an uninterrupted run gives. Monte Carlo methods without `--job-dir` use the
+folder `OUT.job/` (named on stderr) and remove it once the table is written.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from typing import NamedTuple
 
@@ -113,10 +116,14 @@ def run_job(
                                            valid=valid, valid_fraction=valid_fraction,
                                            seed=seed)
     loaded = time.perf_counter()
-    checkpoint = None
+    checkpoint, auto_dir = None, job_dir is None and METHODS[method].default_stop is not None
+    if auto_dir:  # Monte Carlo: checkpoints on by default, in a folder beside the output
+        job_dir = out + ".job"
+        if progress:
+            print(f"valuate: checkpoints in {job_dir}/ (removed when the job finishes); if "
+                  "it is interrupted, run the same command again to resume", file=sys.stderr)
     if job_dir is not None:
-        os.makedirs(job_dir, exist_ok=True)
-        checkpoint = os.path.join(job_dir, "checkpoint.npz")
+        checkpoint = os.path.join(job_dir, "checkpoint.npz")  # the runner makes the folder
     result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
                    stop=None if budget is None else max_evaluations(budget), seed=seed,
                    progress=progress, checkpoint=checkpoint,
@@ -140,4 +147,6 @@ def run_job(
         "timings": {"load_s": loaded - start, "value_s": valued - loaded},
     }
     write_table(out, frame, sidecar)
+    if auto_dir:
+        shutil.rmtree(job_dir, ignore_errors=True)
     return sidecar
