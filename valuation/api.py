@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import jax
 
 from .data import Dataset
+from .distributed import ShardedUtility, shard
 from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
@@ -173,7 +174,8 @@ def value(
 
     Args:
       data: the training `Dataset`, or a ready `Utility` (then `model`, `valid` and
-        `utility_options` are ignored).
+        `utility_options` are ignored). With several local devices (GPUs), the utility's
+        batches of models are split over all of them (`distributed.shard`).
       model: the target model (default `logistic_regression` over the data's classes).
       method: one of `METHODS`: "tmc" (truncated Monte Carlo Shapley), "beta" (Beta(16, 1)
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
@@ -210,7 +212,7 @@ def value(
     entry = METHODS[method]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValuationError(f"seed must be an int, got {seed!r}")
-    if isinstance(data, Utility):
+    if isinstance(data, (Utility, ShardedUtility)):
         utility = data
     elif isinstance(data, Dataset):
         if valid is None and entry.needs_valid:
@@ -227,6 +229,7 @@ def value(
     else:
         raise ValuationError(f"data must be a Dataset or a Utility, got "
                              f"{type(data).__name__}; build one with valuation.load(...)")
+    utility = shard(utility)  # several local devices: each chunk of models split over them
     stop = stop if stop is not None else entry.default_stop
     if stop is not None and not isinstance(stop, st.Rule):
         raise ValuationError(f"stop must be a stopping rule such as "

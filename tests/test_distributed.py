@@ -1,0 +1,71 @@
+"""Sharding the utility batch over devices: the same values as one device.
+
+Four CPU devices exist only in a fresh process (`XLA_FLAGS` is read when jax starts), so the
+sharded run happens in a subprocess and the single-device reference here.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+import valuation as va
+from valuation.distributed import shard
+from valuation.shapley import max_draws
+
+SCRIPT = """
+import sys
+import jax, numpy as np
+sys.path.insert(0, {root!r})
+from tests.test_distributed import problem
+from valuation.distributed import ShardedUtility, shard
+assert jax.device_count() == 4, jax.devices()
+utility, weights, keys, run = problem()
+sharded = shard(utility)
+assert isinstance(sharded, ShardedUtility) and sharded.chunk == 4 * utility.chunk
+params = sharded.fit(weights[:6], key=keys[:6])  # 6 rows: padded to 8 over 4 devices
+assert params["linear"]["w"].shape[0] == 6
+assert len(params["linear"]["w"].sharding.device_set) == 4
+np.savez({out!r}, scores=sharded(weights, key=keys), w=params["linear"]["w"], **run())
+"""
+
+
+def problem():
+    """A utility with 2 models per device, weights and keys, and Monte Carlo runs."""
+    train, valid = va.make_classification(120, 4, seed=3).split(0.6, 0.4, seed=0)
+    utility = va.make_utility(va.logistic_regression(2), train, valid, chunk=2)
+    weights = (np.random.default_rng(0).random((16, train.n)) < 0.5).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(0), 16)
+
+    def run():
+        out = {}
+        for method, draws in (("banzhaf", 48), ("oob", 24)):
+            result = va.value(utility, method=method, stop=max_draws(draws), seed=1,
+                              progress=False, batch=8)
+            out[method] = result.values
+        return out
+
+    return utility, weights, keys, run
+
+
+def test_four_devices_give_the_values_of_one(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "sharded.npz")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT.format(root=root, out=out)],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    sharded = np.load(out)
+    utility, weights, keys, run = problem()
+    assert shard(utility) is utility  # one device here: nothing to split
+    # each device runs the one-device program on its 2 rows: identical bits
+    np.testing.assert_array_equal(sharded["scores"], utility(weights, key=keys))
+    np.testing.assert_array_equal(sharded["w"], utility.fit(weights[:6],
+                                                            key=keys[:6])["linear"]["w"])
+    for method, values in run().items():
+        # same draws and scores; the running moments fold chunks of 8 instead of 2 rows,
+        # which reorders float64 sums
+        np.testing.assert_allclose(sharded[method], values, rtol=1e-12, atol=1e-15)
