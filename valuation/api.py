@@ -33,7 +33,7 @@ from .influence import influence
 from .models import Model, logistic_regression
 from .results import ValuationResult
 from .runner import Estimator, run
-from .shapley import exact, knn, msr, oob, permutation
+from .shapley import exact, knn, msr, neighbours, oob, permutation
 from .shapley import stopping as st
 from .utility import Utility, make_utility
 
@@ -95,20 +95,30 @@ def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
 
 
 def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int = 10,
-         embedding: Any = "raw", epsilon: Any = "auto", valid_sample: Any = "auto"):
+         embedding: Any = "raw", epsilon: Any = "auto", valid_sample: Any = "auto",
+         index: str = "exact"):
     """KNN-Shapley; `epsilon` and `valid_sample` default to `knn.auto_settings` (exact up
-    to 250 million training x validation pairs, then sampled and truncated)."""
+    to 250 million training x validation pairs, then sampled and truncated); `index`
+    "exact" or "hnsw" (approximate neighbours, `shapley.neighbours`; epsilon at least
+    1e-3 there)."""
     del stop, checkpoint, checkpoint_every  # closed form, no training
+    if index not in ("exact", "hnsw"):
+        raise ValuationError(f"unknown index {index!r}; choose 'exact' or 'hnsw'")
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
     auto = knn.auto_settings(utility.train.n, utility.valid.n)
     epsilon = auto[0] if epsilon == "auto" else epsilon
     valid_sample = auto[1] if valid_sample == "auto" else valid_sample
+    search = None
+    if index == "hnsw":
+        epsilon = epsilon or 1e-3
+        search = neighbours.hnsw_search(train_emb)
     estimate = knn.knn_shapley(train_emb, utility.train.y, valid_emb, utility.valid.y, k=k,
                                epsilon=epsilon, valid_sample=valid_sample,
-                               key=jax.random.PRNGKey(seed), progress=progress)
+                               key=jax.random.PRNGKey(seed), search=search,
+                               progress=progress)
     name = embedding if isinstance(embedding, str) else "user"
-    params = {"k": int(k), "embedding": name, "epsilon": epsilon,
+    params = {"k": int(k), "embedding": name, "epsilon": epsilon, "index": index,
               "valid_sample": valid_sample,
               "neighbours": knn.truncation_rank(epsilon, int(k), utility.train.n)}
     return result_from_estimate(utility, estimate, method="knn_shapley", params=params,

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ValuationError
 from ..estimate import Estimate
+from .neighbours import Search
 
 __all__ = ["auto_settings", "embeddings", "knn_shapley", "truncation_rank"]
 
@@ -150,7 +151,7 @@ def _check(xt, yt, xv, yv, k, epsilon, valid_sample, key):
 def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: int = 10,
                 epsilon: float | None = None, valid_sample: int | None = None,
                 key: jax.Array | None = None, chunk: int | None = None,
-                progress: bool = False) -> Estimate:
+                search: Search | None = None, progress: bool = False) -> Estimate:
     """KNN-Shapley values of the training points (Jia et al., VLDB 2019).
 
     Args:
@@ -166,6 +167,8 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
       chunk: validation points per compiled call (default about 32 million distances per
         call, i.e. `3.2e7 / N`; 4 million for exact values, whose sort holds more); the
         last chunk is padded. Fixes memory, not values.
+      search: a neighbour search such as `neighbours.hnsw_search(x_train)` (approximate:
+        see its module) instead of the exact one; needs `epsilon`.
       progress: show a progress bar over validation chunks on stderr.
 
     Returns:
@@ -181,6 +184,9 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     xt, xv = np.asarray(x_train, np.float32), np.asarray(x_valid, np.float32)
     yt, yv = np.asarray(y_train, np.int32), np.asarray(y_valid, np.int32)
     _check(xt, yt, xv, yv, k, epsilon, valid_sample, key)
+    if search is not None and epsilon is None:
+        raise ValuationError("a neighbour index returns the K* nearest points only: pass "
+                             "epsilon (e.g. 1e-3) with it")
     n, total_m = xt.shape[0], xv.shape[0]
     if valid_sample is not None and valid_sample < total_m:
         rows = np.sort(np.asarray(jax.random.choice(key, total_m, (int(valid_sample),),
@@ -188,7 +194,8 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
         xv, yv = xv[rows], yv[rows]
     m = xv.shape[0]
     kstar = truncation_rank(epsilon, int(k), n)
-    budget = 4_000_000 if kstar == n else DISTANCES_PER_CHUNK
+    budget = (4_000_000 if kstar == n else DISTANCES_PER_CHUNK if search is None
+              else 1024 * n)  # an index holds no distance matrix: 1024 queries per call
     chunk = int(chunk or max(1, min(m, budget // max(n, 1))))
     pad = -m % chunk
     xv = np.concatenate([xv, np.zeros((pad, xv.shape[1]), np.float32)])
@@ -201,8 +208,12 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
                       file=sys.stderr, disable=not progress):
         sl = slice(start, start + chunk)
         xc = jnp.asarray(xv[sl])
-        order = (_order_full(xt_j, sq_t, xc) if kstar == n
-                 else _order_top(xt_j, sq_t, xc, kstar=kstar))
+        if search is not None:
+            order = jnp.asarray(search(xv[sl], kstar))
+        elif kstar == n:
+            order = _order_full(xt_j, sq_t, xc)
+        else:
+            order = _order_top(xt_j, sq_t, xc, kstar=kstar)
         s = _ranked_values(order, yt_j, jnp.asarray(yv[sl]), k=int(k), n=n)
         # per-point sums on the host: numpy's bincount is ~40x faster than an XLA CPU
         # scatter here, and accumulates in float64
