@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Monte Carlo draws per update, i.e. between checkpoints (method "
                             "default if omitted); the budget is spent in whole updates")
     value.add_argument("--job-dir", help="folder for checkpoints of Monte Carlo methods "
-                                         "(tmc, beta, banzhaf, oob); rerun the same command "
+                                         "(tmc, beta, banzhaf, oob; default OUT.job, removed "
+                                         "when the job finishes); rerun the same command "
                                          "to resume an interrupted job")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
