@@ -4,16 +4,18 @@ Four CPU devices exist only in a fresh process (`XLA_FLAGS` is read when jax sta
 sharded run happens in a subprocess and the single-device reference here.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
 import valuation as va
 from valuation.distributed import shard
-from valuation.shapley import max_draws
+from valuation.shapley import max_draws, msr_banzhaf
 
 SCRIPT = """
 import sys
@@ -69,3 +71,40 @@ def test_four_devices_give_the_values_of_one(tmp_path):
         # same draws and scores; the running moments fold chunks of 8 instead of 2 rows,
         # which reorders float64 sums
         np.testing.assert_allclose(sharded[method], values, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+def test_ray_fan_out_equals_one_process_even_when_a_worker_dies(tmp_path):
+    ray = pytest.importorskip("ray")
+    from valuation.distributed import ray_run
+
+    utility = problem()[0]
+    estimator = msr_banzhaf(batch=2)  # one engine chunk per task: bit-identical pooling
+    key = jax.random.PRNGKey(4)
+    alone = va.run(estimator, utility, key=key, stop=max_draws(12), progress=False)
+    marker = str(tmp_path / "died")
+
+    class DiesOnce:
+        """The utility, but the first call anywhere kills its worker process."""
+
+        def __init__(self, utility):
+            self.utility, self.n, self.chunk = utility, utility.n, utility.chunk
+
+        def __call__(self, weights, key=None):
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+            return self.utility(weights, key=key)
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    try:
+        fanned = ray_run(estimator, DiesOnce(dataclasses.replace(utility)), key=key,
+                         draws=12, progress=False)
+    finally:
+        ray.shutdown()
+    assert os.path.exists(marker)  # a worker did die, and its task was re-run
+    assert (fanned.draws, fanned.evaluations) == (alone.draws, alone.evaluations)
+    np.testing.assert_array_equal(fanned.estimate.values, alone.estimate.values)
+    np.testing.assert_array_equal(fanned.estimate.stderr, alone.estimate.stderr)
