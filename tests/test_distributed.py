@@ -15,7 +15,7 @@ import pytest
 
 import valuation as va
 from valuation.distributed import shard
-from valuation.shapley import max_draws, msr_banzhaf
+from valuation.shapley import max_draws, msr_banzhaf, stderr_below
 
 SCRIPT = """
 import sys
@@ -108,3 +108,39 @@ def test_ray_fan_out_equals_one_process_even_when_a_worker_dies(tmp_path):
     assert (fanned.draws, fanned.evaluations) == (alone.draws, alone.evaluations)
     np.testing.assert_array_equal(fanned.estimate.values, alone.estimate.values)
     np.testing.assert_array_equal(fanned.estimate.stderr, alone.estimate.stderr)
+
+
+def test_ray_option_errors():
+    utility = problem()[0]
+    with pytest.raises(va.ValuationError, match=r"unknown option\(s\) \['ray'\]"):
+        va.value(utility, method="knn", ray="local", progress=False)
+    with pytest.raises(va.ValuationError, match="fixed budget"):
+        va.value(utility, method="banzhaf", ray="local", stop=stderr_below(0.01),
+                 progress=False)
+    with pytest.raises(va.ValuationError, match="pip install ray|running moments"):
+        va.value(utility, method="tmc", ray="local", progress=False)
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+def test_cli_ray_local_writes_the_single_process_table(tmp_path):
+    pytest.importorskip("ray")
+    import pandas as pd
+
+    from valuate.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    data = tmp_path / "data.csv"
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
+                  "y": (x[:, 0] > 0).astype(int)}).to_csv(data, index=False)
+    args = ["value", str(data), "--label", "y", "--method", "banzhaf", "--budget", "64",
+            "--batch", "16", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "alone.csv")]) == 0
+    try:
+        assert main([*args, "--out", str(tmp_path / "ray.csv"), "--ray", "local"]) == 0
+    finally:
+        import ray
+
+        ray.shutdown()
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ray.csv"),
+                                  pd.read_csv(tmp_path / "alone.csv"))

@@ -33,7 +33,7 @@ def _value(args) -> int:
                       model=args.model, metric=args.metric, id_column=args.id_column,
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
                       budget=args.budget, batch=args.batch, job_dir=args.job_dir,
-                      progress=not args.quiet, z=args.z)
+                      progress=not args.quiet, z=args.z, ray=args.ray)
     if not args.quiet:
         c = sidecar["categories"]
         print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(tmc, beta, banzhaf, oob; default OUT.job, removed "
                                          "when the job finishes); rerun the same command "
                                          "to resume an interrupted job")
+    value.add_argument("--ray", metavar="ADDRESS",
+                       help="fan the draws of oob or banzhaf out over a Ray cluster: 'local' "
+                            "or a cluster address (pip install ray; same values, no "
+                            "checkpoints)")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
                             f"useless / useful categories (default {Z})")

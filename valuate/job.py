@@ -92,6 +92,7 @@ def run_job(
     job_dir: str | None = None,
     progress: bool = True,
     z: float = Z,
+    ray: str | None = None,
 ) -> dict:
     """Run one valuation job end to end; returns the sidecar dict it wrote.
 
@@ -116,7 +117,8 @@ def run_job(
                                            valid=valid, valid_fraction=valid_fraction,
                                            seed=seed)
     loaded = time.perf_counter()
-    checkpoint, auto_dir = None, job_dir is None and METHODS[method].default_stop is not None
+    checkpoint = None
+    auto_dir = job_dir is None and ray is None and METHODS[method].default_stop is not None
     if auto_dir:  # Monte Carlo: checkpoints on by default, in a folder beside the output
         job_dir = out + ".job"
         if progress:
@@ -128,7 +130,8 @@ def run_job(
                    stop=None if budget is None else max_evaluations(budget), seed=seed,
                    progress=progress, checkpoint=checkpoint,
                    utility_options={"metric": metric},
-                   **({} if batch is None else {"batch": batch}))
+                   **({} if batch is None else {"batch": batch}),
+                   **({} if ray is None else {"ray": ray}))
     valued = time.perf_counter()
     reference = reference_point(result.method, train.n_classes)
     frame = values_frame(result, data.ids, z=z, reference=reference)

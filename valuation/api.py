@@ -25,14 +25,14 @@ from typing import Any, NamedTuple
 import jax
 
 from .data import Dataset
-from .distributed import ShardedUtility, shard
+from .distributed import ShardedUtility, ray_run, shard
 from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
 from .influence import influence
 from .models import Model, logistic_regression
 from .results import ValuationResult
-from .runner import Estimator, run
+from .runner import Estimator, as_key, run
 from .shapley import exact, knn, msr, neighbours, oob, permutation
 from .shapley import stopping as st
 from .utility import Utility, make_utility
@@ -68,14 +68,19 @@ def result_from_estimate(utility: Utility, estimate: Estimate, *, method: str,
 def _monte_carlo(factory: Callable[..., Estimator]):
     accepted = sorted(inspect.signature(factory).parameters)
 
-    def compute(utility, *, seed, stop, progress, checkpoint, checkpoint_every, **options):
+    def compute(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
+                ray: str | None = None, **options):
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValuationError(f"unknown option(s) {unknown} for this method; it accepts "
-                                 f"{accepted}")
+                                 f"{accepted + ['ray']}")
         estimator = factory(**options)
-        out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
-                  checkpoint_every=checkpoint_every, progress=progress)
+        if ray is None:
+            out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
+                      checkpoint_every=checkpoint_every, progress=progress)
+        else:  # fanned out over Ray workers: a fixed budget, no checkpoints
+            out = ray_run(estimator, utility, key=as_key(seed), address=ray,
+                          draws=_fixed_draws(stop, estimator), progress=progress)
         extra = {"evaluations": out.evaluations, "draws": out.draws,
                  "seconds": out.seconds, "stop": repr(stop), "stopping_reason": out.reason,
                  "resumed": out.resumed}
@@ -83,6 +88,15 @@ def _monte_carlo(factory: Callable[..., Estimator]):
                                     params=estimator.params, seed=seed, extra=extra)
 
     return compute
+
+
+def _fixed_draws(stop, estimator: Estimator) -> int:
+    """Draws a budget rule allows, in whole batches as `runner.run` spends them (one
+    evaluation per draw: Data-OOB and MSR Banzhaf, the estimators `ray_run` takes)."""
+    if not isinstance(stop, (st._MaxDraws, st._MaxEvaluations)):
+        raise ValuationError(f"with ray, stop must be max_draws(...) or "
+                             f"max_evaluations(...), a fixed budget; got {stop!r}")
+    return -(-stop.limit // estimator.batch) * estimator.batch
 
 
 def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
@@ -202,7 +216,9 @@ def value(
         (see `runner`).
       checkpoint_every: updates between checkpoint saves.
       utility_options: keyword arguments for `make_utility` (metric, solver, steps, l2, ...).
-      **options: method options, e.g. `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
+      **options: method options, e.g. `ray="local"` or a Ray address (Data-OOB and
+        Banzhaf draws fanned out over Ray workers, `distributed.ray_run`; a fixed budget,
+        no checkpoints), `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
         `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
         valid_sample=10_000` (knn; default `knn.auto_settings`), `batch=...`.
 
