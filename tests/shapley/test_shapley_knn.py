@@ -144,3 +144,14 @@ def test_index_errors(monkeypatch):
 
     with pytest.raises(ValuationError, match="valuate\\[ann\\]"):
         hnsw_search(xt)
+
+
+def test_auto_settings_sort_at_most_the_exact_budget():
+    from valuation.shapley.knn import EXACT_PAIRS, auto_settings
+
+    assert auto_settings(100_000, 1_000) == (None, None)  # exact, every validation row
+    assert auto_settings(10_000, 30_000) == (None, 25_000)  # sampled down to the budget
+    assert auto_settings(800_000, 200_000) == (1e-3, 10_000)  # sampled and truncated
+    for n, m in [(5_000, 10**6), (300_000, 5_000), (10**7, 10**5)]:
+        epsilon, sample = auto_settings(n, m)
+        assert epsilon is not None or n * (sample or m) <= EXACT_PAIRS
