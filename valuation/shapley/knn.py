@@ -204,7 +204,9 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     xt_j, yt_j = jnp.asarray(xt), jnp.asarray(yt)
     sq_t = jnp.sum(xt_j * xt_j, axis=1)
     total, squares = np.zeros(n), np.zeros(n)  # float64 across chunks
-    for start in tqdm(range(0, m + pad, chunk), desc="knn_shapley", unit="chunk",
+    desc = f"knn_shapley: {m} of {total_m} validation rows, " + (
+        "exact" if kstar == n else f"{kstar} neighbours each (error <= {epsilon:g})")
+    for start in tqdm(range(0, m + pad, chunk), desc=desc, unit="chunk",
                       file=sys.stderr, disable=not progress):
         sl = slice(start, start + chunk)
         xc = jnp.asarray(xv[sl])
