@@ -35,7 +35,7 @@ def _value(args) -> int:
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
                       budget=args.budget, batch=args.batch, job_dir=args.job_dir,
                       progress=not args.quiet, z=args.z, task=args.task,
-                      encode=not args.no_encode, balance=args.balance)
+                      encode=not args.no_encode, balance=args.balance, ray=args.ray)
     for warning in sidecar["warnings"]:  # warnings print even with --quiet
         print(f"valuate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
@@ -147,8 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Monte Carlo draws per update, i.e. between checkpoints (method "
                             "default if omitted); the budget is spent in whole updates")
     value.add_argument("--job-dir", help="folder for checkpoints of Monte Carlo methods "
-                                         "(tmc, beta, banzhaf, oob); rerun the same command "
+                                         "(tmc, beta, banzhaf, oob; default OUT.job, removed "
+                                         "when the job finishes); rerun the same command "
                                          "to resume an interrupted job")
+    value.add_argument("--ray", metavar="ADDRESS",
+                       help="fan the draws of oob or banzhaf out over a Ray cluster: 'local' "
+                            "or a cluster address (pip install ray; same values, no "
+                            "checkpoints)")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
                             f"useless / useful categories (default {Z})")

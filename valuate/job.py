@@ -18,13 +18,16 @@ balanced class weights, and KNN-Shapley averages the validation classes equally.
 
 With a job folder, the running statistics are checkpointed there atomically; the same command
 run again after an interruption (SIGKILL included) continues from the last checkpoint and
-writes the values an uninterrupted run gives.
+writes the values an uninterrupted run gives. Monte Carlo methods without `--job-dir` use the
+folder `OUT.job/` (named on stderr) and remove it once the table is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import sys
 import time
 from typing import NamedTuple
 
@@ -229,6 +232,7 @@ def run_job(
     task: str = "auto",
     encode: bool = True,
     balance: str = "auto",
+    ray: str | None = None,
 ) -> dict:
     """Run one valuation job end to end; returns the sidecar dict it wrote.
 
@@ -264,13 +268,19 @@ def run_job(
     utility_options, balance_record = balance_plan(train, method, metric, balance)
     loaded = time.perf_counter()
     checkpoint = None
+    auto_dir = job_dir is None and ray is None and METHODS[method].default_stop is not None
+    if auto_dir:  # Monte Carlo: checkpoints on by default, in a folder beside the output
+        job_dir = out + ".job"
+        if progress:
+            print(f"valuate: checkpoints in {job_dir}/ (removed when the job finishes); if "
+                  "it is interrupted, run the same command again to resume", file=sys.stderr)
     if job_dir is not None:
-        os.makedirs(job_dir, exist_ok=True)
-        checkpoint = os.path.join(job_dir, "checkpoint.npz")
+        checkpoint = os.path.join(job_dir, "checkpoint.npz")  # the runner makes the folder
     result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
                    stop=None if budget is None else max_evaluations(budget), seed=seed,
                    progress=progress, checkpoint=checkpoint, utility_options=utility_options,
-                   **({} if batch is None else {"batch": batch}))
+                   **({} if batch is None else {"batch": batch}),
+                   **({} if ray is None else {"ray": ray}))
     valued = time.perf_counter()
     reference = reference_point(result.method, train.n_classes)
     frame = values_frame(result, data.ids, z=z, reference=reference)
@@ -305,4 +315,6 @@ def run_job(
         "timings": {"load_s": loaded - start, "value_s": valued - loaded},
     }
     write_table(out, frame, sidecar)
+    if auto_dir:
+        shutil.rmtree(job_dir, ignore_errors=True)
     return sidecar
