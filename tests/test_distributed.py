@@ -118,6 +118,8 @@ def test_ray_option_errors():
     with pytest.raises(va.ValuationError, match="fixed budget"):
         va.value(utility, method="banzhaf", ray="local", stop=stderr_below(0.01),
                  progress=False)
+    with pytest.raises(va.ValuationError, match="no checkpoints"):
+        va.value(utility, method="oob", ray="local", checkpoint="state.npz", progress=False)
     with pytest.raises(va.ValuationError, match="pip install ray|running moments"):
         va.value(utility, method="tmc", ray="local", progress=False)
 

@@ -82,6 +82,9 @@ def _monte_carlo(factory: Callable[..., Estimator]):
         if ray is None:
             out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
                       checkpoint_every=checkpoint_every, progress=progress)
+        elif checkpoint is not None:
+            raise ValuationError("the Ray fan-out keeps no checkpoints: drop checkpoint= "
+                                 "(--job-dir) or ray= (--ray)")
         else:  # fanned out over Ray workers: a fixed budget, no checkpoints
             out = ray_run(estimator, utility, key=as_key(seed), address=ray,
                           draws=_fixed_draws(stop, estimator), progress=progress)

@@ -202,11 +202,13 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
     if draws < batch or draws % batch:
         raise ValuationError(f"draws ({draws}) must be a positive multiple of the batch "
                              f"({batch})")
-    if not ray.is_initialized():
+    if not ray.is_initialized() and address == "local":
+        # local workers import this very checkout of valuate
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        ray.init(address=None if address == "local" else address, num_cpus=workers
-                 if address == "local" else None, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": root}}, log_to_driver=False)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": root}})
+    elif not ray.is_initialized():  # a cluster whose nodes have valuate installed
+        ray.init(address=address, log_to_driver=False)
     start = time.perf_counter()
     # a fresh copy: the compiled programs cached on `utility` stay out of the pickle
     shipped = ray.put(dataclasses.replace(utility) if dataclasses.is_dataclass(utility)
