@@ -322,3 +322,20 @@ def test_penguins_like_value_fit_meta_predict_reuses_the_encoding(tmp_path):
                                                                   "new-reordered.csv"))
     assert first["id"].tolist() == new["rid"].tolist() and first["value"].notna().all()
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_fit_meta_finds_a_moved_data_file_by_its_contents(tmp_path, capsys):
+    _table().to_csv(tmp_path / "data.csv", index=False)
+    _value(tmp_path, tmp_path / "data.csv", "--method", "knn")
+    moved = tmp_path / "elsewhere.csv"
+    os.rename(tmp_path / "data.csv", moved)
+    out = str(tmp_path / "m.npz")
+    assert main(["fit-meta", str(tmp_path / "values.csv"), "--out", out, "--quiet"]) == 2
+    assert "--data" in capsys.readouterr().err
+    _set(_table(), "f0", 0, 9.0).to_csv(tmp_path / "edited.csv", index=False)
+    assert main(["fit-meta", str(tmp_path / "values.csv"), "--out", out, "--data",
+                 str(tmp_path / "edited.csv"), "--quiet"]) == 2  # other bytes: refused
+    assert main(["fit-meta", str(tmp_path / "values.csv"), "--out", out, "--members", "2",
+                 "--steps", "50", "--data", str(moved), "--quiet"]) == 0
+    assert main(["fit-meta", str(tmp_path / "values.csv"), "--out", out, "--valid-data",
+                 str(moved), "--quiet"]) == 2  # no --valid file was used

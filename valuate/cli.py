@@ -75,7 +75,7 @@ def _fit_meta(args) -> int:
     from .meta import fit_meta
 
     record = fit_meta(args.values, out=args.out, members=args.members, steps=args.steps,
-                      seed=args.seed)
+                      seed=args.seed, data=args.data, valid=args.valid_data)
     if not args.quiet:
         print(f"meta-model fitted on {record['n_valued']} values ({record['teacher']}) "
               f"-> {args.out}", file=sys.stderr)
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
     fit.add_argument("--steps", type=int, default=1500, help="training steps per member")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--data", help="the valued data file, if it moved since `valuate value` "
+                                    "(its contents must be unchanged)")
+    fit.add_argument("--valid-data", help="the validation file given as --valid, if it moved")
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(run=_fit_meta)
 

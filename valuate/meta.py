@@ -56,18 +56,30 @@ def _sidecar(path: str) -> dict:
 
 
 def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
-             seed: int = 0) -> dict:
-    """Fit a meta-model to the values in `values_path`; returns the job record it wrote."""
+             seed: int = 0, data: str | None = None, valid: str | None = None) -> dict:
+    """Fit a meta-model to the values in `values_path`; returns the job record it wrote.
+
+    Args:
+      data, valid: where the valued data (and validation) files are now, when they moved
+        since `valuate value` ran; default the paths in the sidecar. Either way the file
+        must hold the bytes that were valued (its SHA-256 is checked).
+    """
     check_output(out, (".npz",))
     job = _sidecar(values_path + ".json")
     if "input" not in job:
         raise ValuationError(f"{values_path + '.json'!r} has no input record; pass a values "
                              "table written by `valuate value`")
-    source = job["input"]
+    source = dict(job["input"])
+    if valid is not None and source["valid"] is None:
+        raise ValuationError("--valid-data: these values held out part of DATA as "
+                             "validation rows, there is no validation file to point to")
+    source["data"] = os.path.abspath(data) if data else source["data"]
+    source["valid"] = os.path.abspath(valid) if valid else source["valid"]
     for key, path in (("sha256", source["data"]), ("valid_sha256", source["valid"])):
         if source.get(key) and (not os.path.exists(path) or file_sha256(path) != source[key]):
             raise ValuationError(f"{path!r} is not the file that was valued (missing, or its "
-                                 "contents changed since: SHA-256 differs); value it again "
+                                 "contents changed since: SHA-256 differs); point to the "
+                                 "moved file with --data (--valid-data), or value it again "
                                  "with `valuate value`")
     prepared = prepare(source["data"], label=source["label"], id_column=source["id_column"],
                        valid=source["valid"], valid_fraction=source["valid_fraction"] or 0.2,
