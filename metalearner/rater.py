@@ -56,6 +56,7 @@ from valuation import (
     align_classes,
     mlp,
 )
+from valuation.api import METHODS, Method
 from valuation.results import package_versions
 
 from .features import DEFAULT_GROUPS, FeatureMap, column_scale, features_for_utility
@@ -268,3 +269,22 @@ def _meta_train(model, z, x, y, x_val, y_val, *, key, l2, hidden, outer_steps, o
     (params, _), losses = jax.lax.scan(step, (params, outer.init(params)),
                                        jnp.arange(outer_steps))
     return params, losses
+
+
+def _value_with_rater(utility: Utility, *, seed: int, stop, progress, checkpoint,
+                      checkpoint_every, **options) -> ValuationResult:
+    """`value(..., method="rater")`: fit a `DataRater` (options: its settings) and value the
+    training rows."""
+    del stop, progress, checkpoint, checkpoint_every  # one deterministic meta-training run
+    accepted = sorted(f.name for f in dataclasses.fields(DataRater)
+                      if f.name not in ("state", "seed"))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValuationError(f"unknown option(s) {unknown} for method 'rater'; it accepts "
+                             f"{accepted}")
+    return DataRater(seed=seed, **options).fit(utility).value()
+
+
+# The registry lives in `valuation`, which never imports `metalearner`: the rater registers
+# itself when `metalearner` is imported (as `valuation.api` invites families to do).
+METHODS["rater"] = Method(_value_with_rater, needs_valid=True)

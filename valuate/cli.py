@@ -27,6 +27,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _value(args) -> int:
+    import metalearner  # noqa: F401  (registers method "rater" in valuation.METHODS)
+
     from .job import run_job
 
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
@@ -97,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default 0.2)")
     value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
     value.add_argument("--method", required=True,
-                       help="valuation method: tmc, beta, banzhaf, loo, oob, knn, influence or dynamics")
+                       help="valuation method: tmc, beta, banzhaf, loo, oob, knn, influence, "
+                            "dynamics or rater")
     value.add_argument("--metric", default="accuracy",
                        help="validation score: accuracy or neg_log_loss")
     value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
