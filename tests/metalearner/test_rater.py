@@ -2,6 +2,7 @@
 rater; rows by content and columns by name; one interface with `value`."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import valuation as va
@@ -31,7 +32,7 @@ def task():
 
 
 def test_the_flipped_block_weighs_less_than_the_clean_block_on_training_and_new_rows(task):
-    utility, new_rows, rater = task
+    _, new_rows, rater = task
     train_values = rater.value().values
     new_values = rater.predict(new_rows).values
     for values, k in ((train_values, N_FLIP_TRAIN), (new_values, N_FLIP_NEW)):
@@ -71,3 +72,21 @@ def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
         DataRater().value()
     with pytest.raises(va.ValuationError, match="at least 1"):
         DataRater(inner_steps=0)
+
+
+@pytest.mark.slow
+def test_valuate_value_method_rater_writes_a_values_table(tmp_path):
+    from valuate.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.array(["yes", "no"])[np.arange(60) % 2]
+    x = rng.normal(size=(60, 3)) + 1.5 * (y == "yes")[:, None]
+    table = pd.DataFrame({"rid": [f"r{i}" for i in range(60)], "f0": x[:, 0],
+                          "f1": x[:, 1], "f2": x[:, 2], "target": y})
+    table.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "v.csv"
+    assert main(["value", str(tmp_path / "data.csv"), "--label", "target", "--id-column",
+                 "rid", "--method", "rater", "--out", str(out), "--quiet"]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame["id"]) == list(table["rid"])
+    assert frame["value"].notna().sum() == 48  # 20 % held out for validation
