@@ -143,27 +143,52 @@ class DataRater:
         """Train the rater on `utility`'s task: its target model, training and validation set.
 
         Returns:
-          A fitted copy; `extra["losses"]` of `value()` traces the outer objective.
+          A fitted copy; `value().extra` holds the outer objective's first and last value.
         """
-        if not isinstance(utility, Utility):
-            raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
-                                 "one with valuation.make_utility(model, train, valid)")
-        k_feat, k_rater = jax.random.split(jax.random.PRNGKey(self.seed))
-        fmap = features_for_utility(utility, key=k_feat, k=self.k, groups=self.groups,
-                                    folds=self.folds, bags=self.bags)
-        inputs = _inputs(fmap, utility.train)
-        mean, std = column_scale(inputs)
-        z = jnp.asarray((inputs - mean) / std, jnp.float32)
+        fmap, z, mean, std = self._read(utility)
         train, valid = utility.train, utility.valid
         params, losses = _meta_train(
             utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
-            jnp.asarray(valid.x), jnp.asarray(valid.y), key=k_rater, l2=utility.l2,
-            **{f: getattr(self, f) for f in _TRAINING})
-        scores = np.asarray(_score(params, z, self.hidden), np.float64) / self.temperature
-        shift = float(np.logaddexp.reduce(scores) - np.log(len(scores)))
-        state = _Rated(fmap, train, mean, std, params, shift, utility.describe(),
-                       np.asarray(losses))
+            jnp.asarray(valid.x), jnp.asarray(valid.y), key=_keys(self.seed)[1],
+            l2=utility.l2, **{f: getattr(self, f) for f in _TRAINING})
+        state = _Rated(fmap, train, mean, std, params, self._shift(params, z),
+                       utility.describe(), np.asarray(losses))
         return dataclasses.replace(self, state=state)
+
+    def for_target(self, utility: Utility) -> DataRater:
+        """This rater, unchanged, reading the features of another target model.
+
+        Transfer without meta-training: the `FeatureMap` (cross-fitted copies of
+        `utility.model`) and the standardisation of the rater's inputs are rebuilt on
+        `utility`'s training rows; the rater's parameters are kept. The task must have the
+        same input columns and classes.
+        """
+        s = self._fitted
+        fmap, z, mean, std = self._read(utility)
+        if fmap.names != s.features.names:
+            raise ValuationError(f"the new task's features {list(fmap.names)} differ from "
+                                 f"the rater's {list(s.features.names)}; use a task with "
+                                 "the same columns and classes")
+        state = dataclasses.replace(s, features=fmap, train=utility.train, mean=mean,
+                                    std=std, shift=self._shift(s.params, z),
+                                    target=utility.describe())
+        return dataclasses.replace(self, state=state)
+
+    def _read(self, utility: Utility):
+        """The `FeatureMap` of `utility` and its training rows' standardised rater inputs."""
+        if not isinstance(utility, Utility):
+            raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
+                                 "one with valuation.make_utility(model, train, valid)")
+        fmap = features_for_utility(utility, key=_keys(self.seed)[0], k=self.k,
+                                    groups=self.groups, folds=self.folds, bags=self.bags)
+        inputs = _inputs(fmap, utility.train)
+        mean, std = column_scale(inputs)
+        return fmap, jnp.asarray((inputs - mean) / std, jnp.float32), mean, std
+
+    def _shift(self, params: Params, z: jax.Array) -> float:
+        """`logsumexp(r / temperature) - log n` over the training rows' inputs `z`."""
+        scores = np.asarray(_score(params, z, self.hidden), np.float64) / self.temperature
+        return float(np.logaddexp.reduce(scores) - np.log(len(scores)))
 
     def value(self) -> ValuationResult:
         """Values of the training rows the rater was fitted on, in their order."""
@@ -202,6 +227,11 @@ class DataRater:
             versions=package_versions(),
             extra={"seconds": time.perf_counter() - start,
                    "outer_loss_first_last": [float(s.losses[0]), float(s.losses[-1])]})
+
+
+def _keys(seed: int) -> jax.Array:
+    """`(features key, rater key)` from the seed."""
+    return jax.random.split(jax.random.PRNGKey(seed))
 
 
 _TRAINING = ("hidden", "outer_steps", "outer_lr", "weight_decay", "inner_models",
