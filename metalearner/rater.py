@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
 import time
 from typing import Any
 
@@ -52,6 +54,7 @@ import optax
 
 from valuation import (
     Dataset,
+    Model,
     Utility,
     ValuationError,
     ValuationResult,
@@ -59,12 +62,15 @@ from valuation import (
     mlp,
 )
 from valuation.api import METHODS, Method
-from valuation.results import package_versions
+from valuation.results import atomic_write, package_versions, write_json
 
 from .features import DEFAULT_GROUPS, FeatureMap, column_scale, features_for_utility
 from .metagrad import train_steps, validation_loss
+from .persistence import _flatten, _unflatten, feature_map_arrays, feature_map_from
 
 __all__ = ["DataRater"]
+
+_FORMAT = "valuate.datarater/1"
 
 Params = Any
 
@@ -231,6 +237,66 @@ class DataRater:
             versions=package_versions(),
             extra={"seconds": time.perf_counter() - start,
                    "outer_loss_first_last": [float(s.losses[0]), float(s.losses[-1])]})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the rater to `path` (npz) and its settings to `path + ".json"`, atomically.
+
+        The npz holds the rater's parameters, its input scaling and the `FeatureMap` (the
+        target copies and the training rows); the JSON the settings, the feature and column
+        names, the class list and the target model's description.
+        """
+        s = self._fitted
+        path = os.fspath(path)
+        arrays = {"mean": s.mean, "std": s.std, "losses": s.losses,
+                  **feature_map_arrays(s.features),
+                  **{f"rater/{k}": v for k, v in _flatten(s.params).items()}}
+        meta = {"format": _FORMAT, "config": self.config(),
+                "feature_names": list(s.features.names), "columns": list(s.features.columns),
+                "classes": list(s.train.classes), "n_classes": s.features.n_classes,
+                "target": s.target, "target_model": s.features.model.name, "shift": s.shift,
+                "versions": package_versions()}
+
+        def write_npz(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write_npz)
+        write_json(path + ".json", meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Model) -> DataRater:
+        """Read a rater written by `save`, for the target model it was fitted with.
+
+        Raises:
+          ValuationError: missing files, another format, another target model.
+        """
+        path = os.fspath(path)
+        if not (os.path.exists(path) and os.path.exists(path + ".json")):
+            raise ValuationError(f"{path!r} or its sidecar {path + '.json'!r} is missing; "
+                                 "pass the path given to DataRater.save")
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        if meta.get("format") != _FORMAT:
+            raise ValuationError(f"{path!r} is not a DataRater saved in this version's "
+                                 f"format ({_FORMAT}); fit and save the rater again")
+        if model.name != meta["target_model"]:
+            raise ValuationError(f"this rater reads target model {meta['target_model']!r}, "
+                                 f"not {model.name!r}; load it with that model")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        config = {**meta["config"], "hidden": tuple(meta["config"]["hidden"]),
+                  "groups": tuple(meta["config"]["groups"])}
+        columns = tuple(meta["columns"])
+        fmap = feature_map_from(arrays, model, path=path, n_classes=int(meta["n_classes"]),
+                                k=int(config["k"]), groups=config["groups"], columns=columns)
+        a = fmap.arrays
+        train = Dataset(x=a["ref_x"], y=a["ref_y"], ids=a["ref_ids"],
+                        classes=tuple(meta["classes"]), feature_names=columns)
+        params = _unflatten({k.split("/", 1)[1]: v for k, v in arrays.items()
+                             if k.startswith("rater/")})
+        state = _Rated(fmap, train, arrays["mean"], arrays["std"], params,
+                       float(meta["shift"]), meta["target"], arrays["losses"])
+        return cls(**config, state=state)
 
 
 def _keys(seed: int) -> jax.Array:

@@ -90,3 +90,15 @@ def test_valuate_value_method_rater_writes_a_values_table(tmp_path):
     frame = pd.read_csv(out)
     assert list(frame["id"]) == list(table["rid"])
     assert frame["value"].notna().sum() == 48  # 20 % held out for validation
+
+
+def test_save_and_load_give_the_same_values_for_the_same_target_only(task, tmp_path):
+    utility, new_rows, rater = task
+    path = tmp_path / "rater.npz"
+    rater.save(path)
+    loaded = DataRater.load(path, utility.model)
+    np.testing.assert_array_equal(loaded.predict(new_rows).values,
+                                  rater.predict(new_rows).values)
+    np.testing.assert_array_equal(loaded.value().ids, rater.value().ids)
+    with pytest.raises(va.ValuationError, match="target model"):
+        DataRater.load(path, va.mlp(2))
