@@ -56,7 +56,7 @@ def _fit_meta(args) -> int:
     from .meta import fit_meta
 
     record = fit_meta(args.values, out=args.out, members=args.members, steps=args.steps,
-                      seed=args.seed)
+                      seed=args.seed, method=args.method)
     if not args.quiet:
         print(f"meta-model fitted on {record['n_valued']} values ({record['teacher']}) "
               f"-> {args.out}", file=sys.stderr)
@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="meta-model file to write, .npz")
     fit.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
     fit.add_argument("--steps", type=int, default=1500, help="training steps per member")
+    fit.add_argument("--method", choices=("imitate", "rater"), default="imitate",
+                     help="imitate: regress the table's values (default); rater: learn row "
+                          "weights from the target's validation loss (the values only name "
+                          "the data and split)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(run=_fit_meta)

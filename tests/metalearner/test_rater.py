@@ -75,7 +75,7 @@ def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
 
 
 @pytest.mark.slow
-def test_valuate_value_method_rater_writes_a_values_table(tmp_path):
+def test_valuate_value_fit_meta_and_predict_with_the_rater(tmp_path):
     from valuate.cli import main
 
     rng = np.random.default_rng(0)
@@ -90,6 +90,16 @@ def test_valuate_value_method_rater_writes_a_values_table(tmp_path):
     frame = pd.read_csv(out)
     assert list(frame["id"]) == list(table["rid"])
     assert frame["value"].notna().sum() == 48  # 20 % held out for validation
+    meta, predicted = tmp_path / "rater.npz", tmp_path / "p.csv"
+    assert main(["fit-meta", str(out), "--method", "rater", "--out", str(meta),
+                 "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "data.csv"), "--meta", str(meta), "--out",
+                 str(predicted), "--quiet"]) == 0
+    # Same data, split and seed: the rater of fit-meta is the rater of value.
+    again = pd.read_csv(predicted).set_index("id").loc[frame["id"]]
+    valued = frame["value"].notna().to_numpy()
+    np.testing.assert_allclose(again["value"].to_numpy()[valued],
+                               frame["value"].to_numpy()[valued], rtol=1e-6, atol=1e-6)
 
 
 def test_save_and_load_give_the_same_values_for_the_same_target_only(task, tmp_path):
