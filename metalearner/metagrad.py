@@ -28,7 +28,10 @@ cross-entropy (no penalty). Negative = up-weighting the row lowers the validatio
   `steps / s` segment-start states (params + optimizer state) and recomputes one segment at a
   time, holding its `s` states: `O((steps / s + s) * state)` memory instead of
   `O(steps * (state + activations))`, minimal at `s ~ sqrt(steps)` (the default), for about
-  one extra forward pass of compute.
+  one extra forward pass of compute. Measured (XLA's temporary buffers of the compiled
+  meta-gradient on CPU; MLP 20-64-2, 512 rows, Adam): 100 steps take 24.3 MiB as one
+  segment, 2.2 MiB with `s = 1` and 3.0 MiB with the default `s = 10`; 400 steps take
+  95.6, 7.3 and 5.5 MiB (`s = 20`).
 """
 
 from __future__ import annotations
