@@ -19,13 +19,12 @@ same seed gives a bit-identical rater and values. The rater reads the standardis
 of `features.FeatureMap`: the label and the cross-fitted features of `(x, y)` (loss, margin,
 gradient alignment, neighbourhoods, out-of-bag predictions of copies of the target that never
 trained on the row), so it scores a new row exactly as it scores a training row, without
-retraining the target; the raw input columns are left out (with them the rater fitted the
-small validation sets more and detected flipped labels worse in the same comparison as
-`hidden`); rows are matched to training rows by content and columns by name
+retraining the target; the raw input columns are left out (with them it detected flipped
+labels worse in the comparison that chose `hidden`); rows are matched to training rows by content and columns by name
 (`FeatureMap.conform`, `FeatureMap.membership`).
 
 A row's value is its log-weight relative to the training rows' mean weight,
-`log(n * softmax(r)_i)` over the training rows (new rows: the same shift), in nats: 0 is an
+`log(n * softmax(r / temperature)_i)` over the training rows (new rows: the same shift), in nats: 0 is an
 average row, below 0 the rater down-weights it. The standard error is 0: one rater, one
 deterministic fit (its spread over seeds is not measured per row).
 
