@@ -96,9 +96,10 @@ class DataRater:
     (any rows of the task). Every setting is keyword-only.
 
     Attributes:
-      hidden: hidden widths of the rater MLP (SiLU); `()` (default) is a linear rater,
-        which detected flipped labels at least as well as one hidden layer of 32 in a
-        small comparison (wine and breast_cancer, seeds 0-1; `experiments/bench_rater.py`).
+      hidden: hidden widths of the rater MLP (SiLU); `()` (default) is a linear rater.
+        With `inner_steps=30` it found flipped training labels with AUROC 0.88-0.95,
+        against 0.74-0.91 for one hidden layer of 32 and 10 inner steps, in an ad-hoc
+        comparison on wine and breast_cancer, seeds 0-1 (the benchmark's tasks).
       outer_steps: AdamW steps on the rater.
       outer_lr, weight_decay: the rater's AdamW settings.
       inner_models: target copies per outer step (their mean loss is the outer objective).
