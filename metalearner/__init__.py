@@ -5,7 +5,8 @@ Data flow: `features.features_for_utility` turns samples into named, cross-fitte
 features of the target model; `model.fit_ensemble` regresses values on them;
 `MetaValuator` ties both to a `Utility` and returns `ValuationResult`s; `learn_values` is the
 one call (teacher on a pool, meta-model on the rest); `transfer` carries a meta-model across
-tasks.
+tasks. `DataRater` needs no teacher: it learns row weights from the target's validation loss
+through its training (`metagrad`), and registers `value(..., method="rater")`.
 """
 
 from .features import DEFAULT_GROUPS as DEFAULT_GROUPS
@@ -22,6 +23,7 @@ from .model import predict_members as predict_members
 from .pipeline import LearnedValues as LearnedValues
 from .pipeline import learn_values as learn_values
 from .predictor import MetaValuator as MetaValuator
+from .rater import DataRater as DataRater
 from .transfer import fine_tune as fine_tune
 from .transfer import fit_tasks as fit_tasks
 from .transfer import make_task as make_task

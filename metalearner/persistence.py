@@ -22,7 +22,7 @@ from valuation.results import atomic_write, package_versions, write_json
 from .features import FeatureMap
 from .model import EnsembleFit
 
-__all__ = ["load_state", "save_state"]
+__all__ = ["feature_map_arrays", "feature_map_from", "load_state", "save_state"]
 
 _FORMAT = "valuate.metavaluator/2"  # /2: cross-fitted fold models, columns by name
 
@@ -54,17 +54,7 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
     arrays.update(
         {f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()}
     )
-    trees = {
-        "folds": s.features.folds,
-        "checkpoints": s.features.checkpoints,
-        "bagged": s.features.bagged,
-    }
-    for prefix, tree in trees.items():
-        for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):  # None has no leaves
-            arrays[f"{prefix}/{i}"] = np.asarray(leaf)
-    for name, a in s.features.arrays.items():
-        a = np.asarray(a)
-        arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
+    arrays.update(feature_map_arrays(s.features))
     meta = {
         "format": _FORMAT,
         "config": config,
@@ -123,47 +113,9 @@ def load_state(
         tuple(config["hidden"]),
         tuple(config["groups"]),
     )
-    feats = {
-        k.split("/", 1)[1]: v
-        for k, v in arrays.items()
-        if k.startswith("features/")
-    }
-    example = np.zeros((1, feats["ref_x"].shape[1]), np.float32)
-    template = model.init(jax.random.PRNGKey(0), example)
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    stacked = {}  # params with leading axes: (K,) folds, (K, epochs) runs, (B,) refits
-    for prefix, group, lead in (
-        ("folds", None, 1), ("checkpoints", "dynamics", 2), ("bagged", "bagging", 1)
-    ):
-        if f"{prefix}/0" not in arrays:
-            if group is None or group in config["groups"]:
-                raise ValuationError(
-                    f"{path!r} holds no {prefix} parameters; the file is incomplete: "
-                    "refit and save again"
-                )
-            stacked[prefix] = None
-            continue
-        saved_leaves = [arrays.get(f"{prefix}/{i}") for i in range(len(leaves))]
-        if f"{prefix}/{len(leaves)}" in arrays or any(
-            a is None or a.shape[lead:] != np.shape(b)
-            for a, b in zip(saved_leaves, leaves)
-        ):
-            raise ValuationError(
-                f"the saved {prefix} parameters do not fit {model.name!r}; load "
-                "with the model the meta-model was fitted for"
-            )
-        stacked[prefix] = jax.tree_util.tree_unflatten(treedef, saved_leaves)
-    fmap = FeatureMap(
-        model=model,
-        folds=stacked["folds"],
-        arrays=feats,
-        checkpoints=stacked["checkpoints"],
-        bagged=stacked["bagged"],
-        n_classes=int(meta["n_classes"]),
-        k=int(config["k"]),
-        groups=config["groups"],
-        columns=tuple(meta["columns"]),
-    )
+    fmap = feature_map_from(arrays, model, path=path, n_classes=int(meta["n_classes"]),
+                            k=int(config["k"]), groups=config["groups"],
+                            columns=tuple(meta["columns"]))
     names = list(fmap.names)
     expected = (
         list(feature_names) if feature_names is not None else meta["feature_names"]
@@ -204,6 +156,75 @@ def load_state(
         target=meta["target"],
     )
     return config, state
+
+
+def feature_map_arrays(fmap: FeatureMap) -> dict[str, np.ndarray]:
+    """The npz entries that save `fmap`: its target copies' params and its reference rows."""
+    arrays = {}
+    trees = {"folds": fmap.folds, "checkpoints": fmap.checkpoints, "bagged": fmap.bagged}
+    for prefix, tree in trees.items():
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):  # None has no leaves
+            arrays[f"{prefix}/{i}"] = np.asarray(leaf)
+    for name, a in fmap.arrays.items():
+        a = np.asarray(a)
+        arrays[f"features/{name}"] = a.astype(str) if a.dtype == object else a
+    return arrays
+
+
+def feature_map_from(
+    arrays: dict[str, np.ndarray],
+    model: Model,
+    *,
+    path: str,
+    n_classes: int,
+    k: int,
+    groups: tuple,
+    columns: tuple,
+) -> FeatureMap:
+    """The `FeatureMap` saved by `feature_map_arrays` in `arrays`, for `model`.
+
+    Raises:
+      ValuationError: missing parameters, or parameters that do not fit `model`.
+    """
+    feats = {
+        name.split("/", 1)[1]: v for name, v in arrays.items() if name.startswith("features/")
+    }
+    example = np.zeros((1, feats["ref_x"].shape[1]), np.float32)
+    template = model.init(jax.random.PRNGKey(0), example)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    stacked = {}  # params with leading axes: (K,) folds, (K, epochs) runs, (B,) refits
+    for prefix, group, lead in (
+        ("folds", None, 1), ("checkpoints", "dynamics", 2), ("bagged", "bagging", 1)
+    ):
+        if f"{prefix}/0" not in arrays:
+            if group is None or group in groups:
+                raise ValuationError(
+                    f"{path!r} holds no {prefix} parameters; the file is incomplete: "
+                    "refit and save again"
+                )
+            stacked[prefix] = None
+            continue
+        saved_leaves = [arrays.get(f"{prefix}/{i}") for i in range(len(leaves))]
+        if f"{prefix}/{len(leaves)}" in arrays or any(
+            a is None or a.shape[lead:] != np.shape(b)
+            for a, b in zip(saved_leaves, leaves)
+        ):
+            raise ValuationError(
+                f"the saved {prefix} parameters do not fit {model.name!r}; load "
+                "with the model the meta-model was fitted for"
+            )
+        stacked[prefix] = jax.tree_util.tree_unflatten(treedef, saved_leaves)
+    return FeatureMap(
+        model=model,
+        folds=stacked["folds"],
+        arrays=feats,
+        checkpoints=stacked["checkpoints"],
+        bagged=stacked["bagged"],
+        n_classes=n_classes,
+        k=k,
+        groups=groups,
+        columns=columns,
+    )
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:

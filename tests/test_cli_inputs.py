@@ -207,7 +207,7 @@ def test_version_and_method_descriptions(capsys):
     assert done.value.code == 0 and capsys.readouterr().out.startswith("valuate 0.")
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert len(listing) == 8 and all(len(line.split()) > 5 for line in listing)
+    assert len(listing) == 9 and all(len(line.split()) > 5 for line in listing)
     with pytest.raises(SystemExit):
         main(["value", "--help"])
     assert "KNN-Shapley" in capsys.readouterr().out

@@ -28,6 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _value(args) -> int:
+    import metalearner  # noqa: F401  (registers method "rater" in valuation.METHODS)
+
     from .job import SCORED, run_job
 
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
@@ -58,6 +60,7 @@ def _methods(args) -> int:
 
 def _method_table() -> str:
     """One line per method: name, what it is, its cost and when to use it."""
+    import metalearner  # noqa: F401  (registers method "rater")
     from valuation.api import METHODS
 
     return "\n".join(f"  {name:<10} {entry.about}" for name, entry in METHODS.items())
@@ -75,7 +78,8 @@ def _fit_meta(args) -> int:
     from .meta import fit_meta
 
     record = fit_meta(args.values, out=args.out, members=args.members, steps=args.steps,
-                      seed=args.seed, data=args.data, valid=args.valid_data)
+                      seed=args.seed, data=args.data, valid=args.valid_data,
+                      method=args.method)
     if not args.quiet:
         print(f"meta-model fitted on {record['n_valued']} values ({record['teacher']}) "
               f"-> {args.out}", file=sys.stderr)
@@ -186,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="meta-model file to write, .npz")
     fit.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
     fit.add_argument("--steps", type=int, default=1500, help="training steps per member")
+    fit.add_argument("--method", choices=("imitate", "rater"), default="imitate",
+                     help="imitate: regress the table's values (default); rater: learn row "
+                          "weights from the target's validation loss (the values only name "
+                          "the data and split)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--data", help="the valued data file, if it moved since `valuate value` "
                                     "(its contents must be unchanged)")

@@ -17,6 +17,9 @@ other content is an error naming the ids, unless `--id-conflict new` says such r
 new; without one, rows are numbered and those numbers identify nothing, so only content
 decides.
 
+`fit-meta --method rater` fits a `metalearner.DataRater` on the same data and split instead
+(no values needed: it learns from the target's validation loss); `predict` reads either kind.
+
 The predicted values' standard errors are the ensemble's spread (an epistemic error), so
 their categories say how sure the meta-model is, not how sure a Monte Carlo estimate is.
 """
@@ -29,7 +32,7 @@ import time
 
 import numpy as np
 
-from metalearner import MetaValuator
+from metalearner import DataRater, MetaValuator
 from valuation import ValuationError, ValuationResult, load, make_utility
 from valuation.data import read_table
 
@@ -56,13 +59,17 @@ def _sidecar(path: str) -> dict:
 
 
 def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
-             seed: int = 0, data: str | None = None, valid: str | None = None) -> dict:
+             seed: int = 0, data: str | None = None, valid: str | None = None,
+             method: str = "imitate") -> dict:
     """Fit a meta-model to the values in `values_path`; returns the job record it wrote.
 
     Args:
       data, valid: where the valued data (and validation) files are now, when they moved
         since `valuate value` ran; default the paths in the sidecar. Either way the file
         must hold the bytes that were valued (its SHA-256 is checked).
+      method: "imitate" regresses the table's values (`MetaValuator`); "rater" fits a
+        `DataRater` on the same data and split instead (it needs no values; `members` and
+        `steps` do not apply).
     """
     check_output(out, (".npz",))
     job = _sidecar(values_path + ".json")
@@ -94,12 +101,17 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
     utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"],
                            class_weight=job.get("balance", {}).get("class_weight"))
     start = time.perf_counter()
-    meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
-    record = {"model": job["model"], "label": source["label"], "encoding": prepared.encoding,
+    if method == "rater":
+        meta = DataRater(seed=seed).fit(utility)
+    else:
+        meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
+    record = {"model": job["model"], "kind": method, "label": source["label"],
+              "encoding": prepared.encoding,
               "id_column": source["id_column"], "classes": list(prepared.train.classes),
               "columns": list(prepared.train.feature_names),
               "mean": prepared.mean, "std": prepared.std, "values": os.path.abspath(values_path),
-              "teacher": job["method"], "n_valued": len(result),
+              "teacher": "data_rater" if method == "rater" else job["method"],
+              "n_valued": len(result),
               "timings": {"fit_s": time.perf_counter() - start}}
     meta.save(out)
     write_json(out + ".job.json", record)  # last: its presence means the model is complete
@@ -133,7 +145,8 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z,
     # float32 statistics, as `prepare` returns them: training rows keep their bits
     data, _ = data.standardize(np.asarray(record["mean"], np.float32),
                                np.asarray(record["std"], np.float32))
-    meta = MetaValuator.load(meta_path, MODELS[record["model"]](len(record["classes"])))
+    kind = DataRater if record.get("kind") == "rater" else MetaValuator
+    meta = kind.load(meta_path, MODELS[record["model"]](len(record["classes"])))
     result = meta.predict(data, id_conflict=id_conflict)
     reference = reference_point(record["teacher"], len(record["classes"]))
     frame = values_frame(result, data.ids, z=z, reference=reference)

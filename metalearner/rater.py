@@ -1,0 +1,393 @@
+"""`DataRater`: a network that weighs training rows, learned from the target's validation loss.
+
+Where it sits: beside `MetaValuator`, with no teacher. Instead of imitating a valuation method,
+the rater `r(x, y, features) -> score` is trained by meta-gradient descent (`metagrad.py`) on
+what the weights it gives do to the target model (DataRater, Calian et al. 2025; formulas
+only):
+
+* inner loop: `inner_models` copies of the target, warm-started from `warm_steps` of
+  ordinary training (each from its own initialisation), take `inner_steps` full-batch SGD
+  steps on the training rows weighted by `w = n * softmax(r / temperature) * mask`; each copy
+  sees a fresh random half of the rows (`mask`, drawn per outer step), like mini-batches of
+  the outer problem;
+* outer loop: `outer_steps` AdamW steps on the rater's parameters, descending the copies'
+  mean validation cross-entropy after their inner steps, differentiated through those steps
+  (`metagrad.train_steps`, rematerialised).
+
+The whole outer loop is one `lax.scan`, compiled once; every draw comes from `seed`, so the
+same seed gives a bit-identical rater and values. The rater reads the standardised features
+of `features.FeatureMap`: the label and the cross-fitted features of `(x, y)` (loss, margin,
+gradient alignment, neighbourhoods, out-of-bag predictions of copies of the target that never
+trained on the row), so it scores a new row exactly as it scores a training row, without
+retraining the target; the raw input columns are left out (with them it detected flipped
+labels worse in the comparison that chose `hidden`); rows are matched to training rows by content and columns by name
+(`FeatureMap.conform`, `FeatureMap.membership`).
+
+A row's value is its log-weight relative to the training rows' mean weight,
+`log(n * softmax(r / temperature)_i)` over the training rows (new rows: the same shift), in nats: 0 is an
+average row, below 0 the rater down-weights it. The standard error is 0: one rater, one
+deterministic fit (its spread over seeds is not measured per row).
+
+Example:
+  >>> import valuation as va
+  >>> train, valid = va.make_classification(80, 3, seed=0).split(0.6, 0.4, seed=0)
+  >>> utility = va.make_utility(va.logistic_regression(2), train, valid)
+  >>> rater = DataRater(outer_steps=5, warm_steps=5, k=5, bags=4).fit(utility)
+  >>> rater.value().values.shape
+  (48,)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from valuation import (
+    Dataset,
+    Model,
+    Utility,
+    ValuationError,
+    ValuationResult,
+    align_classes,
+    mlp,
+)
+from valuation.api import METHODS, Method
+from valuation.results import atomic_write, package_versions, write_json
+
+from .features import DEFAULT_GROUPS, FeatureMap, column_scale, features_for_utility
+from .metagrad import train_steps, validation_loss
+from .persistence import _flatten, _unflatten, feature_map_arrays, feature_map_from
+
+__all__ = ["DataRater"]
+
+_FORMAT = "valuate.datarater/1"
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Rated:
+    """What `DataRater.fit` learns: the features, their scaling and the rater's params."""
+
+    features: FeatureMap
+    train: Dataset  # the training rows (their ids, labels and class list)
+    mean: np.ndarray  # (f,) of the rater's inputs
+    std: np.ndarray  # (f,)
+    params: Params
+    shift: float  # logsumexp of the training rows' scores - log n
+    target: dict  # Utility.describe()
+    losses: np.ndarray  # (outer_steps,) mean validation CE of the inner copies
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataRater:
+    """Learns per-row weights for a target model from its validation loss (meta-gradients).
+
+    Configure, then `fit` (returns a fitted copy), then `value` (training rows) or `predict`
+    (any rows of the task). Every setting is keyword-only.
+
+    Attributes:
+      hidden: hidden widths of the rater MLP (SiLU); `()` (default) is a linear rater.
+        With `inner_steps=30` it found flipped training labels with AUROC 0.88-0.95,
+        against 0.74-0.91 for one hidden layer of 32 and 10 inner steps, in an ad-hoc
+        comparison on wine and breast_cancer, seeds 0-1 (the benchmark's tasks).
+      outer_steps: AdamW steps on the rater.
+      outer_lr, weight_decay: the rater's AdamW settings.
+      inner_models: target copies per outer step (their mean loss is the outer objective).
+      inner_steps: SGD steps of each copy per outer step (the unrolled depth).
+      inner_lr: SGD learning rate of the copies.
+      warm_steps: plain training (uniform weights, the utility's optimizer settings: Adam
+        0.05) before the copies' warm start.
+      temperature: softness of the weights `softmax(r / temperature)`.
+      k, groups, folds, bags: the `FeatureMap` the rater reads (`features_for_utility`).
+      seed: every random draw (features, initialisations, masks).
+    """
+
+    hidden: tuple[int, ...] = ()
+    outer_steps: int = 200
+    outer_lr: float = 1e-2
+    weight_decay: float = 1e-3
+    inner_models: int = 4
+    inner_steps: int = 30
+    inner_lr: float = 0.3
+    warm_steps: int = 100
+    temperature: float = 1.0
+    k: int = 10
+    groups: tuple[str, ...] = DEFAULT_GROUPS
+    folds: int = 5
+    bags: int = 32
+    seed: int = 0
+    state: _Rated | None = dataclasses.field(default=None, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "groups", tuple(self.groups))
+        for name in ("outer_steps", "inner_models", "inner_steps", "warm_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValuationError(f"{name}={getattr(self, name)} must be at least 1")
+        if not self.temperature > 0:
+            raise ValuationError(f"temperature={self.temperature} must be positive")
+
+    def config(self) -> dict[str, Any]:
+        """The settings, JSON-ready."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name != "state"}
+
+    @property
+    def _fitted(self) -> _Rated:
+        if self.state is None:
+            raise ValuationError("this DataRater is not fitted; call rater = "
+                                 "rater.fit(utility) first")
+        return self.state
+
+    def fit(self, utility: Utility) -> DataRater:
+        """Train the rater on `utility`'s task: its target model, training and validation set.
+
+        Returns:
+          A fitted copy; `value().extra` holds the outer objective's first and last value.
+        """
+        fmap, z, mean, std = self._read(utility)
+        train, valid = utility.train, utility.valid
+        params, losses = _meta_train(
+            utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
+            jnp.asarray(valid.x), jnp.asarray(valid.y), key=_keys(self.seed)[1],
+            l2=utility.l2, **{f: getattr(self, f) for f in _TRAINING})
+        state = _Rated(fmap, train, mean, std, params, self._shift(params, z),
+                       utility.describe(), np.asarray(losses))
+        return dataclasses.replace(self, state=state)
+
+    def for_target(self, utility: Utility) -> DataRater:
+        """This rater, unchanged, reading the features of another target model.
+
+        Transfer without meta-training: the `FeatureMap` (cross-fitted copies of
+        `utility.model`) and the standardisation of the rater's inputs are rebuilt on
+        `utility`'s training rows; the rater's parameters are kept. The task must have the
+        same input columns and classes.
+        """
+        s = self._fitted
+        fmap, z, mean, std = self._read(utility)
+        if fmap.names != s.features.names:
+            raise ValuationError(f"the new task's features {list(fmap.names)} differ from "
+                                 f"the rater's {list(s.features.names)}; use a task with "
+                                 "the same columns and classes")
+        state = dataclasses.replace(s, features=fmap, train=utility.train, mean=mean,
+                                    std=std, shift=self._shift(s.params, z),
+                                    target=utility.describe())
+        return dataclasses.replace(self, state=state)
+
+    def _read(self, utility: Utility):
+        """The `FeatureMap` of `utility` and its training rows' standardised rater inputs."""
+        if not isinstance(utility, Utility):
+            raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
+                                 "one with valuation.make_utility(model, train, valid)")
+        fmap = features_for_utility(utility, key=_keys(self.seed)[0], k=self.k,
+                                    groups=self.groups, folds=self.folds, bags=self.bags)
+        inputs = _inputs(fmap, utility.train)
+        mean, std = column_scale(inputs)
+        return fmap, jnp.asarray((inputs - mean) / std, jnp.float32), mean, std
+
+    def _shift(self, params: Params, z: jax.Array) -> float:
+        """`logsumexp(r / temperature) - log n` over the training rows' inputs `z`."""
+        scores = np.asarray(_score(params, z, self.hidden), np.float64) / self.temperature
+        return float(np.logaddexp.reduce(scores) - np.log(len(scores)))
+
+    def value(self) -> ValuationResult:
+        """Values of the training rows the rater was fitted on, in their order."""
+        return self.predict(self._fitted.train)
+
+    def predict(self, samples: Dataset, *, id_conflict: str = "error") -> ValuationResult:
+        """Values of any rows of the task (training rows or new ones), without retraining.
+
+        Args:
+          samples: the task's feature columns (by name, any order, same scaling) and labels
+            of its class list; ids travel to the result.
+          id_conflict: a row with a training row's id but other content is an error
+            ("error") or a new row ("new") (`FeatureMap.membership`).
+
+        Returns:
+          A `ValuationResult` (method "data_rater"): values = log-weights relative to the
+          training rows' mean (module docstring), stderr 0, counts = outer steps.
+        """
+        s = self._fitted
+        start = time.perf_counter()
+        if not isinstance(samples, Dataset):
+            raise ValuationError(f"expected a valuation Dataset, got "
+                                 f"{type(samples).__name__}; build one with "
+                                 "valuation.load(x, y)")
+        if tuple(samples.classes) != tuple(s.train.classes):
+            samples = align_classes(s.train, samples)[1]
+        samples = s.features.conform(samples)
+        inputs = _inputs(s.features, samples, id_conflict=id_conflict)
+        z = jnp.asarray((inputs - s.mean) / s.std, jnp.float32)
+        scores = np.asarray(_score(s.params, z, self.hidden), np.float64)
+        values = scores / self.temperature - s.shift
+        return ValuationResult(
+            values=values, stderr=np.zeros(samples.n), ids=samples.ids,
+            counts=np.full(samples.n, self.outer_steps), method="data_rater",
+            params={"rater": self.config(), "target": s.target}, seed=self.seed,
+            versions=package_versions(),
+            extra={"seconds": time.perf_counter() - start,
+                   "outer_loss_first_last": [float(s.losses[0]), float(s.losses[-1])]})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the rater to `path` (npz) and its settings to `path + ".json"`, atomically.
+
+        The npz holds the rater's parameters, its input scaling and the `FeatureMap` (the
+        target copies and the training rows); the JSON the settings, the feature and column
+        names, the class list and the target model's description.
+        """
+        s = self._fitted
+        path = os.fspath(path)
+        arrays = {"mean": s.mean, "std": s.std, "losses": s.losses,
+                  **feature_map_arrays(s.features),
+                  **{f"rater/{k}": v for k, v in _flatten(s.params).items()}}
+        meta = {"format": _FORMAT, "config": self.config(),
+                "feature_names": list(s.features.names), "columns": list(s.features.columns),
+                "classes": list(s.train.classes), "n_classes": s.features.n_classes,
+                "target": s.target, "target_model": s.features.model.name, "shift": s.shift,
+                "versions": package_versions()}
+
+        def write_npz(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(path, write_npz)
+        write_json(path + ".json", meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Model) -> DataRater:
+        """Read a rater written by `save`, for the target model it was fitted with.
+
+        Raises:
+          ValuationError: missing files, another format, another target model.
+        """
+        path = os.fspath(path)
+        if not (os.path.exists(path) and os.path.exists(path + ".json")):
+            raise ValuationError(f"{path!r} or its sidecar {path + '.json'!r} is missing; "
+                                 "pass the path given to DataRater.save")
+        with open(path + ".json") as f:
+            meta = json.load(f)
+        if meta.get("format") != _FORMAT:
+            raise ValuationError(f"{path!r} is not a DataRater saved in this version's "
+                                 f"format ({_FORMAT}); fit and save the rater again")
+        if model.name != meta["target_model"]:
+            raise ValuationError(f"this rater reads target model {meta['target_model']!r}, "
+                                 f"not {model.name!r}; load it with that model")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        config = {**meta["config"], "hidden": tuple(meta["config"]["hidden"]),
+                  "groups": tuple(meta["config"]["groups"])}
+        columns = tuple(meta["columns"])
+        fmap = feature_map_from(arrays, model, path=path, n_classes=int(meta["n_classes"]),
+                                k=int(config["k"]), groups=config["groups"], columns=columns)
+        a = fmap.arrays
+        train = Dataset(x=a["ref_x"], y=a["ref_y"], ids=a["ref_ids"],
+                        classes=tuple(meta["classes"]), feature_names=columns)
+        params = _unflatten({k.split("/", 1)[1]: v for k, v in arrays.items()
+                             if k.startswith("rater/")})
+        state = _Rated(fmap, train, arrays["mean"], arrays["std"], params,
+                       float(meta["shift"]), meta["target"], arrays["losses"])
+        return cls(**config, state=state)
+
+
+def _keys(seed: int) -> jax.Array:
+    """`(features key, rater key)` from the seed."""
+    return jax.random.split(jax.random.PRNGKey(seed))
+
+
+_TRAINING = ("hidden", "outer_steps", "outer_lr", "weight_decay", "inner_models",
+             "inner_steps", "inner_lr", "warm_steps", "temperature")
+
+
+def _inputs(fmap: FeatureMap, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
+    """The rater's inputs `(n, f)`: the `FeatureMap` features (the label among them)."""
+    feats = fmap(data, id_conflict=id_conflict)
+    if not np.isfinite(feats).all():
+        raise ValuationError("the rater's features are NaN or infinite for some rows; check "
+                             "the inputs (NaN features, a diverged target model)")
+    return feats
+
+
+def _rater_net(hidden: tuple[int, ...]):
+    """The rater: an MLP (linear for `hidden=()`) from the `(n, f)` standardised features
+    to one score per row."""
+    return mlp(1, hidden, activation=jax.nn.silu)
+
+
+@functools.partial(jax.jit, static_argnames="hidden")
+def _score(params: Params, z: jax.Array, hidden: tuple[int, ...]) -> jax.Array:
+    """Scores `(n,)` of the standardised features `z (n, f)`."""
+    return _rater_net(hidden).apply(params, z)[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "hidden", "outer_steps",
+                                             "inner_models", "inner_steps", "warm_steps"))
+def _meta_train(model, z, x, y, x_val, y_val, *, key, l2, hidden, outer_steps, outer_lr,
+                weight_decay, inner_models, inner_steps, inner_lr, warm_steps,
+                temperature):
+    """The outer loop (module docstring) as one scan: rater params and per-step losses."""
+    net = _rater_net(hidden)
+    k_net, k_warm, k_masks = jax.random.split(key, 3)
+    params = net.init(k_net, z)
+    # Zero output layer: the rater starts from uniform weights.
+    params["out"] = jax.tree_util.tree_map(jnp.zeros_like, params["out"])
+    n = x.shape[0]
+    ones = jnp.ones((n,), x.dtype)
+    warm = jax.vmap(lambda k: train_steps(
+        model, model.init(k, x), x, y, ones, steps=warm_steps, optimizer=optax.adam(0.05),
+        l2=l2))(jax.random.split(k_warm, inner_models))
+    outer = optax.adamw(outer_lr, weight_decay=weight_decay)
+    inner = optax.sgd(inner_lr)
+
+    def outer_loss(p, masks):
+        w = n * jax.nn.softmax(net.apply(p, z)[:, 0] / temperature)
+
+        def one(start, mask):
+            trained = train_steps(model, start, x, y, w * mask, steps=inner_steps,
+                                  optimizer=inner, l2=l2)
+            return validation_loss(model, trained, x_val, y_val)
+
+        return jnp.mean(jax.vmap(one)(warm, masks))
+
+    def step(carry, t):
+        p, s = carry
+        masks = jax.random.bernoulli(jax.random.fold_in(k_masks, t), 0.5,
+                                     (inner_models, n)).astype(x.dtype)
+        loss, g = jax.value_and_grad(outer_loss)(p, masks)
+        updates, s = outer.update(g, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, outer.init(params)),
+                                       jnp.arange(outer_steps))
+    return params, losses
+
+
+def _value_with_rater(utility: Utility, *, seed: int, stop, progress, checkpoint,
+                      checkpoint_every, **options) -> ValuationResult:
+    """`value(..., method="rater")`: fit a `DataRater` (options: its settings) and value the
+    training rows."""
+    del stop, progress, checkpoint, checkpoint_every  # one deterministic meta-training run
+    accepted = sorted(f.name for f in dataclasses.fields(DataRater)
+                      if f.name not in ("state", "seed"))
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValuationError(f"unknown option(s) {unknown} for method 'rater'; it accepts "
+                             f"{accepted}")
+    return DataRater(seed=seed, **options).fit(utility).value()
+
+
+# The registry lives in `valuation`, which never imports `metalearner`: the rater registers
+# itself when `metalearner` is imported (as `valuation.api` invites families to do).
+METHODS["rater"] = Method(
+    _value_with_rater, needs_valid=True,
+    about="learned data rater: row weights trained by meta-gradients of the validation "
+          "loss; moderate (a few unrolled fits); also scores new rows")

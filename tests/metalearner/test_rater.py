@@ -1,0 +1,114 @@
+"""DataRater: a flipped block is down-weighted on training and new rows; same seed, same
+rater; rows by content and columns by name; one interface with `value`."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import valuation as va
+from metalearner.rater import DataRater
+
+# Small and quick: the cheapest feature groups (one compiled feature program).
+FAST = {"outer_steps": 40, "warm_steps": 30, "k": 5, "folds": 3,
+        "groups": ("model", "label")}
+N_FLIP_TRAIN, N_FLIP_NEW = 16, 8
+
+
+def _flip_block(data, k):
+    """`data` with the labels of its first `k` rows flipped (a binary task)."""
+    y = np.asarray(data.y).copy()
+    y[:k] = 1 - y[:k]
+    return data.replace(y=y.astype(np.int32))
+
+
+@pytest.fixture(scope="module")
+def task():
+    data = va.make_classification(200, 4, separation=2.5, seed=0)
+    train, valid = data.split(0.6, 0.4, seed=0)
+    fit_rows, new_rows = train.split(0.7, 0.3, seed=1)
+    fit_rows, new_rows = _flip_block(fit_rows, N_FLIP_TRAIN), _flip_block(new_rows, N_FLIP_NEW)
+    utility = va.make_utility(va.logistic_regression(2), fit_rows, valid)
+    return utility, new_rows, DataRater(seed=0, **FAST).fit(utility)
+
+
+def test_the_flipped_block_weighs_less_than_the_clean_block_on_training_and_new_rows(task):
+    _, new_rows, rater = task
+    train_values = rater.value().values
+    new_values = rater.predict(new_rows).values
+    for values, k in ((train_values, N_FLIP_TRAIN), (new_values, N_FLIP_NEW)):
+        assert values[:k].mean() < values[k:].mean()
+        assert np.median(values[:k]) < np.percentile(values[k:], 25)
+    # The outer objective (the inner copies' validation loss) went down.
+    assert rater.state.losses[-1] < rater.state.losses[0]
+
+
+def test_same_seed_gives_the_same_rater_and_values_through_value(task):
+    utility, _, rater = task
+    again = va.value(utility, method="rater", seed=0, progress=False, **FAST)
+    np.testing.assert_array_equal(again.values, rater.value().values)
+    np.testing.assert_array_equal(again.ids, utility.train.ids)
+    assert again.method == "data_rater"
+
+
+def test_rows_by_content_and_columns_by_name(task):
+    utility, _, rater = task
+    train = utility.train
+    renamed = train.subset(np.arange(10)).replace(ids=np.array([f"new{i}" for i in range(10)]))
+    # A training row under a fresh id is that training row; columns may come in any order.
+    reordered = renamed.select_features(train.feature_names[::-1])
+    np.testing.assert_allclose(rater.predict(reordered).values, rater.value().values[:10],
+                               rtol=1e-6)
+    moved = train.subset(np.arange(3)).replace(x=np.asarray(train.x[:3]) + 1.0)
+    with pytest.raises(va.ValuationError, match="id of a training row"):
+        rater.predict(moved)
+    assert rater.predict(moved, id_conflict="new").values.shape == (3,)
+
+
+def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
+    utility = task[0]
+    with pytest.raises(va.ValuationError, match="unknown option"):
+        va.value(utility, method="rater", progress=False, steps=3)
+    with pytest.raises(va.ValuationError, match="not fitted"):
+        DataRater().value()
+    with pytest.raises(va.ValuationError, match="at least 1"):
+        DataRater(inner_steps=0)
+
+
+@pytest.mark.slow
+def test_valuate_value_fit_meta_and_predict_with_the_rater(tmp_path):
+    from valuate.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.array(["yes", "no"])[np.arange(60) % 2]
+    x = rng.normal(size=(60, 3)) + 1.5 * (y == "yes")[:, None]
+    table = pd.DataFrame({"rid": [f"r{i}" for i in range(60)], "f0": x[:, 0],
+                          "f1": x[:, 1], "f2": x[:, 2], "target": y})
+    table.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "v.csv"
+    assert main(["value", str(tmp_path / "data.csv"), "--label", "target", "--id-column",
+                 "rid", "--method", "rater", "--out", str(out), "--quiet"]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame["id"]) == list(table["rid"])
+    assert frame["value"].notna().sum() == 48  # 20 % held out for validation
+    meta, predicted = tmp_path / "rater.npz", tmp_path / "p.csv"
+    assert main(["fit-meta", str(out), "--method", "rater", "--out", str(meta),
+                 "--quiet"]) == 0
+    assert main(["predict", str(tmp_path / "data.csv"), "--meta", str(meta), "--out",
+                 str(predicted), "--quiet"]) == 0
+    # Same data, split and seed: the rater of fit-meta is the rater of value.
+    again = pd.read_csv(predicted).set_index("id").loc[frame["id"]]
+    valued = frame["value"].notna().to_numpy()
+    np.testing.assert_allclose(again["value"].to_numpy()[valued],
+                               frame["value"].to_numpy()[valued], rtol=1e-6, atol=1e-6)
+
+
+def test_save_and_load_give_the_same_values_for_the_same_target_only(task, tmp_path):
+    utility, new_rows, rater = task
+    path = tmp_path / "rater.npz"
+    rater.save(path)
+    loaded = DataRater.load(path, utility.model)
+    np.testing.assert_array_equal(loaded.predict(new_rows).values,
+                                  rater.predict(new_rows).values)
+    np.testing.assert_array_equal(loaded.value().ids, rater.value().ids)
+    with pytest.raises(va.ValuationError, match="target model"):
+        DataRater.load(path, va.mlp(2))
