@@ -22,7 +22,7 @@ import pandas as pd
 
 from .raw_scores import RAW_SCORES
 
-__all__ = ["check_targets", "markdown_tables"]
+__all__ = ["check_targets", "markdown", "markdown_tables"]
 
 KEYS = ["task", "teacher"]
 COLUMNS = ("ceiling", "meta", "meta_cli", "teacher_t0", "teacher_equal_compute",
@@ -33,8 +33,7 @@ COLUMNS = ("ceiling", "meta", "meta_cli", "teacher_t0", "teacher_equal_compute",
 def _means(scores: pd.DataFrame, rows: str, measure: str) -> pd.DataFrame:
     """(task, teacher) x method table of `measure` on `rows`, mean over seeds."""
     picked = scores[scores["rows"] == rows]
-    table = picked.pivot_table(index=KEYS, columns="method", values=measure, aggfunc="mean",
-                               sort=False, dropna=False)
+    table = picked.groupby([*KEYS, "method"], sort=False)[measure].mean().unstack("method")
     return table[[c for c in COLUMNS if c in table.columns]]
 
 
@@ -51,12 +50,12 @@ def check_targets(scores: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
             bound = 0.9 * row["ceiling"]
             out.append({"target": "spearman", "task": task, "teacher": teacher,
                         "value": row["meta"], "bound": bound, "met": row["meta"] >= bound})
-        f = f1.loc[(task, teacher)]
+        f = f1.loc[(task, teacher), :]
         raw = max(f[s] for s in RAW_SCORES)
         out.append({"target": "f1", "task": task, "teacher": teacher, "value": f["meta"],
                     "bound": max(f["teacher_t0"] - 0.02, raw),
                     "met": f["meta"] >= f["teacher_t0"] - 0.02 and f["meta"] > raw})
-        c = cost.loc[(task, teacher)]
+        c = cost.loc[(task, teacher), :]
         if teacher in ("tmc", "banzhaf") and c["n_train"] >= 2000:
             out.append({"target": "cost", "task": task, "teacher": teacher,
                         "value": c["cost_ratio"], "bound": 0.2, "met": c["cost_ratio"] <= 0.2})
@@ -73,7 +72,7 @@ def check_targets(scores: pd.DataFrame, costs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _markdown(table: pd.DataFrame, digits: int = 3) -> str:
+def markdown(table: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame (index included) as a GitHub markdown table; NaN shown as "-"."""
     table = table.reset_index()
     lines = ["| " + " | ".join(map(str, table.columns)) + " |",
@@ -96,15 +95,15 @@ def markdown_tables(scores: pd.DataFrame, costs: pd.DataFrame, targets: pd.DataF
             table = _means(scores, rows, measure)
             if measure != "spearman":
                 table = table.drop(columns=["ceiling"], errors="ignore")
-            parts.append(f"### {label}: {what}\n\n{_markdown(table)}")
+            parts.append(f"### {label}: {what}\n\n{markdown(table)}")
     cost_columns = ["n_train", "teacher_full_s", "learn_values_s", "predict_new_s",
                     "cost_ratio", "cli_s", "cli_cost_ratio", "predict_speedup",
                     "predict_speedup_warm"]
     cost = costs.groupby(KEYS, sort=False)[cost_columns].mean()
     parts.append(f"### cost (seconds, compilation included; ratios to the full-set teacher)"
-                 f"\n\n{_markdown(cost, 2)}")
+                 f"\n\n{markdown(cost, 2)}")
     shown = targets.assign(met=targets["met"].map({True: "met", False: "MISSED"}))
-    parts.append(f"### targets\n\n{_markdown(shown.set_index('target'), 3)}")
+    parts.append(f"### targets\n\n{markdown(shown.set_index('target'), 3)}")
     if note:
         parts.append(note)
     return "\n\n".join(parts) + "\n"
