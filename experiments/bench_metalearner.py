@@ -248,6 +248,23 @@ def bench_task(name: str, seed: int, teachers: tuple[str, ...], *, budgets: dict
     return scores, costs
 
 
+def report(scores: pd.DataFrame, costs: pd.DataFrame, out: str, config: dict) -> None:
+    """Print the report and write the tables, the markdown and the JSON to `out`."""
+    detail = sorted({int(x) for x in costs.loc[costs["cli_s"].notna(), "seed"]})
+    skipped = sorted(set(costs["dvrl"]) - {"ran"})
+    targets = check_targets(scores, costs)
+    note = (f"CLI chain (meta_cli, cli_*) and ablations (meta_without_*): seeds {detail} "
+            f"only. DVRL: {'; '.join(skipped) if skipped else 'ran'}.")
+    summary = markdown_tables(scores, costs, targets, note=note)
+    print(summary)
+    os.makedirs(out, exist_ok=True)
+    for stem, table in (("scores", scores), ("costs", costs), ("targets", targets)):
+        write_text(os.path.join(out, f"bench_metalearner_{stem}.csv"), table.to_csv(index=False))
+    write_text(os.path.join(out, "bench_metalearner_summary.md"), summary)
+    write_json(os.path.join(out, "bench_metalearner.json"),
+               {"config": config, "targets": targets.to_dict("records")})
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -257,8 +274,17 @@ def main(argv=None) -> None:
                         help="seeds with the CLI chain and the ablations (default: the first)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny budgets and meta-model (the slow test)")
+    parser.add_argument("--combine", nargs="+", metavar="DIR",
+                        help="run nothing: report the tables of earlier runs (e.g. task "
+                             "subsets run side by side) written to these folders")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
+    if args.combine:
+        tables = [[pd.read_csv(os.path.join(d, f"bench_metalearner_{stem}.csv"))
+                   for d in args.combine] for stem in ("scores", "costs")]
+        report(*(pd.concat(t, ignore_index=True) for t in tables), args.out,
+               {"combined": [os.path.abspath(d) for d in args.combine]})
+        return
     budgets = TINY if args.tiny else BUDGETS
     meta = MetaValuator(members=2, steps=100, bags=8, epochs=2) if args.tiny else META
     detail = args.seeds[:1] if args.detail_seeds is None else args.detail_seeds
@@ -271,24 +297,12 @@ def main(argv=None) -> None:
                               folder=args.out, detail=seed in detail)
             scores += s
             costs += c
-    scores, costs = pd.DataFrame(scores), pd.DataFrame(costs)
-    skipped = sorted(set(costs["dvrl"]) - {"ran"})
-    targets = check_targets(scores, costs)
-    note = (f"CLI chain (meta_cli, cli_*) and ablations (meta_without_*): seeds {detail} "
-            f"only. DVRL: {'; '.join(skipped) if skipped else 'ran'}.")
-    summary = markdown_tables(scores, costs, targets, note=note)
-    print(summary)
-    for stem, table in (("scores", scores), ("costs", costs), ("targets", targets)):
-        path = os.path.join(args.out, f"bench_metalearner_{stem}.csv")
-        write_text(path, table.to_csv(index=False))
-    write_text(os.path.join(args.out, "bench_metalearner_summary.md"), summary)
-    write_json(os.path.join(args.out, "bench_metalearner.json"), {
-        "config": {"tasks": args.tasks, "seeds": args.seeds, "teachers": args.teachers,
-                   "budgets": budgets, "batch": BATCH, "noise": NOISE, "tiny": args.tiny, "detail_seeds": detail,
-                   "meta": meta.config(), "target": "logistic_regression",
-                   "metric": "accuracy", "seconds": time.perf_counter() - start,
-                   "versions": package_versions()},
-        "targets": targets.to_dict("records")})
+    report(pd.DataFrame(scores), pd.DataFrame(costs), args.out, {
+        "tasks": args.tasks, "seeds": args.seeds, "teachers": args.teachers,
+        "budgets": budgets, "batch": BATCH, "noise": NOISE, "tiny": args.tiny,
+        "detail_seeds": detail, "meta": meta.config(), "target": "logistic_regression",
+        "metric": "accuracy", "seconds": time.perf_counter() - start,
+        "versions": package_versions()})
 
 
 if __name__ == "__main__":
