@@ -247,7 +247,7 @@ def _predict(meta, table, out, *flags):
 
 
 def test_predict_matches_rows_by_content_and_columns_by_name(fitted_meta, capsys):
-    tmp, data, values, meta = fitted_meta
+    tmp, _, _, meta = fitted_meta
     # New rows whose ids collide with training ids (row000..row029) but not their content.
     new = _table(30, seed=5)
     new.to_parquet(tmp / "new.parquet", index=False)

@@ -161,13 +161,16 @@ def trajectory(
 @functools.partial(jax.jit, static_argnames=("model", "steps", "save_every", "optimizer",
                                              "batch_size"))
 def _train(model, x, y, weights, keys, l2, *, steps, save_every, optimizer, batch_size):
-    """`fit` vmap-ed over keys and weights (and labels, when `y` is `(seeds, n)`)."""
+    """`fit` vmap-ed over keys (and labels, when `y` is `(seeds, n)`; and weights, when
+    given as `(seeds, n)`; None is weight 1 for every sample)."""
+    w_axis = None if weights is None else 0
+    weights = jnp.ones(x.shape[0], jnp.float32) if weights is None else weights
 
     def one(y_, w, key):
         return fit(model, x, y_, w, key=key, steps=steps, optimizer=optimizer, l2=l2,
                    batch_size=batch_size, save_every=save_every)
 
-    return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, 0, 0))(y, weights, keys)
+    return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, w_axis, 0))(y, weights, keys)
 
 
 def _schedule(n: int, epochs: int, steps_per_epoch: int | None, batch_size: int | None):
@@ -207,10 +210,10 @@ def train_checkpoints(
       Checkpoints: the params' structure with leading axes `(seeds, epochs)`.
     """
     spe = _schedule(x.shape[0], epochs, steps_per_epoch, batch_size)
-    if weights is None:
-        weights = jnp.ones((keys.shape[0], x.shape[0]), jnp.float32)
+    if weights is not None:
+        weights = jnp.asarray(weights, jnp.float32)
     _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
-                      jnp.asarray(weights, jnp.float32), keys, jnp.float32(l2),
+                      weights, keys, jnp.float32(l2),
                       steps=epochs * spe, save_every=spe, optimizer=optimizer,
                       batch_size=batch_size)
     return saved
