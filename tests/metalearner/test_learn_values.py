@@ -47,6 +47,12 @@ def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     assert noisy[lowest].mean() > 3 * noisy.mean()  # far better than flagging at random
 
 
+def test_fraction_one_needs_amortized_mode(blobs):
+    with pytest.raises(va.ValuationError, match="amortized=True"):
+        learn_values(*blobs, teacher="loo", fraction=1.0, progress=False)
+
+
+@pytest.mark.slow
 def test_amortized_mode_predicts_every_sample_from_cheap_values_of_all(blobs):
     train, valid = blobs
     meta = MetaValuator(members=2, hidden=(8,), steps=50, folds=2, bags=4, epochs=2)
@@ -59,5 +65,3 @@ def test_amortized_mode_predicts_every_sample_from_cheap_values_of_all(blobs):
     assert out.combined.extra["amortized"] and out.combined.method == "meta_leave_one_out"
     # the predictions are the meta-model's, not the teacher's values passed through
     assert not np.allclose(out.combined.values, out.teacher.align(train.ids).values)
-    with pytest.raises(va.ValuationError, match="amortized=True"):
-        learn_values(train, valid, teacher="loo", fraction=1.0, meta=meta, progress=False)
