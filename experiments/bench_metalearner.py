@@ -34,7 +34,7 @@ logistic-regression target scored on accuracy:
   run).
 
 Budgets (utility evaluations = target models trained): Data-OOB 256 bootstrap models,
-TMC-Shapley 12 permutations' worth (`12 * rows` evaluations, truncation stretches them over
+TMC-Shapley 8 permutations' worth (`8 * rows` evaluations, truncation stretches them over
 more permutations), MSR-Banzhaf 1,024 coalitions, the same on the pool as on the full set;
 `--tiny` divides them (the slow test). TMC is not run on digits (10 classes trained by
 gradient descent: over an hour here) and Banzhaf only on tasks of 2,000 training rows or
@@ -82,7 +82,7 @@ TASKS = ("breast_cancer", "wine", "digits", "synthetic_3k", "synthetic_1k_cyclic
 NOISE = {"synthetic_1k_cyclic": 0.2}  # every other task: 10 % uniform flips
 TEACHERS = ("oob", "tmc", "banzhaf")
 # Draws per teacher run (bootstrap models, permutations, coalitions) and per update.
-BUDGETS = {"oob": 256, "tmc": 12, "banzhaf": 1024}
+BUDGETS = {"oob": 256, "tmc": 8, "banzhaf": 1024}
 TINY = {"oob": 64, "tmc": 1, "banzhaf": 256}
 BATCH = {"oob": 64, "tmc": 4, "banzhaf": 256}
 META = MetaValuator(members=4, steps=1000)
