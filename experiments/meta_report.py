@@ -26,8 +26,7 @@ __all__ = ["check_targets", "markdown", "markdown_tables"]
 
 KEYS = ["task", "teacher"]
 COLUMNS = ("ceiling", "meta", "meta_cli", "teacher_t0", "teacher_equal_compute",
-           "meta_without_bagging", "meta_without_neighbours", "meta_tail_weight4",
-           "knn_shapley", *RAW_SCORES,
+           "meta_without_bagging", "meta_without_neighbours", "knn_shapley", *RAW_SCORES,
            "dvrl", "random")
 
 

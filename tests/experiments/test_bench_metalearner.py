@@ -72,8 +72,8 @@ def test_benchmark_runs_end_to_end_at_a_tiny_budget(tmp_path, capsys):
     costs = pd.read_csv(tmp_path / "bench_metalearner_costs.csv")
     targets = pd.read_csv(tmp_path / "bench_metalearner_targets.csv")
     methods = {"meta", "meta_cli", "teacher_t0", "teacher_equal_compute", "ceiling",
-               "meta_without_bagging", "meta_without_neighbours", "meta_tail_weight4",
-               "knn_shapley", "random",
+               "meta_without_bagging", "meta_without_neighbours", "knn_shapley",
+               "random",
                *RAW_SCORES}
     for teacher in ("oob", "tmc"):
         for rows in ("new", "outside"):
