@@ -4,11 +4,6 @@ Where it sits: `features.py` turns samples into a fixed-width matrix; this modul
 regressor from those features to (transformed) teacher values; `predictor.py` wraps both in
 the user-facing `MetaValuator`.
 
-Several teachers at once: `targets` may have one column per teacher (NaN where a teacher did
-not value a sample); the members then have one output per teacher and the loss is the mean
-over the observed entries, so the teachers share every hidden layer (a multi-task regression:
-what one teacher's noise hides, another's values can show).
-
 All members are trained at once: one `jax.vmap` over member keys inside one `jax.jit`, so an
 ensemble of eight costs one compiled program. Each member draws its own held-out split from its
 key (a different fifth of the pool by default): the members differ in initialisation and in the
@@ -41,8 +36,8 @@ class EnsembleFit(NamedTuple):
       params: `{"dense_0": {"w", "b"}, ..., "out": {"w", "b"}}`, every leaf with a leading
         axis of length `members`.
       best_step: `(members,)` step whose parameters were kept (early stopping).
-      holdout_loss: `(members,)` held-out (weighted) mean squared error of the kept
-        parameters, in units of the (standardised) targets.
+      holdout_loss: `(members,)` held-out mean squared error of the kept parameters, in
+        units of the (standardised) targets.
     """
 
     params: Params
@@ -50,8 +45,8 @@ class EnsembleFit(NamedTuple):
     holdout_loss: np.ndarray
 
 
-def _init_member(key: jax.Array, d: int, hidden: tuple[int, ...], outputs: int) -> Params:
-    sizes = (d,) + hidden + (outputs,)
+def _init_member(key: jax.Array, d: int, hidden: tuple[int, ...]) -> Params:
+    sizes = (d,) + hidden + (1,)
     names = [f"dense_{i}" for i in range(len(hidden))] + ["out"]
     keys = jax.random.split(key, len(names))
     return {
@@ -64,19 +59,17 @@ def _init_member(key: jax.Array, d: int, hidden: tuple[int, ...], outputs: int) 
 
 
 def _apply_member(params: Params, x: jax.Array) -> jax.Array:
-    """One member's predictions: x `(n, f)` -> `(n, outputs)`."""
+    """One member's predictions: x `(n, f)` -> `(n,)`."""
     h = x
     n_hidden = len(params) - 1
     for i in range(n_hidden):
         h = jax.nn.silu(h @ params[f"dense_{i}"]["w"] + params[f"dense_{i}"]["b"])
-    return h @ params["out"]["w"] + params["out"]["b"]
+    return (h @ params["out"]["w"] + params["out"]["b"])[:, 0]
 
 
 def predict_members(params: Params, x: Any) -> jax.Array:
-    """Predictions of every member: x `(n, f)` -> `(members, n)`, or `(members, n, T)` for
-    an ensemble fitted to `T > 1` target columns."""
-    out = _predict(params, jnp.asarray(x, jnp.float32))
-    return out[..., 0] if out.shape[-1] == 1 else out
+    """Predictions of every member: x `(n, f)` -> `(members, n)`."""
+    return _predict(params, jnp.asarray(x, jnp.float32))
 
 
 @jax.jit
@@ -96,14 +89,12 @@ def fit_ensemble(
     weight_decay: float = 1e-4,
     holdout: float = 0.2,
     init_params: Params | None = None,
-    sample_weight: Any = None,
 ) -> EnsembleFit:
-    """Fit `members` MLPs to `targets` by (weighted) mean squared error, with early stopping.
+    """Fit `members` MLPs to `targets` by mean squared error, with early stopping.
 
     Args:
       x: features `(n, f)`, best standardised (zero mean, unit variance per column).
-      targets: `(n,)`, or `(n, T)` for `T` teachers with NaN where a teacher gave no value;
-        best standardised per column; the loss is in their units.
+      targets: `(n,)`, best standardised; the loss is in their units.
       key: one key; member `m` uses `jax.random.split(key, members)[m]` for its
         initialisation and its held-out split.
       members: ensemble size (a Python int: fixes the compiled shapes).
@@ -114,8 +105,6 @@ def fit_ensemble(
         sample is held out and at least one is fitted).
       init_params: start every member from these (stacked) params instead of a fresh
         initialisation, e.g. to fine-tune an ensemble on a few samples of a new task.
-      sample_weight: `(n,)` or `(n, T)` non-negative weights of the squared errors
-        (default 1); each member's fitted and held-out losses are weighted means.
 
     Returns:
       An `EnsembleFit` whose params are the ones with the lowest held-out loss.
@@ -128,19 +117,13 @@ def fit_ensemble(
       (2, 40)
     """
     x = jnp.asarray(x, jnp.float32)
-    targets = np.asarray(targets, np.float32)
-    targets = targets[:, None] if targets.ndim == 1 else targets
-    weight = np.ones_like(targets) if sample_weight is None else np.asarray(
-        sample_weight, np.float32).reshape(targets.shape[0], -1) * np.ones_like(targets)
-    weight = np.where(np.isnan(targets), 0.0, weight)
-    targets = np.nan_to_num(targets)
+    targets = jnp.asarray(targets, jnp.float32)
     n = x.shape[0]
     n_out = int(min(max(round(holdout * n), 1), n - 1))
     keys = jax.random.split(key, members)
     params, best_step, loss = _fit(
         x,
-        jnp.asarray(targets),
-        jnp.asarray(weight),
+        targets,
         keys,
         init_params,
         n_out=n_out,
@@ -157,20 +140,16 @@ def fit_ensemble(
     static_argnames=("n_out", "hidden", "steps", "learning_rate", "weight_decay"),
 )
 def _fit(
-    x, targets, weight, keys, init_params, *, n_out, hidden, steps, learning_rate,
-    weight_decay
+    x, targets, keys, init_params, *, n_out, hidden, steps, learning_rate, weight_decay
 ):
     n = x.shape[0]
     optimizer = optax.adamw(learning_rate, weight_decay=weight_decay)
 
     def fit_one(key, start):
         k_init, k_split = jax.random.split(key)
-        params = (_init_member(k_init, x.shape[1], hidden, targets.shape[1])
-                  if start is None else start)
-        held = jnp.zeros(n).at[jax.random.permutation(k_split, n)[:n_out]].set(1.0)[:, None]
-        w_fit, w_held = weight * (1.0 - held), weight * held
-        w_fit = w_fit / jnp.maximum(w_fit.sum(), 1e-12)
-        w_held = w_held / jnp.maximum(w_held.sum(), 1e-12)
+        params = _init_member(k_init, x.shape[1], hidden) if start is None else start
+        held = jnp.zeros(n).at[jax.random.permutation(k_split, n)[:n_out]].set(1.0)
+        w_fit, w_held = (1.0 - held) / (n - n_out), held / n_out
 
         def losses(p):
             err = (_apply_member(p, x) - targets) ** 2

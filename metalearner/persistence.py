@@ -35,11 +35,11 @@ class _Fitted:
     classes: tuple
     feature_mean: np.ndarray  # (f,)
     feature_std: np.ndarray  # (f,)
-    target_mean: np.ndarray  # (T,) per teacher
-    target_std: np.ndarray  # (T,)
-    pool_values: tuple  # T arrays, each a teacher's pool values sorted (the quantile map)
+    target_mean: float
+    target_std: float
+    pool_values: np.ndarray  # (n_pool,) sorted: the quantile map back from rank targets
     ensemble: EnsembleFit
-    teachers: tuple  # the T teachers' methods, in output order
+    teacher: str
     target: dict  # the target model's and training's description (Utility.describe())
 
 
@@ -49,7 +49,7 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
     arrays = {
         "feature_mean": s.feature_mean,
         "feature_std": s.feature_std,
-        **{f"pool_values/{j}": v for j, v in enumerate(s.pool_values)},
+        "pool_values": s.pool_values,
     }
     arrays.update(
         {f"ensemble/{k}": v for k, v in _flatten(s.ensemble.params).items()}
@@ -70,13 +70,13 @@ def save_state(s: _Fitted, config: dict[str, Any], path: str | os.PathLike) -> N
         "config": config,
         "feature_names": list(s.features.names),
         "columns": list(s.features.columns),
-        "teachers": list(s.teachers),
+        "teacher": s.teacher,
         "target": s.target,
         "target_model": s.features.model.name,
         "classes": list(s.classes),
         "n_classes": s.features.n_classes,
-        "target_mean": np.asarray(s.target_mean).tolist(),
-        "target_std": np.asarray(s.target_std).tolist(),
+        "target_mean": s.target_mean,
+        "target_std": s.target_std,
         "best_step": s.ensemble.best_step.tolist(),
         "holdout_loss": s.ensemble.holdout_loss.tolist(),
         "versions": package_versions(),
@@ -196,11 +196,11 @@ def load_state(
         classes=tuple(meta["classes"]),
         feature_mean=arrays["feature_mean"],
         feature_std=arrays["feature_std"],
-        target_mean=np.asarray(meta["target_mean"]),
-        target_std=np.asarray(meta["target_std"]),
-        pool_values=tuple(arrays[f"pool_values/{j}"] for j in range(len(meta["teachers"]))),
+        target_mean=float(meta["target_mean"]),
+        target_std=float(meta["target_std"]),
+        pool_values=arrays["pool_values"],
         ensemble=ensemble,
-        teachers=tuple(meta["teachers"]),
+        teacher=meta["teacher"],
         target=meta["target"],
     )
     return config, state

@@ -50,7 +50,6 @@ from .persistence import _Fitted, load_state, save_state
 __all__ = ["TARGETS", "MetaValuator"]
 
 TARGETS = ("standardized", "ranks")
-_TAIL = 0.2  # the low tail `tail_weight` applies to: each teacher's lowest fifth
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MetaValuator:
@@ -71,9 +70,6 @@ class MetaValuator:
         values (a value no pool sample was given is extrapolation; e.g. Data-OOB's many
         values of exactly 1 stay tied instead of spreading above 1). The standard errors
         are not clipped.
-      tail_weight: weight of the squared errors of the pool's lowest-valued fifth (per
-        teacher) relative to the rest: above 1 the fit cares more about the low tail, where
-        harmful samples live (1 = plain mean squared error).
       k: neighbours for the neighbourhood features.
       groups: feature groups (see `features.GROUPS`; default `features.DEFAULT_GROUPS`,
         every group but the costlier "dynamics"). Every group means the same for a training
@@ -93,7 +89,6 @@ class MetaValuator:
     weight_decay: float = 1e-4
     holdout: float = 0.2
     targets: str = "standardized"
-    tail_weight: float = 1.0
     k: int = 10
     groups: tuple[str, ...] = DEFAULT_GROUPS
     folds: int = 5
@@ -109,8 +104,6 @@ class MetaValuator:
             raise ValuationError(
                 f"targets={self.targets!r} is unknown; choose one of {TARGETS}"
             )
-        if not self.tail_weight > 0:
-            raise ValuationError(f"tail_weight={self.tail_weight} must be positive")
         if self.members < 2:
             raise ValuationError(
                 f"members={self.members}: an ensemble needs at least 2 "
@@ -128,11 +121,6 @@ class MetaValuator:
             for f in dataclasses.fields(self)
             if f.name != "state"
         }
-
-    @property
-    def teachers(self) -> tuple[str, ...]:
-        """The methods whose values the fitted meta-model predicts (one output each)."""
-        return self._fitted.teachers
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -153,7 +141,7 @@ class MetaValuator:
     def fit(
         self,
         utility: Utility,
-        values: ValuationResult | Sequence[ValuationResult],
+        values: ValuationResult,
     ) -> MetaValuator:
         """Fit the meta-model to the values of a pool of training samples.
 
@@ -161,38 +149,27 @@ class MetaValuator:
           utility: the target model with its training and validation sets (the `Utility`
             the teacher valued); neighbourhoods are measured against `utility.train`.
           values: the teacher's values of a pool, whose ids are training-set ids (any subset
-            of `utility.train`, in any order, at least 10 samples); or several teachers'
-            values (distinct methods, each of its own pool): one meta-model with one output
-            per teacher and shared hidden layers (`predict(..., teacher=...)`).
+            of `utility.train`, in any order, at least 10 samples).
 
         Returns:
           A fitted copy of this `MetaValuator`.
         """
         train = utility.train
-        results = [values] if isinstance(values, ValuationResult) else list(values)
-        teachers = tuple(r.method for r in results)
-        if not results or len(set(teachers)) != len(teachers):
-            raise ValuationError(
-                f"teachers {list(teachers)}: pass one ValuationResult per method"
-            )
-        pool_ids = pd.unique(np.concatenate([np.asarray(r.ids) for r in results]))
-        position = pd.Index(train.ids).get_indexer(pool_ids)
+        position = pd.Index(train.ids).get_indexer(np.asarray(values.ids))
         if (position < 0).any():
-            missing = pool_ids[position < 0][:3].tolist()
+            missing = np.asarray(values.ids)[position < 0][:3].tolist()
             raise ValuationError(
                 f"{(position < 0).sum()} valued ids are not in the utility's "
                 f"training set (e.g. {missing}); value samples of that set"
             )
-        v = np.full((len(pool_ids), len(results)), np.nan)
-        for j, r in enumerate(results):
-            if len(r) < 10:
-                raise ValuationError(
-                    f"{len(r)} valued samples are too few to fit a "
-                    "meta-model; value at least 10"
-                )
-            if not np.all(np.isfinite(r.values)):
-                raise ValuationError("some values are NaN or infinite; drop those samples")
-            v[pd.Index(pool_ids).get_indexer(np.asarray(r.ids)), j] = r.values
+        if len(values) < 10:
+            raise ValuationError(
+                f"{len(values)} valued samples are too few to fit a "
+                "meta-model; value at least 10"
+            )
+        v = np.asarray(values.values, np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValuationError("some values are NaN or infinite; drop those samples")
         k_features, k_fit = jax.random.split(jax.random.PRNGKey(self.seed))
         fmap = features_for_utility(
             utility,
@@ -206,12 +183,9 @@ class MetaValuator:
         feats = _finite(fmap(train.subset(position)), fmap.names)
         mean, std = column_scale(feats)
         t, t_mean, t_std = self._encode(v)
-        observed = [col[np.isfinite(col)] for col in v.T]
-        low = np.array([np.quantile(o, _TAIL) for o in observed])
         ensemble = fit_ensemble(
             (feats - mean) / std,
             t,
-            sample_weight=np.where(v <= low, self.tail_weight, 1.0),
             key=k_fit,
             members=self.members,
             hidden=self.hidden,
@@ -227,34 +201,30 @@ class MetaValuator:
             feature_std=std,
             target_mean=t_mean,
             target_std=t_std,
-            pool_values=tuple(np.sort(o) for o in observed),
+            pool_values=np.sort(v),
             ensemble=ensemble,
-            teachers=teachers,
+            teacher=values.method,
             target=utility.describe(),
         )
         return dataclasses.replace(self, state=state)
 
-    def _encode(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Targets `(n, T)` for the regressor (NaN where a teacher gave no value), with the
-        per-teacher means and stds `(T,)` that standardised them."""
-        v = pd.DataFrame(v)
+    def _encode(self, v: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Targets for the regressor, with the mean and std that standardised them."""
         if self.targets == "ranks":
-            v = (v.rank(method="average") - 0.5) / v.count()
-        mean, std = v.mean().to_numpy(), v.std(ddof=0).to_numpy()
-        std = np.where(std > 0, std, 1.0)
-        return ((v - mean) / std).to_numpy(), mean, std
+            v = (pd.Series(v).rank(method="average").to_numpy() - 0.5) / len(v)
+        mean, std = float(v.mean()), float(v.std())
+        std = std if std > 0 else 1.0
+        return (v - mean) / std, mean, std
 
-    def _decode(self, z: np.ndarray, j: int, *, clip: bool = True) -> np.ndarray:
-        """Regressor outputs of teacher `j` back to value units; with `clip`, inside the
-        range of that teacher's pool values."""
+    def _decode(self, z: np.ndarray, *, clip: bool = True) -> np.ndarray:
+        """Regressor outputs back to value units; with `clip`, inside the pool's range."""
         s = self._fitted
-        pool = s.pool_values[j]
-        u = s.target_mean[j] + s.target_std[j] * z
+        u = s.target_mean + s.target_std * z
         if self.targets == "ranks":  # inside the pool's range by construction
-            grid = (np.arange(len(pool)) + 0.5) / len(pool)
-            u = np.interp(u, grid, pool)
+            grid = (np.arange(len(s.pool_values)) + 0.5) / len(s.pool_values)
+            u = np.interp(u, grid, s.pool_values)
         elif clip:
-            u = np.clip(u, pool[0], pool[-1])
+            u = np.clip(u, s.pool_values[0], s.pool_values[-1])
         return u
 
     # -- prediction --------------------------------------------------------------------
@@ -264,9 +234,7 @@ class MetaValuator:
         s = self._fitted
         return s.features(self._recode(samples), id_conflict=id_conflict)
 
-    def predict(
-        self, samples: Dataset, *, teacher: str | None = None, id_conflict: str = "error"
-    ) -> ValuationResult:
+    def predict(self, samples: Dataset, *, id_conflict: str = "error") -> ValuationResult:
         """Predicted values of `samples` for the target model, without retraining it.
 
         Args:
@@ -274,7 +242,6 @@ class MetaValuator:
             any order; same scaling) and labels from its class list; ids travel to the
             result. A row whose content is a training row's is that training row, whatever
             its id.
-          teacher: whose values to predict, one of `teachers` (default the first).
           id_conflict: a row whose id is a training row's id but whose content differs is
             an error ("error", default) or a new row ("new").
 
@@ -288,13 +255,6 @@ class MetaValuator:
             does not know, an id conflict (with `id_conflict="error"`).
         """
         s = self._fitted
-        teacher = s.teachers[0] if teacher is None else teacher
-        if teacher not in s.teachers:
-            raise ValuationError(
-                f"teacher {teacher!r} is not one this meta-model learned; choose one of "
-                f"{list(s.teachers)}"
-            )
-        j = s.teachers.index(teacher)
         start = time.perf_counter()
         feats = _finite(self.features(samples, id_conflict=id_conflict), s.features.names)
         z = np.asarray(
@@ -303,11 +263,10 @@ class MetaValuator:
             ),
             np.float64,
         )
-        z = z[..., j] if z.ndim == 3 else z
         center, spread = z.mean(0), z.std(0, ddof=1)
-        values = self._decode(center, j)
-        high, low = (self._decode(center + spread, j, clip=False),
-                     self._decode(center - spread, j, clip=False))
+        values = self._decode(center)
+        high, low = (self._decode(center + spread, clip=False),
+                     self._decode(center - spread, clip=False))
         stderr = np.abs(high - low) / 2
         seconds = time.perf_counter() - start
         return ValuationResult(
@@ -315,8 +274,8 @@ class MetaValuator:
             stderr=stderr,
             counts=np.full(samples.n, self.members),
             ids=samples.ids,
-            method=f"meta_{teacher}",
-            params={"meta": self.config(), "teacher": teacher, "target": s.target},
+            method=f"meta_{s.teacher}",
+            params={"meta": self.config(), "teacher": s.teacher, "target": s.target},
             seed=self.seed,
             versions=package_versions(),
             extra={"seconds": seconds, "feature_names": list(s.features.names)},

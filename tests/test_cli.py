@@ -95,7 +95,7 @@ def test_bad_table_contents(tmp_path, capsys, column, fill, expected):
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
     code, lines = _error(capsys, ["value", str(path), "--label", "target", "--id-column", "rid",
-                                  "--method", "loo",
+                                  "--method", "loo", "--no-encode",
                                   "--out", str(tmp_path / "values.csv")])
     assert code == 2 and len(lines) == 1 and expected in lines[0]
     assert not (tmp_path / "values.csv").exists()
@@ -216,6 +216,10 @@ def test_demo_writes_its_table_and_finds_flipped_labels(tmp_path):
     assert summary["f1"] > 3 * summary["random_f1"] and summary["auroc"] > 0.9
     assert any(line.startswith("most harmful") for line in lines)
     assert _sidecar(out)["method"] == summary["method"] == "data_oob"
+    # The file alone re-checks the F1: flag the lowest values, as many as were flipped.
+    from experiments.noisy_labels import detection_f1
+    assert frame["flipped"].sum() == summary["n_flipped"] and "label" in frame
+    assert detection_f1(frame["value"].to_numpy(), frame["flipped"].to_numpy()) == summary["f1"]
 
 
 def test_fit_meta_needs_a_values_sidecar(tmp_path, csv, capsys):

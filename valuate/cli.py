@@ -1,4 +1,4 @@
-"""The `valuate` command line: `value`, `fit-meta`, `predict`, `bench` and `demo`.
+"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `bench` and `demo`.
 
 Every failure the user can fix (a missing file, an unknown column, text in a feature column,
 NaN, an unknown method, an unwritable output path) ends with one line on stderr,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from valuation.errors import ValuationError
 
@@ -27,19 +28,39 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _value(args) -> int:
-    from .job import run_job
+    from .job import SCORED, run_job
 
     sidecar = run_job(args.data, label=args.label, out=args.out, method=args.method,
                       model=args.model, metric=args.metric, id_column=args.id_column,
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
                       budget=args.budget, batch=args.batch, job_dir=args.job_dir,
-                      progress=not args.quiet, z=args.z)
+                      progress=not args.quiet, z=args.z, task=args.task,
+                      encode=not args.no_encode, balance=args.balance, ray=args.ray)
+    for warning in sidecar["warnings"]:  # warnings print even with --quiet
+        print(f"valuate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        c = sidecar["categories"]
-        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}: "
-              f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful "
-              f"-> {args.out} (+ {args.out}.json)", file=sys.stderr)
+        c, spent = sidecar["categories"], sidecar["extra"].get("evaluations")
+        how = [f"metric {sidecar['metric']}"] if args.method in SCORED else []
+        how += [f"{spent} models trained"] if spent else []
+        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}"
+              f"{' (' + ', '.join(how) + ')' if how else ''}: "
+              f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful, "
+              f"{c['validation']} validation -> {args.out} (+ {args.out}.json)",
+              file=sys.stderr)
     return 0
+
+
+def _methods(args) -> int:
+    del args
+    print(_method_table())
+    return 0
+
+
+def _method_table() -> str:
+    """One line per method: name, what it is, its cost and when to use it."""
+    from valuation.api import METHODS
+
+    return "\n".join(f"  {name:<10} {entry.about}" for name, entry in METHODS.items())
 
 
 def _bench(args) -> int:
@@ -54,7 +75,7 @@ def _fit_meta(args) -> int:
     from .meta import fit_meta
 
     record = fit_meta(args.values, out=args.out, members=args.members, steps=args.steps,
-                      seed=args.seed)
+                      seed=args.seed, data=args.data, valid=args.valid_data)
     if not args.quiet:
         print(f"meta-model fitted on {record['n_valued']} values ({record['teacher']}) "
               f"-> {args.out}", file=sys.stderr)
@@ -82,24 +103,41 @@ def _demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="valuate", description="Data valuation that learns.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {metadata.version('valuate')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     value = sub.add_parser("value", help="value every row of a table for a target model",
-                           description="Value every training row of DATA (CSV or Parquet).")
+                           description="Value every training row of DATA (CSV or Parquet). "
+                                       "Methods:\n" + _method_table(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     value.add_argument("data", metavar="DATA", help="training table, .csv or .parquet")
     value.add_argument("--label", required=True, help="name of the label column")
     value.add_argument("--id-column", help="column of unique row ids (default: row number)")
     held = value.add_mutually_exclusive_group()
-    held.add_argument("--valid", metavar="DATA", help="validation table (same columns)")
+    held.add_argument("--valid", metavar="DATA", help="validation table (the same columns, in any order: matched by name)")
     held.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
                       help="share of DATA held out (stratified) as validation data when "
                            "--valid is not given; those rows get category 'validation' "
                            "(default 0.2)")
     value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
     value.add_argument("--method", required=True,
-                       help="valuation method: tmc, beta, banzhaf, loo, oob, knn, influence or dynamics")
-    value.add_argument("--metric", default="accuracy",
-                       help="validation score: accuracy or neg_log_loss")
+                       help="valuation method (listed above; `valuate methods`)")
+    value.add_argument("--metric",
+                       help="validation score: accuracy, balanced_accuracy or neg_log_loss "
+                            "(default accuracy, or balanced_accuracy on imbalanced classes)")
+    value.add_argument("--balance", default="auto", choices=["auto", "on", "off"],
+                       help="weigh classes equally (balanced accuracy; class weights for oob, "
+                            "knn): auto when the rarest class holds under 40%% of an even "
+                            "share (20%% of the rows with two classes)")
+    value.add_argument("--task", default="auto", choices=["auto", "classification"],
+                       help="auto refuses a numeric label that looks like a regression "
+                            "target; classification takes its values as classes")
+    value.add_argument("--no-encode", action="store_true",
+                       help="take feature columns as they are (numeric, complete); by default "
+                            "text columns are one-hot encoded (at most 20 columns each, rare "
+                            "values as 'other') and missing values filled with the training "
+                            "median plus a <column>_missing indicator")
     value.add_argument("--out", required=True, help="values table to write, .parquet or .csv")
     value.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     value.add_argument("--budget", type=int,
@@ -109,13 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Monte Carlo draws per update, i.e. between checkpoints (method "
                             "default if omitted); the budget is spent in whole updates")
     value.add_argument("--job-dir", help="folder for checkpoints of Monte Carlo methods "
-                                         "(tmc, beta, banzhaf, oob); rerun the same command "
+                                         "(tmc, beta, banzhaf, oob; default OUT.job, removed "
+                                         "when the job finishes); rerun the same command "
                                          "to resume an interrupted job")
+    value.add_argument("--ray", metavar="ADDRESS",
+                       help="fan the draws of oob or banzhaf out over a Ray cluster: 'local' "
+                            "or a cluster address (pip install ray; same values, no "
+                            "checkpoints)")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
                             f"useless / useful categories (default {Z})")
     value.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     value.set_defaults(run=_value)
+
+    methods = sub.add_parser("methods", help="list the valuation methods, their cost and use")
+    methods.set_defaults(run=_methods)
 
     bench = sub.add_parser("bench", help="run the benchmark suite",
                            description="Methods x tasks: noisy-label detection, removal "
@@ -141,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--members", type=int, default=8, help="ensemble size (default 8)")
     fit.add_argument("--steps", type=int, default=1500, help="training steps per member")
     fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--data", help="the valued data file, if it moved since `valuate value` "
+                                    "(its contents must be unchanged)")
+    fit.add_argument("--valid-data", help="the validation file given as --valid, if it moved")
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(run=_fit_meta)
 

@@ -33,7 +33,7 @@ from metalearner import MetaValuator
 from valuation import ValuationError, ValuationResult, load, make_utility
 from valuation.data import read_table
 
-from .job import MODELS, prepare
+from .job import MODELS, encode_table, file_sha256, prepare
 from .table import (
     Z,
     category_counts,
@@ -56,27 +56,46 @@ def _sidecar(path: str) -> dict:
 
 
 def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
-             seed: int = 0) -> dict:
-    """Fit a meta-model to the values in `values_path`; returns the job record it wrote."""
+             seed: int = 0, data: str | None = None, valid: str | None = None) -> dict:
+    """Fit a meta-model to the values in `values_path`; returns the job record it wrote.
+
+    Args:
+      data, valid: where the valued data (and validation) files are now, when they moved
+        since `valuate value` ran; default the paths in the sidecar. Either way the file
+        must hold the bytes that were valued (its SHA-256 is checked).
+    """
     check_output(out, (".npz",))
     job = _sidecar(values_path + ".json")
     if "input" not in job:
         raise ValuationError(f"{values_path + '.json'!r} has no input record; pass a values "
                              "table written by `valuate value`")
-    source = job["input"]
+    source = dict(job["input"])
+    if valid is not None and source["valid"] is None:
+        raise ValuationError("--valid-data: these values held out part of DATA as "
+                             "validation rows, there is no validation file to point to")
+    source["data"] = os.path.abspath(data) if data else source["data"]
+    source["valid"] = os.path.abspath(valid) if valid else source["valid"]
+    for key, path in (("sha256", source["data"]), ("valid_sha256", source["valid"])):
+        if source.get(key) and (not os.path.exists(path) or file_sha256(path) != source[key]):
+            raise ValuationError(f"{path!r} is not the file that was valued (missing, or its "
+                                 "contents changed since: SHA-256 differs); point to the "
+                                 "moved file with --data (--valid-data), or value it again "
+                                 "with `valuate value`")
     prepared = prepare(source["data"], label=source["label"], id_column=source["id_column"],
                        valid=source["valid"], valid_fraction=source["valid_fraction"] or 0.2,
-                       seed=source["seed"])
+                       seed=source["seed"], task=source.get("task", "auto"),
+                       encode=source.get("encode", False))
     table = read_table(values_path)
     table = table[np.isfinite(table["value"])]  # rows held out for validation have no value
     result = ValuationResult(values=table["value"].to_numpy(), stderr=table["stderr"],
                              counts=table["count"], ids=table["id"].to_numpy(),
                              method=job["method"])
     model = MODELS[job["model"]](prepared.train.n_classes)
-    utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"])
+    utility = make_utility(model, prepared.train, prepared.valid, metric=job["metric"],
+                           class_weight=job.get("balance", {}).get("class_weight"))
     start = time.perf_counter()
     meta = MetaValuator(members=members, steps=steps, seed=seed).fit(utility, result)
-    record = {"model": job["model"], "label": source["label"],
+    record = {"model": job["model"], "label": source["label"], "encoding": prepared.encoding,
               "id_column": source["id_column"], "classes": list(prepared.train.classes),
               "columns": list(prepared.train.feature_names),
               "mean": prepared.mean, "std": prepared.std, "values": os.path.abspath(values_path),
@@ -106,9 +125,12 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z,
         id_column = record["id_column"]
     if id_column is None:
         id_conflict = "new"  # row numbers are positions, not identities
-    data = load(frame, label=label, id_column=id_column)
-    data = data.select_features(record["columns"], what=f"the columns of {data_path!r}")
-    # float32 statistics: the exact arithmetic of `prepare`, so training rows keep their bits
+    what = f"the columns of {data_path!r}"
+    frame = encode_table(frame, record.get("encoding"), label=label, id_column=id_column,
+                         what=what)
+    data = load(frame, label=label, id_column=id_column, task="classification")
+    data = data.select_features(record["columns"], what=what)
+    # float32 statistics, as `prepare` returns them: training rows keep their bits
     data, _ = data.standardize(np.asarray(record["mean"], np.float32),
                                np.asarray(record["std"], np.float32))
     meta = MetaValuator.load(meta_path, MODELS[record["model"]](len(record["classes"])))

@@ -33,8 +33,8 @@ import pandas as pd
 from valuation import ValuationError, ValuationResult
 from valuation.results import atomic_write, write_json
 
-__all__ = ["CATEGORIES", "Z", "categorize", "category_counts", "check_output", "reference_point",
-           "values_frame", "write_json", "write_table"]
+__all__ = ["CATEGORIES", "Z", "categorize", "category_counts", "check_output", "no_error_bars",
+           "reference_point", "values_frame", "write_json", "write_table"]
 
 Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
@@ -80,11 +80,24 @@ def category_counts(frame: pd.DataFrame,
     return {c: int(counts.get(c, 0)) for c in categories}
 
 
-def check_output(path: str, suffixes: tuple[str, ...] = (".parquet", ".csv")) -> None:
-    """Fail before any work if `path` cannot receive an output file of one of `suffixes`."""
+def no_error_bars(stderr: np.ndarray) -> bool:
+    """Whether no sample has a positive standard error (exact methods, agreeing seeds): then
+    the categories come from the sign of `value - reference` alone, and the job says so."""
+    return not np.any(np.asarray(stderr, float) > 0)
+
+
+def check_output(path: str, suffixes: tuple[str, ...] = (".parquet", ".csv"),
+                 inputs: tuple[str, ...] | list[str] = ()) -> None:
+    """Fail before any work if `path` cannot receive an output file of one of `suffixes`, or
+    if it (or its `.json` sidecar) is one of the `inputs` files, which it would overwrite."""
     if not path.endswith(suffixes):
         raise ValuationError(f"output {path!r} must end in {' or '.join(suffixes)}; "
                              f"pass e.g. --out values{suffixes[0]}")
+    for written in (path, path + ".json"):
+        for source in inputs:
+            if os.path.exists(written) and os.path.samefile(written, source):
+                raise ValuationError(f"output {written!r} is the input file {source!r}; "
+                                     "writing it would destroy the data: pick another --out")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise ValuationError(f"output {path!r} is a directory; pass a file name")

@@ -23,16 +23,19 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from .data import Dataset
+from .distributed import ShardedUtility, ray_run, shard
 from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
 from .influence import influence
 from .models import Model, logistic_regression
 from .results import ValuationResult
-from .runner import Estimator, run
-from .shapley import exact, knn, msr, oob, permutation
+from .runner import Estimator, as_key, run
+from .shapley import exact, knn, msr, neighbours, oob, permutation
 from .shapley import stopping as st
 from .utility import Utility, make_utility
 
@@ -47,12 +50,14 @@ class Method(NamedTuple):
         **options) -> ValuationResult`.
       needs_valid: whether the method scores models on a validation set.
       default_stop: the stopping rule used when the caller passes none (None for
-        non-iterative methods).
+        non-iterative methods, which take no `stop`, `checkpoint` or `batch`).
+      about: one line for `--help`: what it is, its cost and when to use it.
     """
 
     compute: Callable[..., ValuationResult]
     needs_valid: bool = True
     default_stop: Any = None
+    about: str = ""
 
 
 def result_from_estimate(utility: Utility, estimate: Estimate, *, method: str,
@@ -67,14 +72,22 @@ def result_from_estimate(utility: Utility, estimate: Estimate, *, method: str,
 def _monte_carlo(factory: Callable[..., Estimator]):
     accepted = sorted(inspect.signature(factory).parameters)
 
-    def compute(utility, *, seed, stop, progress, checkpoint, checkpoint_every, **options):
+    def compute(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
+                ray: str | None = None, **options):
         unknown = sorted(set(options) - set(accepted))
         if unknown:
             raise ValuationError(f"unknown option(s) {unknown} for this method; it accepts "
-                                 f"{accepted}")
+                                 f"{accepted + ['ray']}")
         estimator = factory(**options)
-        out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
-                  checkpoint_every=checkpoint_every, progress=progress)
+        if ray is None:
+            out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
+                      checkpoint_every=checkpoint_every, progress=progress)
+        elif checkpoint is not None:
+            raise ValuationError("the Ray fan-out keeps no checkpoints: drop checkpoint= "
+                                 "(--job-dir) or ray= (--ray)")
+        else:  # fanned out over Ray workers: a fixed budget, no checkpoints
+            out = ray_run(estimator, utility, key=as_key(seed), address=ray,
+                          draws=_fixed_draws(stop, estimator), progress=progress)
         extra = {"evaluations": out.evaluations, "draws": out.draws,
                  "seconds": out.seconds, "stop": repr(stop), "stopping_reason": out.reason,
                  "resumed": out.resumed}
@@ -82,6 +95,15 @@ def _monte_carlo(factory: Callable[..., Estimator]):
                                     params=estimator.params, seed=seed, extra=extra)
 
     return compute
+
+
+def _fixed_draws(stop, estimator: Estimator) -> int:
+    """Draws a budget rule allows, in whole batches as `runner.run` spends them (one
+    evaluation per draw: Data-OOB and MSR Banzhaf, the estimators `ray_run` takes)."""
+    if not isinstance(stop, (st._MaxDraws, st._MaxEvaluations)):
+        raise ValuationError(f"with ray, stop must be max_draws(...) or "
+                             f"max_evaluations(...), a fixed budget; got {stop!r}")
+    return -(-stop.limit // estimator.batch) * estimator.batch
 
 
 def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
@@ -94,14 +116,45 @@ def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
 
 
 def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int = 10,
-         embedding: Any = "raw"):
-    del seed, stop, progress, checkpoint, checkpoint_every  # closed form, no training
+         embedding: Any = "raw", epsilon: Any = "auto", valid_sample: Any = "auto",
+         index: str = "exact"):
+    """KNN-Shapley: the mean over validation points of their closed-form values.
+
+    `epsilon` and `valid_sample` default to `knn.auto_settings` (exact up to 250 million
+    training x validation pairs, then sampled and truncated); `index` "exact" or "hnsw"
+    (approximate neighbours, `shapley.neighbours`; epsilon at least 1e-3 there). With
+    `utility.class_weight == "balanced"` each validation class weighs the same (the mean of
+    the per-class means), so the majority class's points do not decide alone.
+    """
+    del stop, checkpoint, checkpoint_every  # closed form, no training
+    if index not in ("exact", "hnsw"):
+        raise ValuationError(f"unknown index {index!r}; choose 'exact' or 'hnsw'")
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
-    estimate = knn.knn_shapley(train_emb, utility.train.y, valid_emb, utility.valid.y, k=k)
+    auto = knn.auto_settings(utility.train.n, utility.valid.n)
+    epsilon = auto[0] if epsilon == "auto" else epsilon
+    valid_sample = auto[1] if valid_sample == "auto" else valid_sample
+    search = None
+    if index == "hnsw":
+        epsilon = epsilon or 1e-3
+        search = neighbours.hnsw_search(train_emb)
+    yv = np.asarray(utility.valid.y)
+    groups = ([yv == c for c in np.unique(yv)] if utility.class_weight == "balanced"
+              else [np.ones(yv.shape, bool)])
+    parts = [knn.knn_shapley(train_emb, utility.train.y, np.asarray(valid_emb)[g], yv[g],
+                             k=k, epsilon=epsilon, valid_sample=valid_sample,
+                             key=jax.random.PRNGKey(seed), search=search, progress=progress)
+             for g in groups]
+    estimate = Estimate(np.mean([p.values for p in parts], axis=0),
+                        np.sqrt(np.sum([np.square(p.stderr) for p in parts], axis=0))
+                        / len(parts),
+                        np.sum([p.counts for p in parts], axis=0))
     name = embedding if isinstance(embedding, str) else "user"
-    return result_from_estimate(utility, estimate, method="knn_shapley",
-                                params={"k": int(k), "embedding": name}, seed=None,
+    params = {"k": int(k), "embedding": name, "epsilon": epsilon, "index": index,
+              "valid_sample": valid_sample, "class_weight": utility.class_weight,
+              "neighbours": knn.truncation_rank(epsilon, int(k), utility.train.n)}
+    return result_from_estimate(utility, estimate, method="knn_shapley", params=params,
+                                seed=None if valid_sample is None else seed,
                                 extra={"evaluations": 0,
                                        "seconds": time.perf_counter() - start})
 
@@ -120,6 +173,20 @@ def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
                      l2=utility.l2, key=key, **options)
 
 
+def _check_model_classes(model: Model, data: Dataset) -> None:
+    """A model whose output width is not the data's class count -> one clear error.
+
+    Only shapes are traced (`jax.eval_shape`): no parameters are built, nothing is compiled.
+    """
+    x = jax.ShapeDtypeStruct((1, data.d), jnp.float32)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    width = jax.eval_shape(model.apply, params, x).shape[-1]
+    if width != data.n_classes:
+        raise ValuationError(f"the model outputs {width} class scores but the data has "
+                             f"{data.n_classes} classes {list(data.classes)[:5]}; build it "
+                             f"for the data, e.g. logistic_regression(data.n_classes)")
+
+
 def _check_options(compute, options):
     """Unknown options of a method without `**options` -> one clear error."""
     params = inspect.signature(compute).parameters
@@ -134,14 +201,30 @@ def _check_options(compute, options):
 
 
 METHODS: dict[str, Method] = {
-    "tmc": Method(_monte_carlo(permutation.tmc_shapley), True, st.max_draws(100)),
-    "beta": Method(_monte_carlo(permutation.beta_shapley), True, st.max_draws(100)),
-    "banzhaf": Method(_monte_carlo(msr.msr_banzhaf), True, st.max_draws(5000)),
-    "oob": Method(_monte_carlo(oob.data_oob), False, st.max_draws(800)),
-    "loo": Method(_loo, True),
-    "knn": Method(_knn, True),
-    "influence": Method(_influence, True),
-    "dynamics": Method(dynamics_from_utility, False),
+    "tmc": Method(_monte_carlo(permutation.tmc_shapley), True, st.max_draws(100),
+                  "truncated Monte Carlo Data Shapley; costly (n models per permutation); "
+                  "the reference marginal-contribution value"),
+    "beta": Method(_monte_carlo(permutation.beta_shapley), True, st.max_draws(100),
+                   "Beta(16,1) Shapley, weighting small subsets; costly like tmc; "
+                   "better at finding noisy labels than tmc"),
+    "banzhaf": Method(_monte_carlo(msr.msr_banzhaf), True, st.max_draws(5000),
+                      "Data Banzhaf by maximum sample reuse; moderate (one model per "
+                      "coalition); values robust to a noisy utility"),
+    "oob": Method(_monte_carlo(oob.data_oob), False, st.max_draws(800),
+                  "Data-OOB: out-of-bag score of bagged models; cheap (no validation set); "
+                  "a good default for finding mislabelled rows"),
+    "loo": Method(_loo, True, None,
+                  "leave-one-out; n+1 models; exact but flat with accuracy on large data "
+                  "(use --metric neg_log_loss)"),
+    "knn": Method(_knn, True, None,
+                  "closed-form KNN-Shapley; cheapest (no training); for large tables or "
+                  "a quick first look"),
+    "influence": Method(_influence, True, None,
+                        "influence functions on the validation log-loss; one fit plus "
+                        "Hessian solves; for smooth models, no retraining"),
+    "dynamics": Method(dynamics_from_utility, False, None,
+                       "a learning-dynamics signal (AUM by default) from a few training "
+                       "runs; cheap; flags hard or mislabelled rows"),
 }
 
 
@@ -163,7 +246,8 @@ def value(
 
     Args:
       data: the training `Dataset`, or a ready `Utility` (then `model`, `valid` and
-        `utility_options` are ignored).
+        `utility_options` are ignored). With several local devices (GPUs), the utility's
+        batches of models are split over all of them (`distributed.shard`).
       model: the target model (default `logistic_regression` over the data's classes).
       method: one of `METHODS`: "tmc" (truncated Monte Carlo Shapley), "beta" (Beta(16, 1)
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
@@ -180,8 +264,11 @@ def value(
         (see `runner`).
       checkpoint_every: updates between checkpoint saves.
       utility_options: keyword arguments for `make_utility` (metric, solver, steps, l2, ...).
-      **options: method options, e.g. `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
-        `score="probability"` (oob), `k=5, embedding="model"` (knn), `batch=...`.
+      **options: method options, e.g. `ray="local"` or a Ray address (Data-OOB and
+        Banzhaf draws fanned out over Ray workers, `distributed.ray_run`; a fixed budget,
+        no checkpoints), `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
+        `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
+        valid_sample=10_000` (knn; default `knn.auto_settings`), `batch=...`.
 
     Returns:
       A `ValuationResult` with one row per training sample, in the data's order.
@@ -199,7 +286,7 @@ def value(
     entry = METHODS[method]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValuationError(f"seed must be an int, got {seed!r}")
-    if isinstance(data, Utility):
+    if isinstance(data, (Utility, ShardedUtility)):
         utility = data
     elif isinstance(data, Dataset):
         if valid is None and entry.needs_valid:
@@ -209,13 +296,17 @@ def value(
         if valid is not None and not isinstance(valid, Dataset):
             raise ValuationError(f"valid must be a Dataset, got {type(valid).__name__}; "
                                  "build one with valuation.load(...)")
+        if valid is not None:
+            valid = valid.select_features(data.feature_names, what="the validation set")
         model = model or logistic_regression(data.n_classes)
+        _check_model_classes(model, data)
         # Data-OOB never touches the validation set; the training set stands in for it.
         utility = make_utility(model, data, data if valid is None else valid,
                                **(utility_options or {}))
     else:
         raise ValuationError(f"data must be a Dataset or a Utility, got "
                              f"{type(data).__name__}; build one with valuation.load(...)")
+    utility = shard(utility)  # several local devices: each chunk of models split over them
     stop = stop if stop is not None else entry.default_stop
     if stop is not None and not isinstance(stop, st.Rule):
         raise ValuationError(f"stop must be a stopping rule such as "

@@ -173,13 +173,15 @@ class Dataset:
             training set's statistics when scaling validation or test data.
 
         Returns:
-          `(dataset, (mean, std))`; constant features keep std 1.
+          `(dataset, (mean, std))`, the statistics as float32; constant features keep std 1.
+          The statistics are computed in float64 (float32 squares of values near 1e20
+          overflow) and applied in float32, so scaling any rows with the returned statistics
+          repeats this arithmetic bit for bit.
         """
-        if mean is None:
-            mean = self.x.mean(axis=0)
-        if std is None:
-            std = self.x.std(axis=0)
-            std = np.where(std > 0, std, 1.0)
+        wide = self.x.astype(np.float64)
+        mean = np.asarray(wide.mean(axis=0) if mean is None else mean, np.float32)
+        std = np.asarray(wide.std(axis=0) if std is None else std, np.float32)
+        std = np.where(std > 0, std, np.float32(1.0))
         x = ((self.x - mean) / std).astype(np.float32)
         return self.replace(x=x), (mean, std)
 
@@ -231,7 +233,8 @@ def _check_features(x: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
         except (TypeError, ValueError):
             _fail("features must be numeric, found non-numeric values",
                   "encode text or category columns as numbers before valuation")
-    x = x.astype(np.float32)
+    x = x.astype(np.float64)
+    x = _check_float32_range(x, feature_names).astype(np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
         rows, cols = np.nonzero(bad)
@@ -244,6 +247,46 @@ def _check_features(x: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
     return x
 
 
+def _check_float32_range(x: np.ndarray, feature_names: Sequence[str]) -> np.ndarray:
+    """`x` (float64) unchanged, or one error naming the columns whose finite values a float32
+    cast would turn into infinities (the engine computes in float32)."""
+    big = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
+    if big.any():
+        rows, cols = np.nonzero(big)
+        col_names = sorted({str(feature_names[c]) for c in cols})
+        _fail(f"{big.sum()} finite feature values exceed the float32 range (+/-3.4e38) the "
+              f"computation uses (first: {x[rows[0], cols[0]]:.3g} in row {rows[0]}, column "
+              f"{feature_names[cols[0]]!r}; columns affected: {', '.join(col_names[:5])})",
+              "rescale those columns (e.g. divide by a power of ten or take a log) before "
+              "valuation")
+    return x
+
+
+_MAX_NUMERIC_CLASSES = 20
+
+
+def _check_task(y: np.ndarray, task: str) -> None:
+    """Refuse numeric labels that look like a regression target, unless told otherwise.
+
+    A float label column with non-integer values, or a numeric one with more than 20 distinct
+    values and fewer than 10 rows per value on average (e.g. scikit-learn's diabetes: 214
+    values over 442 rows), would silently become a many-class problem.
+    """
+    if task not in ("auto", "classification"):
+        _fail(f"unknown task {task!r}", "pass task='auto' or task='classification'")
+    if task == "classification" or not np.issubdtype(y.dtype, np.number):
+        return
+    how = ("valuate values classification targets only (regression is not supported yet); "
+           "if the labels really are classes, say so with task='classification' "
+           "(CLI: --task classification)")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
+        _fail("labels are non-integer numbers, which looks like a regression target", how)
+    n_values = len(np.unique(y))
+    if n_values > _MAX_NUMERIC_CLASSES and len(y) < 10 * n_values:
+        _fail(f"the numeric label column has {n_values} distinct values over {len(y)} rows, "
+              "which looks like a regression target", how)
+
+
 def from_arrays(
     x: Any,
     y: Any,
@@ -251,6 +294,7 @@ def from_arrays(
     ids: Any = None,
     feature_names: Sequence[str] | None = None,
     classes: Sequence | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """A validated `Dataset` from array-likes.
 
@@ -261,10 +305,15 @@ def from_arrays(
       feature_names: names of the `d` columns; default `x0..x{d-1}`.
       classes: the class list, in code order; default the sorted unique labels. Pass it to
         keep a class that is absent from this table (e.g. a validation split).
+      task: "auto" refuses numeric labels that look like a regression target (non-integer
+        floats, or more than 20 distinct values with under 10 rows each on average);
+        "classification" takes them as classes. Passing `classes` also says it is
+        classification.
 
     Raises:
-      ValuationError: empty data, wrong shapes, NaN/inf or non-numeric features, fewer than
-        two classes, duplicate ids, labels outside `classes`.
+      ValuationError: empty data, wrong shapes, NaN/inf, non-numeric or float32-overflowing
+        features, a regression-like label, fewer than two classes, duplicate ids, labels
+        outside `classes`.
     """
     x = np.asarray(x)
     if x.ndim == 1 and x.size > 0:
@@ -287,10 +336,8 @@ def from_arrays(
               "pass exactly one label per row")
     if pd.isna(pd.Series(y, dtype=object)).any():
         _fail("some labels are missing (NaN/None)", "drop or label those rows")
-    if np.issubdtype(y.dtype, np.floating):
-        if not np.all(y == np.round(y)):
-            _fail("labels are non-integer floats, which looks like a regression target",
-                  "valuate values classification data: pass class labels")
+    _check_task(y, "classification" if classes is not None else task)
+    if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if classes is None:
         classes = tuple(np.unique(y).tolist())
@@ -325,6 +372,7 @@ def from_dataframe(
     id_column: str | None = None,
     features: Sequence[str] | None = None,
     classes: Sequence | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """A `Dataset` from a pandas DataFrame.
 
@@ -333,7 +381,7 @@ def from_dataframe(
       label: name of the label column.
       id_column: name of a column of unique sample ids; default the DataFrame's index.
       features: feature columns; default every other column.
-      classes: class list (see `from_arrays`).
+      classes, task: see `from_arrays`.
     """
     if not isinstance(df, pd.DataFrame):
         _fail(f"expected a pandas DataFrame, got {type(df).__name__}",
@@ -349,16 +397,21 @@ def from_dataframe(
         missing = [c for c in features if c not in df.columns]
         if missing:
             _fail(f"feature columns {missing} not found", "check the column names")
+    if len(df) == 0:
+        _fail(f"the table has a header ({len(df.columns)} columns) but no rows",
+              "pass a table with at least two rows of two classes")
     feats = df[list(features)]
     non_numeric = [str(c) for c in feats.columns
                    if not (pd.api.types.is_numeric_dtype(feats[c])
                            or pd.api.types.is_bool_dtype(feats[c]))]
     if non_numeric:
         _fail(f"non-numeric feature columns: {', '.join(non_numeric[:5])}",
-              "encode them as numbers (e.g. one-hot) or drop them")
+              "encode them as numbers (valuation.encoding.fit_encoding / apply_encoding; "
+              "`valuate value` does it unless --no-encode) or drop them")
     ids = df[id_column].to_numpy() if id_column is not None else df.index.to_numpy()
     return from_arrays(feats.to_numpy(dtype=np.float64, na_value=np.nan), df[label].to_numpy(),
-                       ids=ids, feature_names=[str(c) for c in feats.columns], classes=classes)
+                       ids=ids, feature_names=[str(c) for c in feats.columns], classes=classes,
+                       task=task)
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -384,6 +437,7 @@ def load(
     label: str | None = None,
     id_column: str | None = None,
     classes: Sequence | None = None,
+    task: str = "auto",
 ) -> Dataset:
     """A `Dataset` from whatever the user holds.
 
@@ -393,7 +447,7 @@ def load(
       y: labels, for array input.
       label: label column, for DataFrame and file input.
       id_column: id column, for DataFrame and file input.
-      classes: class list (see `from_arrays`).
+      classes, task: see `from_arrays`.
 
     Example:
       >>> import numpy as np
@@ -407,10 +461,11 @@ def load(
     if isinstance(source, pd.DataFrame):
         if label is None:
             _fail("a table needs the name of its label column", "pass label='column name'")
-        return from_dataframe(source, label=label, id_column=id_column, classes=classes)
+        return from_dataframe(source, label=label, id_column=id_column, classes=classes,
+                              task=task)
     if y is None:
         _fail("array input needs labels", "pass load(x, y)")
-    return from_arrays(source, y, classes=classes)
+    return from_arrays(source, y, classes=classes, task=task)
 
 
 def align_classes(train: Dataset, *others: Dataset) -> tuple[Dataset, ...]:

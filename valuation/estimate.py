@@ -19,6 +19,8 @@ import numpy as np
 
 __all__ = ["Estimate", "Moments", "combine", "estimate", "moments", "update"]
 
+BLOCK_ELEMENTS = 4_000_000  # observations folded at once: ~32 MB per float64 temporary
+
 
 class Moments(NamedTuple):
     """Per-sample count, mean and sum of squared deviations, each of shape `(n,)`."""
@@ -65,15 +67,23 @@ def update(m: Moments, observations, mask=None) -> Moments:
       mask: `(b, n)` booleans, which observations count (default all).
     """
     n = m.count.shape[0]
-    x = np.asarray(observations, np.float64)
+    x = np.asarray(observations)
     if x.ndim == 1:
         x = x[:, None]
     x = np.broadcast_to(x, (x.shape[0], n))
-    w = np.ones(x.shape, bool) if mask is None else np.asarray(mask, bool)
-    count = w.sum(axis=0)
-    mean = np.where(w, x, 0.0).sum(axis=0) / np.maximum(count, 1)
-    m2 = np.where(w, (x - mean) ** 2, 0.0).sum(axis=0)
-    return combine(m, Moments(count.astype(np.int64), mean, m2))
+    mask = None if mask is None else np.broadcast_to(mask, x.shape)
+    # Blocks of rows keep the float64 temporaries near BLOCK_ELEMENTS whatever b and n
+    # (the same moments up to float64 rounding: Chan's update pools the blocks).
+    rows = max(1, BLOCK_ELEMENTS // max(n, 1))
+    for start in range(0, x.shape[0], rows):
+        block = x[start:start + rows].astype(np.float64)
+        w = (np.ones(block.shape, bool) if mask is None
+             else np.asarray(mask[start:start + rows], bool))
+        count = w.sum(axis=0)
+        mean = np.where(w, block, 0.0).sum(axis=0) / np.maximum(count, 1)
+        m2 = np.where(w, (block - mean) ** 2, 0.0).sum(axis=0)
+        m = combine(m, Moments(count.astype(np.int64), mean, m2))
+    return m
 
 
 def estimate(m: Moments) -> Estimate:

@@ -48,13 +48,18 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     """Call `write(tmp_path)`, then rename the temporary file onto `path`.
 
     A reader never sees a half-written file: either the old one or the complete new one.
+    The file gets the usual mode of a new file (0666 less the umask), not the 0600 of the
+    temporary file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     os.close(fd)
+    umask = os.umask(0o022)  # reading the umask means setting it; restored at once
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

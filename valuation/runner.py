@@ -26,6 +26,10 @@ Checkpoint API (for long jobs and the CLI's `--job-dir`):
   different configuration raises `ValuationError`; delete it or pass another path.
 * A finished run leaves its final checkpoint behind; running again returns the same result
   at once (the stopping rule fires before any new draw).
+
+Long runs: after the first update of a session, a run projected to take more than
+`ESTIMATE_AFTER` seconds prints a cost estimate (evaluations to go and the measured rate)
+on stderr with the progress bar.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -49,7 +54,9 @@ from .errors import ValuationError
 from .estimate import Estimate
 from .results import atomic_write
 
-__all__ = ["Estimator", "Progress", "RunOutput", "as_key", "draw_keys", "run"]
+__all__ = ["Estimator", "Progress", "RunOutput", "as_key", "cost_estimate", "draw_keys", "run"]
+
+ESTIMATE_AFTER = 60.0  # print a cost estimate when a run projects to more seconds than this
 
 
 class Estimator(NamedTuple):
@@ -131,6 +138,31 @@ def draw_keys(key: jax.Array, start: int, count: int) -> jax.Array:
     return _draw_keys(key, np.uint32(start), int(count))
 
 
+class _PlainLines:
+    """tqdm's stream when stderr is not a terminal (a log file, a pipe): each refresh becomes
+    one plain line, at most one per `interval` seconds plus the finished bar, instead of
+    carriage-return redraws that fill the log."""
+
+    def __init__(self, stream, interval: float = 10.0):
+        self.stream, self.interval, self.last, self.line = stream, interval, -math.inf, ""
+
+    def write(self, text: str) -> None:
+        line = text.replace("\r", "").strip()
+        now = time.monotonic()
+        if line and line != self.line and (now - self.last >= self.interval
+                                           or "100%" in line):
+            self.stream.write(line + "\n")
+            self.last, self.line = now, line
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def progress_stream():
+    """Where progress bars write: stderr itself on a terminal, else plain lines."""
+    return sys.stderr if sys.stderr.isatty() else _PlainLines(sys.stderr)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _draw_keys(key, start, count):
     # compiled once per batch size; `start` is traced, so later updates reuse the program
@@ -174,6 +206,7 @@ def _save(path, leaves, draws, evaluations, seconds, previous, digest):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, write)
 
 
@@ -190,6 +223,16 @@ def _load(path, treedef, n_leaves, digest):
             previous = Estimate(z["prev_values"], z["prev_stderr"], z["prev_counts"])
         return (jax.tree_util.tree_unflatten(treedef, leaves), int(z["draws"]),
                 int(z["evaluations"]), float(z["seconds"]), previous)
+
+
+def cost_estimate(evaluations: int, completion: float, rate: float) -> tuple[float, str]:
+    """Seconds left and a one-line cost estimate, from the evaluations so far, the stopping
+    rule's completion in (0, 1] (exact for budget rules; a guess for convergence rules,
+    whose completion need not grow linearly) and the measured evaluations per second."""
+    total = evaluations / max(completion, 1e-9)
+    left = (total - evaluations) / max(rate, 1e-9)
+    return left, (f"cost estimate: about {total:,.0f} utility evaluations (models trained) "
+                  f"at {rate:.3g}/s -> about {left / 60:.1f} min to go")
 
 
 def run(
@@ -244,7 +287,7 @@ def run(
         resumed = True
     start = time.perf_counter()
     session_evals, updates = 0, 0
-    bar = tqdm(total=100, file=sys.stderr, disable=not progress, desc=estimator.name,
+    bar = tqdm(total=100, file=progress_stream(), disable=not progress, desc=estimator.name,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
     current = estimator.estimate(state)
     try:
@@ -262,8 +305,13 @@ def run(
                 _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations,
                       spent + time.perf_counter() - start, previous, digest)
             elapsed = time.perf_counter() - start
-            bar.update(int(100 * stop.completion(
-                Progress(current, previous, evaluations, draws, spent + elapsed))) - bar.n)
+            status = Progress(current, previous, evaluations, draws, spent + elapsed)
+            completion = stop.completion(status)
+            if progress and updates == 1 and 0 < completion < 1:
+                left, line = cost_estimate(evaluations, completion, session_evals / elapsed)
+                if left > ESTIMATE_AFTER:
+                    bar.write(line, file=sys.stderr)
+            bar.update(int(100 * completion) - bar.n)
             bar.set_postfix_str(f"{evaluations} evals, {session_evals / elapsed:.0f} evals/s",
                                 refresh=True)
     finally:

@@ -35,7 +35,8 @@ from .errors import ValuationError
 from .models import Model, n_params
 from .training import fit, fit_logistic_newton
 
-__all__ = ["METRICS", "Utility", "accuracy", "make_utility", "neg_log_loss"]
+__all__ = ["METRICS", "Utility", "accuracy", "balanced_accuracy", "class_weights",
+           "make_utility", "neg_log_loss"]
 
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -47,13 +48,28 @@ def accuracy(probs: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(hit / top.sum(axis=-1))
 
 
+def balanced_accuracy(probs: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean over the classes present in `y` of their accuracy (ties shared, as `accuracy`).
+
+    probs `(n, k)`, y `(n,)` -> scalar in [0, 1]; a constant predictor scores 1/(classes
+    present), whatever the class shares, so it does not reward predicting the majority class.
+    """
+    top = probs >= probs.max(axis=-1, keepdims=True)
+    hit = jnp.take_along_axis(top, y[:, None], axis=-1)[:, 0] / top.sum(axis=-1)
+    onehot = jax.nn.one_hot(y, probs.shape[-1], dtype=hit.dtype)  # (n, k)
+    per_class = onehot.sum(axis=0)
+    recall = (hit @ onehot) / jnp.maximum(per_class, 1.0)
+    return jnp.sum(recall) / jnp.sum(per_class > 0)
+
+
 def neg_log_loss(probs: jax.Array, y: jax.Array) -> jax.Array:
     """Minus the mean log-loss (higher = better), probabilities clipped at 1e-7."""
     p = jnp.take_along_axis(probs, y[:, None], axis=-1)[:, 0]
     return jnp.mean(jnp.log(jnp.clip(p, 1e-7, 1.0)))
 
 
-METRICS: dict[str, Metric] = {"accuracy": accuracy, "neg_log_loss": neg_log_loss}
+METRICS: dict[str, Metric] = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy,
+                              "neg_log_loss": neg_log_loss}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,6 +86,7 @@ class Utility:
       solver: "newton" (logistic regression only) or "gd" (optax `fit`).
       steps, l2, optimizer, batch_size: training settings (see `training.fit`).
       chunk: models trained per compiled call; bounds peak memory.
+      class_weight: "balanced" or None; see `make_utility`.
     """
 
     model: Model
@@ -83,6 +100,7 @@ class Utility:
     optimizer: optax.GradientTransformation | None
     batch_size: int | None
     chunk: int
+    class_weight: str | None = None
 
     @property
     def n(self) -> int:
@@ -93,7 +111,8 @@ class Utility:
         """JSON-ready settings, stored with results."""
         return {"model": self.model.name, "metric": self.metric_name, "solver": self.solver,
                 "steps": self.steps, "l2": self.l2, "batch_size": self.batch_size,
-                "n_train": self.train.n, "n_valid": self.valid.n}
+                "class_weight": self.class_weight, "n_train": self.train.n,
+                "n_valid": self.valid.n}
 
     def __call__(self, weights: Any, *, key: jax.Array | None = None,
                  chunk: int | None = None) -> np.ndarray:
@@ -172,6 +191,15 @@ def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int):
         yield w, k, size
 
 
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-sample weights `n / (k_present * n_c)` that give every present class the same total
+    weight (scikit-learn's "balanced"), shape `(n,)`; they sum to n, so the L2 penalty keeps
+    its strength relative to the loss."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    per_class = len(y) / (np.count_nonzero(counts) * np.maximum(counts, 1.0))
+    return per_class[y].astype(np.float32)
+
+
 def _predict(model: Model, params, x):
     return jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(params, x), axis=-1)
 
@@ -182,22 +210,26 @@ def _compiled(u: Utility):
     xv, yv = jnp.asarray(u.valid.x), jnp.asarray(u.valid.y)
     k = u.train.n_classes
     onehot = jax.nn.one_hot(yt, k, dtype=jnp.float32)
+    # Class weights scale each sample's loss inside the fit; a subset (and the degenerate-
+    # subset rule below) is still the plain weight vector.
+    base = jnp.asarray(class_weights(u.train.y, k) if u.class_weight == "balanced"
+                       else np.ones(u.n, np.float32))
 
     if u.solver == "newton":
         # Warm start from the full-data solution: subsets' optima lie near it, so a few
         # Newton steps reach float32 precision (see training.fit_logistic_newton).
-        full = fit_logistic_newton(xt, yt, jnp.ones((1, u.n), jnp.float32), n_classes=k,
+        full = fit_logistic_newton(xt, yt, base[None, :], n_classes=k,
                                    l2=u.l2, steps=2 * u.steps)
         full = jax.tree_util.tree_map(lambda a: a[0], full)
 
         def fit_batch(weights, keys):
             del keys
-            return fit_logistic_newton(xt, yt, weights, n_classes=k, l2=u.l2, steps=u.steps,
-                                       init=full)
+            return fit_logistic_newton(xt, yt, weights * base, n_classes=k, l2=u.l2,
+                                       steps=u.steps, init=full)
     else:
         def fit_one(w, key):
-            return fit(u.model, xt, yt, w, key=key, steps=u.steps, optimizer=u.optimizer,
-                       l2=u.l2, batch_size=u.batch_size)
+            return fit(u.model, xt, yt, w * base, key=key, steps=u.steps,
+                       optimizer=u.optimizer, l2=u.l2, batch_size=u.batch_size)
 
         fit_batch = jax.vmap(fit_one)
 
@@ -242,6 +274,7 @@ def make_utility(
     batch_size: int | None = None,
     chunk: int | None = None,
     memory_budget: float = 1e9,
+    class_weight: str | None = None,
 ) -> Utility:
     """A `Utility` for a target model, training set and validation set.
 
@@ -260,7 +293,12 @@ def make_utility(
       batch_size: mini-batch size for "gd" (default full batch).
       chunk: models per compiled call; default from `memory_budget`.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
+      class_weight: "balanced" weighs each training sample's loss by `class_weights`, so
+        that a model trained on imbalanced data does not just predict the majority class
+        (use it with metric="balanced_accuracy"); None weighs every sample 1.
     """
+    if class_weight not in (None, "balanced"):
+        raise ValuationError(f"unknown class_weight {class_weight!r}; pass None or 'balanced'")
     train, valid = align_classes(train, valid)
     if isinstance(metric, str):
         if metric not in METRICS:
@@ -286,4 +324,5 @@ def make_utility(
         raise ValuationError(f"chunk must be a positive int, got {chunk!r}")
     return Utility(model=model, train=train, valid=valid, metric=metric_fn,
                    metric_name=metric_name, solver=solver, steps=int(steps), l2=float(l2),
-                   optimizer=optimizer, batch_size=batch_size, chunk=int(chunk))
+                   optimizer=optimizer, batch_size=batch_size, chunk=int(chunk),
+                   class_weight=class_weight)

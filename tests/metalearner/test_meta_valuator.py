@@ -181,38 +181,3 @@ def test_labels_in_the_users_vocabulary_are_recoded(task, fitted):
     np.testing.assert_array_equal(
         fitted.predict(part).values, fitted.predict(swapped).values
     )
-
-
-def test_several_teachers_share_one_meta_model(task, tmp_path):
-    """One output per teacher, each on its own pool and its own scale; saved and loaded."""
-    utility, values, _ = task
-    half = utility.n // 2
-    scaled = va.ValuationResult(values=1e3 * values.values[20:], stderr=values.stderr[20:],
-                                counts=values.counts[20:], ids=values.ids[20:],
-                                method="loo_scaled")
-    small = {"members": 2, "hidden": (16,), "steps": 200, "groups": ("neighbours", "label")}
-    meta = MetaValuator(**small).fit(utility, [values[:half], scaled])
-    assert meta.teachers == ("loo", "loo_scaled")
-    rest = utility.train.subset(np.arange(half, utility.n))
-    a, b = meta.predict(rest), meta.predict(rest, teacher="loo_scaled")
-    assert a.method == "meta_loo" and b.method == "meta_loo_scaled"
-    assert np.abs(b.values).max() > 100 * np.abs(a.values).max()  # each head in its units
-    path = tmp_path / "multi.npz"
-    meta.save(path)
-    loaded = MetaValuator.load(path, va.logistic_regression(2))
-    np.testing.assert_array_equal(loaded.predict(rest, teacher="loo_scaled").values, b.values)
-    with pytest.raises(va.ValuationError, match="not one this meta-model learned"):
-        meta.predict(rest, teacher="tmc_shapley")
-    with pytest.raises(va.ValuationError, match="one ValuationResult per method"):
-        MetaValuator(**small).fit(utility, [values[:half], values[half:]])
-
-
-def test_tail_weight_changes_the_fit_and_must_be_positive(task):
-    utility, values, _ = task
-    small = {"members": 2, "hidden": (16,), "steps": 200, "groups": ("neighbours", "label")}
-    plain = MetaValuator(**small).fit(utility, values[:100])
-    tail = MetaValuator(**small, tail_weight=5.0).fit(utility, values[:100])
-    rest = utility.train.subset(np.arange(100, 140))
-    assert not np.array_equal(plain.predict(rest).values, tail.predict(rest).values)
-    with pytest.raises(va.ValuationError, match="tail_weight"):
-        MetaValuator(tail_weight=0.0)

@@ -1,5 +1,8 @@
 """KNN-Shapley: the closed form equals generic exact enumeration on the KNN utility."""
 
+import sys
+
+import jax
 import numpy as np
 import pytest
 from shapley_games import Game
@@ -71,3 +74,84 @@ def test_user_embeddings_and_errors(blobs):
         va.value(u, method="knn", embedding=(train.x[:5], valid.x), progress=False)
     with pytest.raises(ValuationError, match="unknown embedding"):
         va.value(u, method="knn", embedding="pixels", progress=False)
+
+
+def _problem(n, m, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, 3)), rng.integers(0, 2, n), rng.normal(size=(m, 3)),
+            rng.integers(0, 2, m))
+
+
+@pytest.mark.parametrize("epsilon", [0.05, 0.01])
+def test_truncation_stays_within_epsilon_of_exact(epsilon):
+    # Jia et al. 2019, Theorem 4: keeping K* = max(K, ceil(1/eps)) neighbours moves every
+    # value by at most eps
+    xt, yt, xv, yv = _problem(400, 30)
+    exact = knn_shapley(xt, yt, xv, yv, k=5).values
+    approx = knn_shapley(xt, yt, xv, yv, k=5, epsilon=epsilon)
+    err = np.abs(approx.values - exact)
+    assert err.max() <= epsilon
+    assert err.max() > 0  # a truncation that changes nothing was not applied
+    assert np.all(approx.stderr == 0)
+    # K* >= N: no truncation at all
+    full = knn_shapley(xt, yt, xv, yv, k=5, epsilon=1 / 400)
+    np.testing.assert_allclose(full.values, exact, atol=1e-7)
+
+
+def test_validation_sample_stderr_matches_spread_over_draws():
+    xt, yt, xv, yv = _problem(40, 200, seed=1)
+    everything = knn_shapley(xt, yt, xv, yv, k=3, valid_sample=200, key=jax.random.PRNGKey(0))
+    np.testing.assert_allclose(everything.values, knn_shapley(xt, yt, xv, yv, k=3).values)
+    assert np.all(everything.stderr == 0)  # finite-population correction: whole population
+    draws = [knn_shapley(xt, yt, xv, yv, k=3, valid_sample=50, key=jax.random.PRNGKey(s))
+             for s in range(120)]
+    values = np.stack([d.values for d in draws])
+    assert np.all(draws[0].counts == 50)
+    # the reported variance of a draw's mean (with its fpc) equals the spread over draws;
+    # pooled over 40 training points the ratio's own spread is a few percent
+    ratio = values.var(axis=0, ddof=1).sum() / np.mean([d.stderr**2 for d in draws], 0).sum()
+    assert 0.85 < ratio < 1.15
+    np.testing.assert_allclose(values.mean(axis=0), everything.values,
+                               atol=4 * values.std(axis=0).max() / np.sqrt(120))
+
+
+def test_scale_settings_errors():
+    xt, yt, xv, yv = _problem(20, 5)
+    with pytest.raises(ValuationError, match="epsilon"):
+        knn_shapley(xt, yt, xv, yv, epsilon=2.0)
+    with pytest.raises(ValuationError, match="key"):
+        knn_shapley(xt, yt, xv, yv, valid_sample=3)
+
+
+def test_hnsw_index_finds_the_exact_neighbours_on_a_small_set():
+    pytest.importorskip("faiss")
+    from valuation.shapley.neighbours import hnsw_search
+
+    xt, yt, xv, yv = _problem(3000, 40, seed=2)
+    exact = knn_shapley(xt, yt, xv, yv, k=5, epsilon=0.01)
+    approx = knn_shapley(xt, yt, xv, yv, k=5, epsilon=0.01, search=hnsw_search(xt, threads=1))
+    # recall ~1 on 3000 points in 3-D: the same values but for rare misses
+    assert np.mean(np.abs(approx.values - exact.values) < 1e-9) > 0.98
+    assert np.abs(approx.values - exact.values).max() <= 0.01
+
+
+def test_index_errors(monkeypatch):
+    xt, yt, xv, yv = _problem(20, 5)
+    with pytest.raises(ValuationError, match="epsilon"):
+        knn_shapley(xt, yt, xv, yv, search=lambda x, k: None)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if not installed
+    from valuation.shapley.neighbours import hnsw_search
+
+    with pytest.raises(ValuationError, match="valuate\\[ann\\]"):
+        hnsw_search(xt)
+
+
+def test_auto_settings_sort_at_most_the_exact_budget():
+    from valuation.shapley.knn import EXACT_PAIRS, auto_settings
+
+    assert auto_settings(100_000, 1_000) == (None, None)  # exact, every validation row
+    assert auto_settings(10_000, 30_000) == (None, 25_000)  # sampled down to the budget
+    assert auto_settings(800_000, 200_000) == (1e-3, 10_000)  # sampled and truncated
+    for n, m in [(5_000, 10**6), (300_000, 5_000), (10**7, 10**5)]:
+        epsilon, sample = auto_settings(n, m)
+        assert epsilon is not None or n * (sample or m) <= EXACT_PAIRS

@@ -118,3 +118,45 @@ def test_progress_bar_reports_completion_and_speed(capsys):
 def test_data_oob_needs_a_real_utility():
     with pytest.raises(ValuationError, match="make_utility"):
         _values(data_oob(), lumpy(4), draws=4)
+
+
+class Chunked:
+    """A game with an engine chunk size, as a `Utility` has: estimators stream draws to it
+    one chunk at a time."""
+
+    def __init__(self, game, chunk):
+        self.game, self.chunk, self.n = game, chunk, game.n
+
+    def __call__(self, weights, key=None):
+        assert len(weights) <= self.chunk  # never more than one chunk in memory
+        return self.game(weights, key=key)
+
+
+def test_msr_streamed_in_chunks_equals_one_batch():
+    game = lumpy(7)
+    whole = _values(msr_banzhaf(batch=64), game, draws=128).estimate
+    streamed = _values(msr_banzhaf(batch=64), Chunked(game, 5), draws=128).estimate
+    np.testing.assert_array_equal(streamed.counts, whole.counts)
+    np.testing.assert_allclose(streamed.values, whole.values, rtol=1e-12, atol=1e-14)
+
+
+def test_moments_folded_in_blocks_equal_one_fold(monkeypatch, rng):
+    x, mask = rng.normal(size=(50, 7)), rng.random((50, 7)) < 0.6
+    whole = va.estimate.update(va.estimate.moments(7), x, mask)
+    monkeypatch.setattr(va.estimate, "BLOCK_ELEMENTS", 14)  # blocks of 2 rows
+    blocked = va.estimate.update(va.estimate.moments(7), x, mask)
+    np.testing.assert_array_equal(blocked.count, whole.count)
+    np.testing.assert_allclose(blocked.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(blocked.m2, whole.m2, rtol=1e-12)
+    np.testing.assert_allclose(whole.mean, np.where(mask, x, 0).sum(0) / mask.sum(0))
+
+
+def test_long_run_prints_a_cost_estimate_first(monkeypatch, capsys):
+    left, line = va.runner.cost_estimate(64, 0.25, 2.0)
+    assert left == 96.0 and "256 utility evaluations" in line  # 192 more at 2/s
+    monkeypatch.setattr(va.runner, "ESTIMATE_AFTER", 0.0)
+    run(msr_banzhaf(batch=8), lumpy(4), key=0, stop=max_draws(32), progress=True)
+    assert capsys.readouterr().err.count("cost estimate: about 32 utility evaluations") == 1
+    monkeypatch.setattr(va.runner, "ESTIMATE_AFTER", 1e9)
+    run(msr_banzhaf(batch=8), lumpy(4), key=0, stop=max_draws(32), progress=True)
+    assert "cost estimate" not in capsys.readouterr().err

@@ -57,11 +57,17 @@ def msr_banzhaf(*, batch: int = 256) -> Estimator:
 
     def update(state, utility, keys):
         n = state.inside.count.shape[0]
-        masks = np.asarray(bernoulli_masks(keys, n))
-        train_keys = training_keys(keys)
-        scores = np.asarray(utility(masks.astype(np.float32), key=train_keys), np.float64)
-        return MSRState(est.update(state.inside, scores, masks),
-                        est.update(state.outside, scores, ~masks)), len(scores)
+        inside, outside = state
+        # One engine chunk of coalitions at a time: memory O(chunk * n), not O(batch * n).
+        step = getattr(utility, "chunk", keys.shape[0])
+        for start in range(0, keys.shape[0], step):
+            chunk_keys = keys[start:start + step]
+            masks = np.asarray(bernoulli_masks(chunk_keys, n))
+            scores = np.asarray(utility(masks.astype(np.float32),
+                                        key=training_keys(chunk_keys)), np.float64)
+            inside = est.update(inside, scores, masks)
+            outside = est.update(outside, scores, ~masks)
+        return MSRState(inside, outside), int(keys.shape[0])
 
     def estimate(state):
         a, b = est.estimate(state.inside), est.estimate(state.outside)

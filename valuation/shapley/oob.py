@@ -78,16 +78,16 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
             raise ValuationError("Data-OOB trains bagged models itself: pass a Utility from "
                                  "make_utility, not a plain game function")
         n = state.moments.count.shape[0]
-        counts = bootstrap_counts(keys, n)
-        train_keys = training_keys(keys)
         x, y = jnp.asarray(utility.train.x), jnp.asarray(utility.train.y)
         moments = state.moments
-        for start in range(0, counts.shape[0], utility.chunk):
-            w = counts[start:start + utility.chunk]
-            params = utility.fit(w, key=train_keys[start:start + utility.chunk])
+        # One chunk of resamples at a time: memory O(chunk * n), not O(batch * n).
+        for start in range(0, keys.shape[0], utility.chunk):
+            chunk_keys = keys[start:start + utility.chunk]
+            w = bootstrap_counts(chunk_keys, n)
+            params = utility.fit(w, key=training_keys(chunk_keys))
             scores = _sample_scores(utility.predict_proba(params, x), y, score)
-            moments = est.update(moments, np.asarray(scores), np.asarray(w) == 0)
-        return OOBState(moments), int(counts.shape[0])
+            moments = est.update(moments, np.asarray(scores), w == 0)
+        return OOBState(moments), int(keys.shape[0])
 
     def estimate(state):
         return est.estimate(state.moments)
