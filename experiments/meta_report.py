@@ -25,6 +25,7 @@ from .raw_scores import RAW_SCORES
 __all__ = ["check_targets", "markdown", "markdown_tables"]
 
 KEYS = ["task", "teacher"]
+DETAIL = ("meta", "meta_cli", "meta_without_bagging", "meta_without_neighbours")
 COLUMNS = ("ceiling", "meta", "meta_cli", "teacher_t0", "teacher_equal_compute",
            "meta_without_bagging", "meta_without_neighbours", "knn_shapley", *RAW_SCORES,
            "dvrl", "random")
@@ -96,6 +97,13 @@ def markdown_tables(scores: pd.DataFrame, costs: pd.DataFrame, targets: pd.DataF
             if measure != "spearman":
                 table = table.drop(columns=["ceiling"], errors="ignore")
             parts.append(f"### {label}: {what}\n\n{markdown(table)}")
+    detail = scores[scores["method"] == "meta_cli"]["seed"].unique()
+    same = scores[scores["seed"].isin(detail) & scores["method"].isin(DETAIL)]
+    for measure in ("spearman", "f1"):
+        table = _means(same, "new", measure)
+        parts.append(f"### new rows, {measure}, on the seeds with the CLI chain and the "
+                     f"ablations only ({', '.join(map(str, sorted(detail)))})\n\n"
+                     f"{markdown(table)}")
     cost_columns = ["n_train", "teacher_full_s", "learn_values_s", "predict_new_s",
                     "cost_ratio", "cli_s", "cli_cost_ratio", "predict_speedup",
                     "predict_speedup_warm"]
