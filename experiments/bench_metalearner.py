@@ -149,8 +149,11 @@ def bench_task(name: str, seed: int, teachers: tuple[str, ...], *, budgets: dict
             "new": {"ids": new.ids, "noisy": new_noisy}}
 
     def on_rows(values: np.ndarray, ids: np.ndarray = full.ids) -> dict[str, np.ndarray]:
-        series = pd.Series(np.asarray(values, float), index=ids)
-        return {r: series.reindex(spec["ids"]).to_numpy() for r, spec in rows.items()}
+        """Values by id (compared as text: the CLI's tables give ids back as text) on each
+        row set."""
+        series = pd.Series(np.asarray(values, float), index=np.asarray(ids).astype(str))
+        return {r: series.reindex(spec["ids"].astype(str)).to_numpy()
+                for r, spec in rows.items()}
 
     baselines = {}
     raw = raw_scores(utility, new, key=jax.random.PRNGKey(_seed(seed, 2)))
