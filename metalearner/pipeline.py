@@ -17,7 +17,10 @@ values the whole training set (`fraction` defaults to 1) at a small budget, so e
 a cheap, noisy but unbiased estimate (a few permutations or coalitions), and the meta-model
 regresses those noisy targets on features; its predictions, for every training row, are the
 values. A regression on unbiased noisy targets converges to their mean, so the noise
-averages out across similar rows instead of within each row's own draws.
+averages out across similar rows instead of within each row's own draws. Measured
+(`experiments/bench_amortized.py`, TMC and Banzhaf on two tasks): closer to a high-budget
+reference than the plain estimator at the same budget at 19 of 20 budgets, reaching its
+accuracy with up to 7.9x fewer evaluations (experiments/README.md).
 """
 
 from __future__ import annotations
