@@ -13,7 +13,7 @@ row (held out from what scores it) and for a new row:
 * cross-validated p(label): the target refitted without each of 5 stratified folds; a
   training row reads the refit that did not see its fold, a new row the mean over refits.
 
-Low = suspicious, like a value. All refits run as one batched `Utility.fit` call each.
+Low = suspicious, like a value. Each set of refits is one batched `Utility.fit` call.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from metalearner import bootstrap_refits, fold_refits
 from valuation import Dataset, Utility
 
 from .noisy_labels import knn_label_agreement
@@ -30,24 +31,12 @@ __all__ = ["RAW_SCORES", "raw_scores"]
 RAW_SCORES = ("knn10_agreement", "oob32_correct", "cv_p_label")
 
 
-def _bootstrap_weights(key: jax.Array, n: int, bags: int) -> np.ndarray:
-    """`(bags, n)` bootstrap counts: row i drawn `w[b, i]` times in bag b."""
-    draws = np.asarray(jax.random.randint(key, (bags, n), 0, n))
-    return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float32)
-
-
-def _stratified_folds(key: jax.Array, y: np.ndarray, folds: int) -> np.ndarray:
-    """`(n,)` fold of each row: rows of each class dealt round-robin after a keyed shuffle."""
-    order = np.asarray(jax.random.permutation(key, len(y)))
-    by_class = order[np.argsort(y[order], kind="stable")]
-    fold = np.empty(len(y), np.int64)
-    fold[by_class] = np.arange(len(y)) % folds
-    return fold
-
-
 def raw_scores(utility: Utility, new: Dataset, *, key: jax.Array, bags: int = 32,
                folds: int = 5, k: int = 10) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The `RAW_SCORES` of every training row and every new row.
+
+    The refits are the meta-model's own (`metalearner.bootstrap_refits`, `fold_refits`),
+    read here as single scores instead of features.
 
     Args:
       utility: the target model and its training set (`utility.train`, `(n, d)`).
@@ -59,27 +48,25 @@ def raw_scores(utility: Utility, new: Dataset, *, key: jax.Array, bags: int = 32
       `{name: (scores of training rows (n,), scores of new rows (m,))}`.
     """
     train = utility.train
-    k_bags, k_folds, k_fit = jax.random.split(key, 3)
+    k_bags, k_folds = jax.random.split(key)
     out = {"knn10_agreement": (knn_label_agreement(train.x, train.y, k),
                                knn_label_agreement(new.x, new.y, k,
                                                    reference=(train.x, train.y)))}
-    weights = _bootstrap_weights(k_bags, train.n, bags)
-    (p_train, hit_train), (_, hit_new) = _refit_probs(utility, weights, k_fit, train, new)
-    out_of_bag = weights == 0
+    params, bag_in = bootstrap_refits(utility, key=k_bags, bags=bags)
+    (_, hit_train), (_, hit_new) = _label_scores(utility, params, train, new)
+    out_of_bag = ~bag_in
     out["oob32_correct"] = ((hit_train * out_of_bag).sum(0) / np.maximum(out_of_bag.sum(0), 1),
                             hit_new.mean(0))
-    fold = _stratified_folds(k_folds, train.y, folds)
-    held = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float32)
-    (p_train, _), (p_new, _) = _refit_probs(utility, held, k_fit, train, new)
+    params, fold = fold_refits(utility, key=k_folds, folds=folds)
+    (p_train, _), (p_new, _) = _label_scores(utility, params, train, new)
     out["cv_p_label"] = (p_train[fold, np.arange(train.n)], p_new.mean(0))
     return out
 
 
-def _refit_probs(utility: Utility, weights: np.ndarray, key: jax.Array,
-                 *datasets: Dataset) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Refit the target on each row of `weights` `(B, n)` (one batched call); per dataset,
-    `(p(label), prediction == label)`, each `(B, rows)`."""
-    params = utility.fit(weights, key=key)
+def _label_scores(utility: Utility, params, *datasets: Dataset) -> list[tuple[np.ndarray,
+                                                                             np.ndarray]]:
+    """Per dataset, `(p(label), prediction == label)` under each of the B batched models
+    in `params`, each `(B, rows)`."""
     out = []
     for data in datasets:
         probs = np.asarray(utility.predict_proba(params, data.x), np.float64)

@@ -1,14 +1,18 @@
 """The meta-learner benchmark: its verdicts on hand-made tables, and the whole run at a tiny
 budget (slow)."""
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
+import valuation as va
 from experiments import bench_amortized, bench_metalearner
 from experiments.bench_amortized import reach
 from experiments.meta_report import check_targets
-from experiments.raw_scores import RAW_SCORES
+from experiments.noisy_labels import detection_auroc
+from experiments.raw_scores import RAW_SCORES, raw_scores
+from experiments.tasks import make_task
 
 
 def _scores(meta_rho, ceiling, meta_f1, teacher_f1, raw_f1):
@@ -99,3 +103,17 @@ def test_amortized_benchmark_runs_end_to_end_at_a_tiny_budget(tmp_path):
                                 values="evaluations")
     assert (paired["amortized"] > paired["plain"]).all()  # the meta-model's refits count
     assert len(pd.read_csv(tmp_path / "bench_amortized_targets.csv")) == len(paired)
+
+
+def test_raw_scores_rank_flipped_rows_low_in_and_out_of_the_training_set():
+    task = make_task("wine", seed=0)
+    utility = va.make_utility(va.logistic_regression(3), task.train, task.valid)
+    new, flipped = task.flip(task.test, seed=7)
+    scores = raw_scores(utility, new, key=jax.random.PRNGKey(0))
+    assert set(scores) == set(RAW_SCORES)
+    for train_scores, new_scores in scores.values():
+        assert train_scores.shape == (task.train.n,) and new_scores.shape == (new.n,)
+        assert ((train_scores >= 0) & (train_scores <= 1)).all()
+        # 11 of 107 training labels and 4 of 36 new ones flipped: each score ranks them low
+        assert detection_auroc(train_scores, task.noisy) > 0.9
+        assert detection_auroc(new_scores, flipped) > 0.9
