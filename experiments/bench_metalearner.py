@@ -36,7 +36,7 @@ Budgets (utility evaluations = target models trained): Data-OOB 256 bootstrap mo
 TMC-Shapley 8 permutations' worth (`8 * rows` evaluations, truncation stretches them over
 more permutations), MSR-Banzhaf 1,024 coalitions, the same on the pool as on the full set;
 `--tiny` divides them (the slow test). TMC is not run on digits (10 classes trained by
-gradient descent: over an hour here) and Banzhaf only on tasks of 2,000 training rows or
+gradient descent: beyond a 2-core CPU budget) and Banzhaf only on tasks of 2,000 training rows or
 more (it is there for the cost target). The pool is half the training set below 1,000
 training rows and a quarter above. The meta-model: `MetaValuator(members=4, steps=1000)`
 (the CLI: `--members 4 --steps 1000`), its other settings the defaults.
@@ -100,7 +100,7 @@ def _evaluations(teacher: str, draws: int, rows: int) -> int:
 
 def _skip(name: str, teacher: str, n_train: int) -> str | None:
     if teacher == "tmc" and name == "digits":
-        return "TMC on digits: 10 classes by gradient descent, over an hour on this machine"
+        return "TMC on digits: 10 classes by gradient descent, beyond a 2-core CPU budget"
     if teacher == "banzhaf" and n_train < 2000:
         return "Banzhaf only where the cost target applies (n >= 2,000)"
     return None
