@@ -1,39 +1,50 @@
-"""Meta-learner benchmark: learn a teacher's values on half the training set, predict the rest.
+"""Meta-learner benchmark, end to end: what a user gets for rows the teacher never valued.
 
-Run `python -m experiments.bench_metalearner [--quick]`. For breast_cancer, digits (capped
-at 300 training rows) and two synthetic tasks of 600 and 6,000 training rows (no TMC on the
-larger), all from `experiments.tasks` with 10 % flipped training labels and a
-logistic-regression target, for each split / label-noise seed (default 0, 1, 2) and each
-teacher in turn (TMC-Shapley, MSR-Banzhaf, Data-OOB via `valuation.api.value`):
+Run `python -m experiments.bench_metalearner [--tiny] [--tasks ...] [--seeds ...]
+[--teachers ...] [--out results]`. For each task (`experiments.tasks`: breast_cancer, wine,
+digits, synthetic_3k with 2,004 training rows, synthetic_1k_cyclic with 20 % c -> c + 1
+label noise; the others 10 % uniform flips), split seed and teacher, with a
+logistic-regression target scored on accuracy:
 
-* the teacher values the whole training set twice (seeds `s` and `s + 1000`);
-* a `MetaValuator` is fitted to the first run's values of a stratified half (the pool) and
-  predicts the other half (the unseen samples; they are in the target's training set, as the
-  teacher's values are defined for them);
-* reported on the unseen half: Spearman of the predictions to the teacher and to its
-  independent second run, the teacher's seed-to-seed Spearman (the ceiling), noisy-label
-  detection F1 / AUROC from predictions, from the teacher, from KNN-Shapley, from the
-  10-nearest-neighbour label-agreement baseline and from DVRL (OpenDataVal, in its own
-  environment: `experiments/dvrl.py`; skipped with a reason when absent), and the wall time
-  of predicting against the teacher's (both warm: the teacher's second run, a second predict
-  call), the teacher's in full and pro-rated to the unseen half (the teacher cannot value
-  half the samples of a game for less than its whole cost, so the pro-rated figure flatters
-  it);
-* on new rows (the task's test split, 10 % of labels flipped, never trained on by the
-  target nor valued by the teacher): noisy-label detection from the meta-model's
-  predictions against 10-NN label agreement with the training set (the teacher, KNN-Shapley
-  and DVRL would have to be rerun to value them).
+* new rows: the task's test split with the task's label noise (own seed), never trained on
+  and never valued; the full set = training rows + new rows, what the teacher would have to
+  value to value the new rows.
+* reference: the teacher on the full set, twice (seeds `t0`, `t1`); quality is Spearman to
+  `t0`, and the ceiling is `sqrt(rho(t0, t1))` (with independent noise in both runs the best
+  reachable correlation with `t0`), both on the same rows.
+* the pipeline, as a user runs it: `learn_values(train, valid, teacher=..., fraction=...)`
+  (teacher on a stratified pool, meta-model, predictions for the rest) then
+  `meta.predict(new rows)`; and the command line (`cli_chain.py`: `valuate value pool.csv` ->
+  `fit-meta` -> `predict`, subprocesses; its target trains on the pool alone).
+* scored on (i) training rows outside the pool ("outside") and (ii) the new rows ("new"):
+  Spearman to `t0`, noisy-label F1 (flag the k lowest, k = flipped rows) and AUROC, for the
+  meta-model (API and CLI), the teacher itself (`t0`: its F1 and AUROC), the teacher on the
+  full set at the compute of the whole API pipeline (when the pipeline costs as much as the
+  full teacher or more, the full-budget run `t1` stands in: it costs less than the
+  pipeline), the raw single features (`raw_scores.py`), KNN-Shapley on the full set, DVRL
+  (`dvrl.py`, skipped with its reason when its environment is absent), random, and the
+  meta-model without the "bagging" and without the "neighbours" feature groups. The CLI
+  chain and the two ablations run on the `--detail-seeds` only (default: the first seed;
+  they triple the run time), so their columns average fewer seeds.
+* cost, compilation included (JAX's caches cleared before each timed stage): the API
+  pipeline (teacher on the pool + meta fit + predictions, one `learn_values` call, plus
+  predicting the new rows) and the CLI chain (three processes), each against the teacher on
+  the full set; predicting the new rows against valuing them with the teacher (the full-set
+  run).
 
-`summarise` averages the rows over seeds and counts, per task and teacher, the seeds on which
-the meta-model's AUROC beats each baseline's. Two further tables: per-target-model values
-(Data-OOB for logistic regression vs an MLP on breast_cancer: how different the values are
-and which meta-model predicts which), and transfer (leave one task out of several data set x
-target model tasks, model-agnostic features: zero-shot, few-shot with 20 valued samples, and
-from-scratch on those 20).
+Budgets (utility evaluations = target models trained): Data-OOB 256 bootstrap models,
+TMC-Shapley 8 permutations' worth (`8 * rows` evaluations, truncation stretches them over
+more permutations), MSR-Banzhaf 1,024 coalitions, the same on the pool as on the full set;
+`--tiny` divides them (the slow test). TMC is not run on digits (10 classes trained by
+gradient descent: beyond a 2-core CPU budget) and Banzhaf only on tasks of 2,000 training rows or
+more (it is there for the cost target). The pool is half the training set below 1,000
+training rows and a quarter above. The meta-model: `MetaValuator(members=4, steps=1000)`
+(the CLI: `--members 4 --steps 1000`), its other settings the defaults.
 
-Writes `results/bench_metalearner.csv` (one row per task, seed and teacher),
-`results/bench_metalearner_summary.csv`, `results/bench_metalearner_targets.csv`,
-`results/bench_metalearner_transfer.csv` and `results/bench_metalearner.json`.
+Prints per-row-set tables and whether each target of issue 11 is met, and writes
+`bench_metalearner_scores.csv` (task, seed, teacher, rows, method, spearman, f1, auroc),
+`bench_metalearner_costs.csv`, `bench_metalearner_summary.md` and
+`bench_metalearner.json` to `--out`.
 """
 
 from __future__ import annotations
@@ -41,363 +52,261 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import jax
 import numpy as np
 import pandas as pd
 
-from metalearner.features import GROUPS, MODEL_AGNOSTIC
-from metalearner.predictor import MetaValuator
-from metalearner.transfer import fine_tune, fit_tasks, make_task, predict_ranks
-from valuation import logistic_regression, make_utility, mlp
+from metalearner import MetaValuator, learn_values
+from valuation import Dataset, logistic_regression, make_utility
 from valuation.api import value
-from valuation.results import atomic_write, package_versions, write_json
-from valuation.shapley import max_draws
+from valuation.results import package_versions, write_json, write_text
+from valuation.shapley import max_evaluations
 
-from .dvrl import RL_EPOCHS, dvrl_values
+from .cli_chain import run_chain
+from .dvrl import dvrl_values
 from .measure import measure
-from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement
+from .meta_report import check_targets, markdown_tables
+from .noisy_labels import detection_auroc, detection_f1
 from .rank_correlation import spearman
-from .tasks import make_task as make_bench_task
+from .raw_scores import RAW_SCORES, raw_scores
+from .tasks import make_task
 
-__all__ = ["bench_targets", "bench_task", "bench_transfer", "main", "summarise"]
+__all__ = ["BUDGETS", "TASKS", "bench_task", "main"]
 
-TEACHERS = ("tmc", "banzhaf", "oob")
-
-
-def _task(name: str, cap: int | None, seed: int = 0):
-    """`(train, valid, noisy, test)`: the benchmark task, training rows capped at `cap`."""
-    task = make_bench_task(name, noise=0.1, seed=seed)
-    train, noisy = task.train, task.noisy
-    if cap is not None and train.n > cap:  # keep the first `cap` rows (already shuffled)
-        train, noisy = train.subset(np.arange(cap)), noisy[:cap]
-    return train, task.valid, noisy, task.test
-
-
-def _detection(prefix: str, values: np.ndarray, noisy: np.ndarray) -> dict:
-    return {
-        f"{prefix}_f1": detection_f1(values, noisy),
-        f"{prefix}_auroc": detection_auroc(values, noisy),
-    }
+TASKS = ("breast_cancer", "wine", "digits", "synthetic_3k", "synthetic_1k_cyclic")
+NOISE = {"synthetic_1k_cyclic": 0.2}  # every other task: 10 % uniform flips
+TEACHERS = ("oob", "tmc", "banzhaf")
+# Draws per teacher run (bootstrap models, permutations, coalitions) and per update.
+BUDGETS = {"oob": 256, "tmc": 8, "banzhaf": 1024}
+TINY = {"oob": 64, "tmc": 1, "banzhaf": 256}
+BATCH = {"oob": 64, "tmc": 4, "banzhaf": 256}
+META = MetaValuator(members=4, steps=1000)
+ABLATED = ("bagging", "neighbours")  # feature groups left out, one at a time
 
 
-def bench_task(
-    name: str,
-    teachers: Sequence[str],
-    *,
-    seed: int,
-    budgets: dict,
-    cap: int | None,
-    meta: MetaValuator,
-    dvrl_epochs: int,
-    echo=print,
-) -> list[dict]:
-    """Rows for one task and split seed, one per teacher (see the module docstring).
+def _seed(seed: int, stream: int) -> int:
+    """An independent int seed for `stream` of split seed `seed` (no arithmetic on seeds)."""
+    return int(np.random.SeedSequence((seed, stream)).generate_state(1)[0] >> 1)
 
-    The baselines that do not depend on the teacher (KNN-Shapley, 10-NN label agreement,
-    DVRL) are computed once per task and seed and repeated on every row.
-    """
-    train, valid, noisy, test = _task(name, cap, seed)
-    utility = make_utility(logistic_regression(train.n_classes), train, valid)
-    pool, unseen = train.split(0.5, 0.5, seed=seed)
-    where = pd.Index(train.ids).get_indexer(unseen.ids)
-    noisy_unseen = noisy[where]
-    baselines = {"n_train": train.n, "n_unseen": unseen.n, "n_noisy_unseen": int(noisy_unseen.sum())}
-    knn = value(utility, method="knn", seed=seed, progress=False).values
-    baselines.update(_detection("knn_shapley", knn[where], noisy_unseen))
-    agreement = knn_label_agreement(train.x, train.y)
-    baselines.update(_detection("knn10_agreement", agreement[where], noisy_unseen))
-    # Rows the target never trained on: the test split, 10 % of its labels flipped.
-    new, new_noisy = test.flip_labels(0.1, seed=seed + 1)
-    new_agreement = knn_label_agreement(new.x, new.y, reference=(train.x, train.y))
-    baselines.update(_detection("new_knn10_agreement", new_agreement, new_noisy))
-    dvrl = dvrl_values(train, valid, seed=seed, rl_epochs=dvrl_epochs) if dvrl_epochs else (
-        "skipped: --dvrl-epochs 0")
-    if isinstance(dvrl, str):
-        baselines.update({"dvrl_f1": np.nan, "dvrl_auroc": np.nan, "dvrl": dvrl})
-    else:
-        baselines.update(_detection("dvrl", dvrl[0][where], noisy_unseen))
-        baselines.update({"dvrl_s": dvrl[1], "dvrl": f"opendataval DVRL, {dvrl_epochs} RL epochs"})
-    rows = []
+
+def _evaluations(teacher: str, draws: int, rows: int) -> int:
+    """Utility evaluations for `draws` of `teacher` on a game of `rows` rows."""
+    return draws * rows if teacher == "tmc" else draws
+
+
+def _skip(name: str, teacher: str, n_train: int) -> str | None:
+    if teacher == "tmc" and name == "digits":
+        return "TMC on digits: 10 classes by gradient descent, beyond a 2-core CPU budget"
+    if teacher == "banzhaf" and n_train < 2000:
+        return "Banzhaf only where the cost target applies (n >= 2,000)"
+    return None
+
+
+def _concat(a: Dataset, b: Dataset) -> Dataset:
+    return a.replace(x=np.concatenate([a.x, b.x]), y=np.concatenate([a.y, b.y]),
+                     ids=np.concatenate([a.ids, b.ids]))
+
+
+def _cold(fn: Callable, *args, **kwargs):
+    """`measure(fn, ...)` with JAX's compilation caches cleared first: compiling counts."""
+    jax.clear_caches()
+    return measure(fn, *args, **kwargs)
+
+
+def _scores(methods: dict[str, dict[str, np.ndarray]], rows: dict[str, dict],
+            reference: dict[str, np.ndarray]) -> list[dict]:
+    """Long rows (rows, method, spearman to the reference, F1, AUROC) for every method."""
+    out = []
+    for method, by_rows in methods.items():
+        for name, values in by_rows.items():
+            noisy = rows[name]["noisy"]
+            out.append({"rows": name, "method": method,
+                        "spearman": spearman(values, reference[name]),
+                        "f1": detection_f1(values, noisy),
+                        "auroc": detection_auroc(values, noisy)})
+    return out
+
+
+def bench_task(name: str, seed: int, teachers: tuple[str, ...], *, budgets: dict,
+               meta: MetaValuator, folder: str, detail: bool = True,
+               echo=print) -> tuple[list[dict], list[dict]]:
+    """Scores and costs for one task and split seed, every teacher (module docstring);
+    the CLI chain and the ablations only with `detail`."""
+    task = make_task(name, noise=NOISE.get(name, 0.1), seed=seed)
+    train, valid = task.train, task.valid
+    new, new_noisy = task.flip(task.test, seed=_seed(seed, 1))
+    full = _concat(train, new)
+    model = logistic_regression(train.n_classes)
+    utility, full_utility = (make_utility(model, data, valid) for data in (train, full))
+    fraction = 0.5 if train.n < 1000 else 0.25
+    pool, rest = train.split(fraction, 1.0 - fraction, seed=seed)  # learn_values' split
+    at = pd.Index(full.ids)
+    rows = {"outside": {"ids": rest.ids, "noisy": task.noisy[at.get_indexer(rest.ids)]},
+            "new": {"ids": new.ids, "noisy": new_noisy}}
+
+    def on_rows(values: np.ndarray, ids: np.ndarray = full.ids) -> dict[str, np.ndarray]:
+        """Values by id (compared as text: the CLI's tables give ids back as text) on each
+        row set."""
+        series = pd.Series(np.asarray(values, float), index=np.asarray(ids).astype(str))
+        return {r: series.reindex(spec["ids"].astype(str)).to_numpy()
+                for r, spec in rows.items()}
+
+    baselines = {}
+    raw = raw_scores(utility, new, key=jax.random.PRNGKey(_seed(seed, 2)))
+    for score in RAW_SCORES:
+        baselines[score] = on_rows(np.concatenate(raw[score]))
+    knn = value(full_utility, method="knn", progress=False)
+    baselines["knn_shapley"] = on_rows(knn.values)
+    dvrl = dvrl_values(full, valid, seed=seed)
+    if not isinstance(dvrl, str):
+        baselines["dvrl"] = on_rows(dvrl[0])
+    baselines["random"] = on_rows(np.asarray(
+        jax.random.uniform(jax.random.PRNGKey(_seed(seed, 3)), (full.n,))))
+    scores, costs = [], []
     for teacher in teachers:
-        # TMC costs about n fits per permutation: beyond a CPU budget on digits (10 classes,
-        # gradient-descent training) and on thousands of rows.
-        if teacher == "tmc" and budgets["tmc"] > 10 and (name == "digits" or train.n > 1000):
+        reason = _skip(name, teacher, train.n)
+        if reason:
+            echo(f"{name} seed {seed} {teacher}: skipped ({reason})")
             continue
-        stop = max_draws(budgets[teacher])
-        r0 = value(utility, method=teacher, seed=seed, stop=stop, progress=False)
-        # Timed: a second, independent run, compiled by the first (both sides timed warm).
-        r1, cost = measure(
-            value, utility, method=teacher, seed=seed + 1000, stop=stop, progress=False
-        )
-        fitted, fit_cost = measure(meta.fit, utility, r0.align(pool.ids))
-        fitted.predict(unseen)  # compile once; the timed call below is the steady state
-        pred, predict_cost = measure(fitted.predict, unseen)
-        t0, t1 = r0.values[where], r1.values[where]
-        row = {"task": name, "seed": seed, "teacher": r0.method, "budget": budgets[teacher]}
-        row.update(baselines)
-        row.update(
-            {
-                "spearman_pred_teacher": spearman(pred.values, t0),
-                "spearman_pred_teacher_seed1": spearman(pred.values, t1),
-                "spearman_teacher_seeds": spearman(t0, t1),
-            }
-        )
-        row["ratio_to_ceiling"] = row["spearman_pred_teacher"] / row["spearman_teacher_seeds"]
-        row.update(_detection("pred", pred.values, noisy_unseen))
-        row.update(_detection("teacher", t0, noisy_unseen))
-        row.update(_detection("new_pred", fitted.predict(new).values, new_noisy))
-        row.update(
-            {
-                "teacher_s": cost.seconds,
-                "teacher_s_prorated": cost.seconds * unseen.n / train.n,
-                "meta_fit_s": fit_cost.seconds,
-                "predict_s": predict_cost.seconds,
-            }
-        )
-        row["speedup"] = row["teacher_s"] / row["predict_s"]
-        row["speedup_prorated"] = row["teacher_s_prorated"] / row["predict_s"]
-        echo(
-            f"{name:14s} seed {seed} {r0.method:12s} rho(pred, teacher) "
-            f"{row['spearman_pred_teacher']:.3f} ceiling {row['spearman_teacher_seeds']:.3f} | "
-            f"AUROC pred {row['pred_auroc']:.3f} teacher {row['teacher_auroc']:.3f} "
-            f"knn10 {row['knn10_agreement_auroc']:.3f} knn-shapley "
-            f"{row['knn_shapley_auroc']:.3f} dvrl {row['dvrl_auroc']:.3f} | teacher "
-            f"{cost.seconds:.2f} s, predict {predict_cost.seconds * 1e3:.2f} ms"
-        )
-        rows.append(row)
-    return rows
+        draws, batch = budgets[teacher], BATCH[teacher]
+        full_budget = _evaluations(teacher, draws, full.n)
+        pool_budget = _evaluations(teacher, draws, pool.n)
 
+        def run(seed_, budget, data=full_utility, teacher=teacher, batch=batch):
+            return value(data, method=teacher, seed=seed_, stop=max_evaluations(budget),
+                         progress=False, batch=batch)
 
-def summarise(rows: list[dict]) -> pd.DataFrame:
-    """Mean over split seeds per task and teacher, with how often the meta-model's AUROC
-    beats each baseline's on the same unseen samples."""
-    table = pd.DataFrame(rows)
-    metrics = [
-        "spearman_pred_teacher", "spearman_teacher_seeds", "ratio_to_ceiling",
-        "pred_f1", "teacher_f1", "knn_shapley_f1", "knn10_agreement_f1", "dvrl_f1",
-        "pred_auroc", "teacher_auroc", "knn_shapley_auroc", "knn10_agreement_auroc",
-        "dvrl_auroc", "new_pred_f1", "new_knn10_agreement_f1", "new_pred_auroc",
-        "new_knn10_agreement_auroc", "teacher_s", "predict_s", "speedup", "speedup_prorated",
-    ]
-    out = table.groupby(["task", "teacher"], sort=False)[metrics].mean()
-    out.insert(0, "seeds", table.groupby(["task", "teacher"], sort=False).size())
-    pairs = [("pred", base) for base in ("knn_shapley", "knn10_agreement", "dvrl", "teacher")]
-    for ours, base in pairs + [("new_pred", "new_knn10_agreement")]:
-        wins = table[f"{ours}_auroc"] > table[f"{base}_auroc"]
-        out[f"auroc_wins_{ours}_vs_{base}"] = wins.groupby([table["task"], table["teacher"]],
-                                                           sort=False).sum()
-    return out.reset_index()
-
-
-def bench_targets(*, budget: int, meta: MetaValuator, echo=print) -> list[dict]:
-    """Data-OOB values of breast_cancer for logistic regression vs an MLP, and which
-    meta-model predicts which."""
-    train, valid, _, _ = _task("breast_cancer", None)
-    models = {"logreg": logistic_regression(2), "mlp": mlp(2, hidden=(32,))}
-    values, metas = {}, {}
-    pool, unseen = train.split(0.5, 0.5, seed=0)
-    where = pd.Index(train.ids).get_indexer(unseen.ids)
-    for label, model in models.items():
-        utility = make_utility(model, train, valid)
-        values[label] = value(
-            utility, method="oob", seed=0, stop=max_draws(budget), progress=False
-        )
-        metas[label] = meta.fit(utility, values[label].align(pool.ids)).predict(unseen)
-    rows = []
-    for fitted in models:
-        for truth in models:
-            rows.append(
-                {
-                    "meta_for": fitted,
-                    "compared_with": truth,
-                    "spearman_unseen": spearman(
-                        metas[fitted].values, values[truth].values[where]
-                    ),
-                }
-            )
-    rows.append(
-        {
-            "meta_for": "teacher logreg",
-            "compared_with": "teacher mlp",
-            "spearman_unseen": spearman(
-                values["logreg"].values[where], values["mlp"].values[where]
-            ),
+        t0, full_cost = _cold(run, seed, full_budget)
+        t1 = run(_seed(seed, 4), full_budget)
+        learned, learn_cost = _cold(learn_values, utility, teacher=teacher,
+                                    fraction=fraction, seed=seed, meta=meta,
+                                    stop=max_evaluations(pool_budget), progress=False,
+                                    batch=batch)
+        predicted_new, new_cost = measure(learned.meta.predict, new)
+        _, warm_cost = measure(learned.meta.predict, new)
+        pipeline_s = learn_cost.seconds + new_cost.seconds
+        share = pipeline_s / full_cost.seconds
+        if share < 1.0:
+            equal, equal_cost = _cold(run, _seed(seed, 5),
+                                      max(int(full_budget * share), batch))
+        else:
+            equal, equal_cost = t1, full_cost
+        methods = {
+            "meta": on_rows(np.concatenate([learned.predicted.values, predicted_new.values]),
+                            np.concatenate([learned.predicted.ids, predicted_new.ids])),
+            "teacher_t0": on_rows(t0.values),
+            "teacher_equal_compute": on_rows(equal.values),
         }
-    )
-    for r in rows:
-        echo(
-            f"targets: {r['meta_for']:>14s} vs {r['compared_with']:<11s} "
-            f"rho {r['spearman_unseen']:.3f}"
-        )
-    return rows
+        cli_s = {"value_s": np.nan, "fit_s": np.nan, "predict_s": np.nan}
+        if detail:
+            with tempfile.TemporaryDirectory(dir=folder) as tmp:
+                cli, cli_s = run_chain(pool, valid, _concat(rest, new), method=teacher,
+                                       budget=pool_budget, batch=batch, seed=seed,
+                                       members=meta.members, steps=meta.steps, folder=tmp)
+            methods["meta_cli"] = on_rows(cli.to_numpy(), cli.index.to_numpy())
+            for group in ABLATED:
+                ablated = dataclasses.replace(
+                    meta, groups=tuple(g for g in learned.meta.groups if g != group)
+                ).fit(utility, learned.teacher)
+                methods[f"meta_without_{group}"] = on_rows(
+                    np.concatenate([ablated.predict(rest).values, ablated.predict(new).values]),
+                    np.concatenate([rest.ids, new.ids]))
+        methods.update(baselines)
+        reference = on_rows(t0.values)
+        second = on_rows(t1.values)
+        head = {"task": name, "seed": seed, "teacher": teacher, "n_train": train.n,
+                "n_pool": pool.n, "n_new": new.n}
+        found = _scores(methods, rows, reference)
+        found += [{"rows": r, "method": "ceiling",
+                   "spearman": float(np.sqrt(max(spearman(reference[r], second[r]), 0.0)))}
+                  for r in rows]
+        scores += [{**head, **row} for row in found]
+        cost = {**head, "teacher_full_s": full_cost.seconds,
+                "teacher_full_evaluations": t0.extra["evaluations"],
+                "teacher_pool_evaluations": learned.teacher.extra["evaluations"],
+                "teacher_pool_s": learned.teacher.extra["seconds"],
+                "learn_values_s": learn_cost.seconds, "predict_new_s": new_cost.seconds,
+                "predict_new_warm_s": warm_cost.seconds, "pipeline_s": pipeline_s,
+                "equal_compute_evaluations": equal.extra["evaluations"],
+                "equal_compute_s": equal_cost.seconds,
+                "equal_compute_is_full": share >= 1.0,
+                "cli_value_s": cli_s["value_s"], "cli_fit_s": cli_s["fit_s"],
+                "cli_predict_s": cli_s["predict_s"], "cli_s": sum(cli_s.values()),
+                "dvrl": dvrl if isinstance(dvrl, str) else "ran"}
+        cost["cost_ratio"] = pipeline_s / full_cost.seconds
+        cost["cli_cost_ratio"] = cost["cli_s"] / full_cost.seconds
+        cost["predict_speedup"] = full_cost.seconds / new_cost.seconds
+        cost["predict_speedup_warm"] = full_cost.seconds / warm_cost.seconds
+        costs.append(cost)
+        got = {(s["rows"], s["method"]): s for s in found}
+        echo(f"{name} seed {seed} {teacher}: new rows rho meta {got['new', 'meta']['spearman']:.3f}"
+             f" (ceiling {got['new', 'ceiling']['spearman']:.3f}), F1 meta "
+             f"{got['new', 'meta']['f1']:.3f} teacher {got['new', 'teacher_t0']['f1']:.3f} knn10 "
+             f"{got['new', 'knn10_agreement']['f1']:.3f}; cost {cost['cost_ratio']:.2f} of "
+             f"the full teacher ({full_cost.seconds:.1f} s), predict "
+             f"{cost['predict_speedup']:.0f}x cheaper")
+    return scores, costs
 
 
-def bench_transfer(
-    *, budget: int, cap: int | None, shots: int, meta: MetaValuator, echo=print
-) -> list[dict]:
-    """Leave-one-task-out transfer on model-agnostic features with Data-OOB teachers."""
-    specs = [
-        ("breast_cancer", "logreg"),
-        ("wine", "logreg"),
-        ("synthetic_1k", "logreg"),
-        ("digits", "logreg"),
-        ("breast_cancer", "mlp"),
-    ]
-    tasks = []
-    options = {
-        "members": meta.members,
-        "hidden": meta.hidden,
-        "steps": meta.steps,
-        "learning_rate": meta.learning_rate,
-        "weight_decay": meta.weight_decay,
-    }
-    for i, (name, kind) in enumerate(specs):
-        train, valid, noisy, _ = _task(name, cap)
-        model = (
-            logistic_regression(train.n_classes)
-            if kind == "logreg"
-            else mlp(train.n_classes, hidden=(32,))
-        )
-        utility = make_utility(model, train, valid)
-        task = make_task(
-            utility,
-            name=f"{name}/{kind}",
-            key=jax.random.PRNGKey(i),
-            k=meta.k,
-            groups=MODEL_AGNOSTIC,
-            epochs=meta.epochs,
-        )
-        teacher = value(
-            utility, method="oob", seed=0, stop=max_draws(budget), progress=False
-        )
-        tasks.append((task, teacher, noisy, train))
-    rows = []
-    for i, (task, teacher, noisy, train) in enumerate(tasks):
-        others = [(t, v) for j, (t, v, _, _) in enumerate(tasks) if j != i]
-        ensemble = fit_tasks(others, key=jax.random.PRNGKey(100 + i), **options)
-        zero, _ = predict_ranks(ensemble, task)
-        order = np.asarray(jax.random.permutation(jax.random.PRNGKey(200 + i), train.n))
-        few, rest = order[:shots], order[shots:]
-        tuned = fine_tune(
-            ensemble,
-            task,
-            teacher[few],
-            key=jax.random.PRNGKey(300 + i),
-            steps=meta.steps,
-        )
-        scratch = fit_tasks(
-            [(task, teacher[few])], key=jax.random.PRNGKey(400 + i), **options
-        )
-        row = {
-            "task": task.name,
-            "n_train": train.n,
-            "zero_shot_spearman": spearman(zero, teacher.values),
-            "zero_shot_f1": detection_f1(zero, noisy),
-            "teacher_f1": detection_f1(teacher.values, noisy),
-            "knn10_agreement_f1": detection_f1(knn_label_agreement(train.x, train.y), noisy),
-            "shots": shots,
-            "zero_shot_spearman_rest": spearman(zero[rest], teacher.values[rest]),
-            "few_shot_spearman_rest": spearman(
-                predict_ranks(tuned, task, rest)[0], teacher.values[rest]
-            ),
-            "scratch_spearman_rest": spearman(
-                predict_ranks(scratch, task, rest)[0], teacher.values[rest]
-            ),
-        }
-        echo(
-            f"transfer {task.name:22s} zero-shot rho {row['zero_shot_spearman']:.3f} "
-            f"F1 {row['zero_shot_f1']:.3f} (teacher {row['teacher_f1']:.3f}) | on the rest: "
-            f"zero {row['zero_shot_spearman_rest']:.3f} few {row['few_shot_spearman_rest']:.3f}"
-            f" scratch {row['scratch_spearman_rest']:.3f}"
-        )
-        rows.append(row)
-    return rows
+def report(scores: pd.DataFrame, costs: pd.DataFrame, out: str, config: dict) -> None:
+    """Print the report and write the tables, the markdown and the JSON to `out`."""
+    detail = sorted({int(x) for x in costs.loc[costs["cli_s"].notna(), "seed"]})
+    skipped = sorted(set(costs["dvrl"]) - {"ran"})
+    targets = check_targets(scores, costs)
+    note = (f"CLI chain (meta_cli, cli_*) and ablations (meta_without_*): seeds {detail} "
+            f"only. DVRL: {'; '.join(skipped) if skipped else 'ran'}.")
+    summary = markdown_tables(scores, costs, targets, note=note)
+    print(summary)
+    os.makedirs(out, exist_ok=True)
+    for stem, table in (("scores", scores), ("costs", costs), ("targets", targets)):
+        write_text(os.path.join(out, f"bench_metalearner_{stem}.csv"), table.to_csv(index=False))
+    write_text(os.path.join(out, "bench_metalearner_summary.md"), summary)
+    write_json(os.path.join(out, "bench_metalearner.json"),
+               {"config": config, "targets": targets.to_dict("records")})
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="small teacher budgets, capped training sets, small meta-model, one seed",
-    )
-    parser.add_argument("--tasks", nargs="*",
-                        default=["breast_cancer", "digits", "synthetic_1k", "synthetic_10k"])
-    parser.add_argument("--teachers", nargs="*", default=list(TEACHERS))
-    parser.add_argument("--seeds", nargs="*", type=int, default=None,
-                        help="split / label-noise seeds (default 0 1 2; 0 with --quick)")
-    parser.add_argument("--dvrl-epochs", type=int, default=None,
-                        help=f"DVRL's RL epochs via OpenDataVal (0: skip; default {RL_EPOCHS}, "
-                        "200 with --quick); needs experiments/dvrl.py's separate environment")
-    parser.add_argument("--groups", nargs="*", default=None, choices=GROUPS,
-                        help="the meta-model's feature groups (default: all)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["targets", "transfer"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--teachers", nargs="+", default=list(TEACHERS), choices=TEACHERS)
+    parser.add_argument("--detail-seeds", nargs="*", type=int, default=None,
+                        help="seeds with the CLI chain and the ablations (default: the first)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny budgets and meta-model (the slow test)")
+    parser.add_argument("--combine", nargs="+", metavar="DIR",
+                        help="run nothing: report the tables of earlier runs (e.g. task "
+                             "subsets run side by side) written to these folders")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    if args.quick:
-        budgets, cap, seeds, dvrl_epochs = {"tmc": 10, "banzhaf": 500, "oob": 100}, 200, [0], 200
-        meta = MetaValuator(members=4, hidden=(32, 32), steps=500, epochs=10)
-    else:
-        # Sized for a 2-core CPU (about an hour); raise them on a bigger machine.
-        budgets, cap, seeds = {"tmc": 200, "banzhaf": 5000, "oob": 800}, 300, [0, 1, 2]
-        dvrl_epochs = RL_EPOCHS
-        meta = MetaValuator()
-    if args.groups is not None:
-        meta = dataclasses.replace(meta, groups=tuple(args.groups))
-    seeds = args.seeds if args.seeds is not None else seeds
-    dvrl_epochs = args.dvrl_epochs if args.dvrl_epochs is not None else dvrl_epochs
-    start = time.perf_counter()
-    rows = [
-        row
-        for name in args.tasks
-        for seed in seeds
-        for row in bench_task(name, args.teachers, seed=seed, budgets=budgets,
-                              cap=cap if name == "digits" else None, meta=meta,
-                              dvrl_epochs=dvrl_epochs)
-    ]
-    summary = summarise(rows)
-    targets = [] if "targets" in args.skip else bench_targets(budget=budgets["oob"], meta=meta)
-    transfer = (
-        []
-        if "transfer" in args.skip
-        else bench_transfer(budget=budgets["oob"], cap=cap, shots=20, meta=meta)
-    )
-    with pd.option_context("display.width", 250, "display.precision", 3,
-                           "display.max_columns", 60):
-        for table in (summary, pd.DataFrame(targets), pd.DataFrame(transfer)):
-            if len(table):
-                print(table.to_string(index=False))
+    if args.combine:
+        tables = [[pd.read_csv(os.path.join(d, f"bench_metalearner_{stem}.csv"))
+                   for d in args.combine] for stem in ("scores", "costs")]
+        report(*(pd.concat(t, ignore_index=True) for t in tables), args.out,
+               {"combined": [os.path.abspath(d) for d in args.combine]})
+        return
+    budgets = TINY if args.tiny else BUDGETS
+    meta = MetaValuator(members=2, steps=100, bags=8, epochs=2) if args.tiny else META
+    detail = args.seeds[:1] if args.detail_seeds is None else args.detail_seeds
     os.makedirs(args.out, exist_ok=True)
-    for suffix, table in (("", pd.DataFrame(rows)), ("_summary", summary),
-                          ("_targets", pd.DataFrame(targets)),
-                          ("_transfer", pd.DataFrame(transfer))):
-        path = os.path.join(args.out, f"bench_metalearner{suffix}.csv")
-        atomic_write(path, lambda tmp, t=table: t.to_csv(tmp, index=False))
-    write_json(
-        os.path.join(args.out, "bench_metalearner.json"),
-        {
-            "config": {
-                "quick": args.quick,
-                "budgets": budgets,
-                "digits_cap": cap,
-                "seeds": seeds,
-                "dvrl_epochs": dvrl_epochs,
-                "meta": meta.config(),
-                "noise": 0.1,
-                "target": "logistic_regression",
-                "metric": "accuracy",
-                "seconds": time.perf_counter() - start,
-                "versions": package_versions(),
-            },
-            "teachers": rows,
-            "summary": summary.to_dict("records"),
-            "targets": targets,
-            "transfer": transfer,
-        },
-    )
+    start = time.perf_counter()
+    scores, costs = [], []
+    for name in args.tasks:
+        for seed in args.seeds:
+            s, c = bench_task(name, seed, tuple(args.teachers), budgets=budgets, meta=meta,
+                              folder=args.out, detail=seed in detail)
+            scores += s
+            costs += c
+    report(pd.DataFrame(scores), pd.DataFrame(costs), args.out, {
+        "tasks": args.tasks, "seeds": args.seeds, "teachers": args.teachers,
+        "budgets": budgets, "batch": BATCH, "noise": NOISE, "tiny": args.tiny,
+        "detail_seeds": detail, "meta": meta.config(), "target": "logistic_regression",
+        "metric": "accuracy", "seconds": time.perf_counter() - start,
+        "versions": package_versions()})
 
 
 if __name__ == "__main__":

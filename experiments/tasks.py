@@ -18,8 +18,11 @@ from valuation import Dataset, ValuationError, load_bundled, make_classification
 __all__ = ["TASKS", "Task", "make_task"]
 
 # Synthetic tasks by name -> rows: Gaussian clusters, 3 classes, 20 features of which 10 are
-# informative, moderate separation. Bundled tasks come from `load_bundled`.
-_SYNTHETIC = {"synthetic_1k": 1_000, "synthetic_10k": 10_000, "synthetic_100k": 100_000}
+# informative, moderate separation (synthetic_3k: 2,004 training rows after the 60 % split).
+# Bundled tasks come from `load_bundled`. Tasks in `_CYCLIC` flip labels c -> c + 1 mod k.
+_SYNTHETIC = {"synthetic_1k": 1_000, "synthetic_3k": 3_340, "synthetic_10k": 10_000,
+              "synthetic_100k": 100_000, "synthetic_1k_cyclic": 1_000}
+_CYCLIC = ("synthetic_1k_cyclic",)
 TASKS = ("breast_cancer", "wine", "digits", *_SYNTHETIC)
 
 
@@ -35,6 +38,8 @@ class Task:
       noisy: `(train.n,)` boolean mask of the flipped training labels.
       noise: the share of training labels flipped.
       seed: seed of the split and of the flips.
+      cyclic: flips send class c to c + 1 mod k (structured noise) instead of a uniformly
+        drawn other class.
     """
 
     name: str
@@ -44,12 +49,32 @@ class Task:
     noisy: np.ndarray
     noise: float
     seed: int
+    cyclic: bool = False
+
+    def flip(self, data: Dataset, *, seed: int) -> tuple[Dataset, np.ndarray]:
+        """`data` with this task's label noise (rate and kind): `(noisy, flipped (n,))`."""
+        return (_flip_cyclic if self.cyclic else Dataset.flip_labels)(data, self.noise,
+                                                                     seed=seed)
 
     def describe(self) -> dict:
         """JSON-ready summary for result tables."""
         return {"task": self.name, "n_train": self.train.n, "n_valid": self.valid.n,
                 "n_test": self.test.n, "d": self.train.d, "n_classes": self.train.n_classes,
-                "noise": self.noise, "n_noisy": int(self.noisy.sum()), "seed": self.seed}
+                "noise": self.noise, "cyclic": self.cyclic, "n_noisy": int(self.noisy.sum()),
+                "seed": self.seed}
+
+
+def _flip_cyclic(data: Dataset, fraction: float, *, seed: int) -> tuple[Dataset, np.ndarray]:
+    """Flip a seeded `fraction` of the labels from class c to c + 1 mod k."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValuationError(f"flip fraction {fraction} must lie in [0, 1]")
+    chosen = np.random.default_rng(seed).choice(data.n, size=round(fraction * data.n),
+                                                replace=False)
+    y = data.y.copy()
+    y[chosen] = (y[chosen] + 1) % data.n_classes
+    flipped = np.zeros(data.n, dtype=bool)
+    flipped[chosen] = True
+    return data.replace(y=y), flipped
 
 
 def _source(name: str, seed: int) -> Dataset:
@@ -64,6 +89,8 @@ def _source(name: str, seed: int) -> Dataset:
 def make_task(name: str, *, noise: float = 0.1, seed: int = 0) -> Task:
     """Build a task deterministically from its name, noise rate and seed.
 
+    The noise kind comes with the name: uniform flips, or c -> c + 1 on `_CYCLIC` tasks.
+
     Example:
       >>> task = make_task("wine", noise=0.1, seed=0)
       >>> task.train.n, int(task.noisy.sum())
@@ -74,6 +101,8 @@ def make_task(name: str, *, noise: float = 0.1, seed: int = 0) -> Task:
     train, (mean, std) = train.standardize()
     valid, _ = valid.standardize(mean, std)
     test, _ = test.standardize(mean, std)
-    train, noisy = train.flip_labels(noise, seed=seed)
-    return Task(name=name, train=train, valid=valid, test=test, noisy=noisy, noise=noise,
-                seed=seed)
+    task = Task(name=name, train=train, valid=valid, test=test,
+                noisy=np.zeros(train.n, dtype=bool), noise=noise, seed=seed,
+                cyclic=name in _CYCLIC)
+    train, noisy = task.flip(train, seed=seed)
+    return dataclasses.replace(task, train=train, noisy=noisy)

@@ -125,3 +125,19 @@ def test_knn_label_agreement_by_hand():
     np.testing.assert_allclose(got, [1, 1, 1])
     got = knn_label_agreement(new, np.array([1, 0, 1]), k=3, reference=(x, y))
     np.testing.assert_allclose(got, [1 / 3, 2 / 3, 1])
+
+
+def test_cyclic_task_flips_each_class_to_the_next_and_new_rows_get_the_same_noise():
+    clean = make_task("synthetic_1k_cyclic", noise=0.0, seed=0)
+    task = make_task("synthetic_1k_cyclic", noise=0.2, seed=0)
+    assert task.cyclic and task.noisy.sum() == round(0.2 * task.train.n)
+    np.testing.assert_array_equal(task.train.y[task.noisy], (clean.train.y[task.noisy] + 1) % 3)
+    np.testing.assert_array_equal(task.train.y[~task.noisy], clean.train.y[~task.noisy])
+    new, flipped = task.flip(task.test, seed=5)
+    assert flipped.sum() == round(0.2 * task.test.n)
+    np.testing.assert_array_equal(new.y[flipped], (task.test.y[flipped] + 1) % 3)
+    uniform = make_task("synthetic_1k", noise=0.2, seed=0)  # same source, uniform flips
+    assert not uniform.cyclic
+    np.testing.assert_array_equal(uniform.train.ids, clean.train.ids)
+    was = clean.train.y[uniform.noisy]
+    assert (uniform.train.y[uniform.noisy] == (was + 2) % 3).any()

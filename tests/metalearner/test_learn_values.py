@@ -45,3 +45,23 @@ def test_learn_values_values_the_pool_and_predicts_the_rest(cancer):
     noisy = pd.Series(flipped, index=train.ids)[rest].to_numpy()
     lowest = np.argsort(out.predicted.values)[: noisy.sum()]
     assert noisy[lowest].mean() > 3 * noisy.mean()  # far better than flagging at random
+
+
+def test_fraction_one_needs_amortized_mode(blobs):
+    with pytest.raises(va.ValuationError, match="amortized=True"):
+        learn_values(*blobs, teacher="loo", fraction=1.0, progress=False)
+
+
+@pytest.mark.slow
+def test_amortized_mode_predicts_every_sample_from_cheap_values_of_all(blobs):
+    train, valid = blobs
+    meta = MetaValuator(members=2, hidden=(8,), steps=50, folds=2, bags=4, epochs=2)
+    out = learn_values(train, valid, teacher="loo", amortized=True, meta=meta,
+                       progress=False)
+    assert len(out.teacher) == len(out.predicted) == train.n  # fraction defaults to 1
+    np.testing.assert_array_equal(out.combined.ids, train.ids)
+    np.testing.assert_array_equal(out.combined.values,
+                                  out.predicted.align(train.ids).values)
+    assert out.combined.extra["amortized"] and out.combined.method == "meta_leave_one_out"
+    # the predictions are the meta-model's, not the teacher's values passed through
+    assert not np.allclose(out.combined.values, out.teacher.align(train.ids).values)
