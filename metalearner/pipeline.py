@@ -4,8 +4,9 @@ Where it sits: on top of `valuation.api.value` (the teachers: Shapley, Banzhaf, 
 influence, ...) and `MetaValuator`. The teacher only ever sees the valued pool: it plays the
 valuation game of a target model trained on pool subsets (scored on the same validation set),
 which is where the saving comes from (TMC-Shapley's cost grows faster than linearly in the
-number of samples). The meta-model then reads the features of every training sample at the
-target model trained on the whole training set and predicts the values of the rest.
+number of samples). The meta-model then reads the cross-fitted features of every training
+sample (models that never trained on that sample; `features.py`) and predicts the values of
+the rest.
 
 Values of the pool's game are on that game's scale: Shapley values add up to
 `U(pool) - U(empty)`, so a pool of half the samples carries per-sample values about twice
