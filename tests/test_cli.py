@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from split_helpers import small_table
 
 from experiments.rank_correlation import spearman
 from valuate.cli import main
@@ -20,13 +21,7 @@ from valuation import ValuationResult
 VALUATE = [sys.executable, "-m", "valuate"]
 
 
-def _table(n=40, seed=0):
-    """A small 2-class table with string ids, in a fixed (unsorted) order."""
-    rng = np.random.default_rng(seed)
-    y = np.array(["yes", "no"])[np.arange(n) % 2]
-    x = rng.normal(size=(n, 3)) + 1.5 * (y == "yes")[:, None]
-    ids = [f"row{i:03d}" for i in rng.permutation(n)]
-    return pd.DataFrame({"rid": ids, "f0": x[:, 0], "f1": x[:, 1], "f2": x[:, 2], "target": y})
+_table = small_table
 
 
 @pytest.fixture

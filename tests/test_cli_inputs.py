@@ -7,20 +7,14 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from split_helpers import small_table
 
 from experiments.noisy_labels import detection_f1
 from valuate.cli import main
 from valuate.job import file_sha256
 from valuation import make_classification
 
-
-def _table(n=40, seed=0):
-    """2 classes, string ids in a fixed unsorted order, three numeric features."""
-    rng = np.random.default_rng(seed)
-    y = np.array(["yes", "no"])[np.arange(n) % 2]
-    x = rng.normal(size=(n, 3)) + 1.5 * (y == "yes")[:, None]
-    ids = [f"row{i:03d}" for i in rng.permutation(n)]
-    return pd.DataFrame({"rid": ids, "f0": x[:, 0], "f1": x[:, 1], "f2": x[:, 2], "target": y})
+_table = small_table
 
 
 def _set(frame, column, row, value):

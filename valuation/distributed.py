@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import estimate as est
 from .errors import ValuationError
 from .runner import Estimator, RunOutput, draw_keys
-from .utility import Utility, _chunks, _per_model_keys
+from .utility import Utility, _chunks, _per_model_keys, _weight_rows
 
 __all__ = ["ShardedUtility", "merge", "ray_run", "shard"]
 
@@ -94,12 +94,7 @@ class ShardedUtility:
         Every call runs whole chunks of `chunk` (rounded up to a multiple of the devices),
         the last one padded, so one program serves all batch sizes.
         """
-        weights = np.asarray(weights, dtype=np.float32)
-        single = weights.ndim == 1
-        weights = np.atleast_2d(weights)
-        if weights.shape[1] != self.n:
-            raise ValuationError(f"weights have {weights.shape[1]} columns for {self.n} "
-                                 "training samples; pass one weight per training sample")
+        weights, single = _weight_rows(weights, self.n)
         keys = _per_model_keys(key, weights.shape[0])
         size = -(-(chunk or self.chunk) // self.devices) * self.devices
         out = np.concatenate([np.asarray(self._score(jnp.asarray(w), k))[:rows]

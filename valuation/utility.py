@@ -129,12 +129,7 @@ class Utility:
         Returns:
           Scores, float64 numpy array `(B,)` (or a float for a single vector).
         """
-        weights = np.asarray(weights, dtype=np.float32)
-        single = weights.ndim == 1
-        weights = np.atleast_2d(weights)
-        if weights.shape[1] != self.n:
-            raise ValuationError(f"weights have {weights.shape[1]} columns for {self.n} "
-                                 "training samples; pass one weight per training sample")
+        weights, single = _weight_rows(weights, self.n)
         keys = _per_model_keys(key, weights.shape[0])
         # Small batches use the next power of two below the chunk: few shapes, few compiles.
         size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
@@ -168,6 +163,17 @@ class Utility:
     @functools.cached_property
     def _score(self):
         return _compiled(self)[1]
+
+
+def _weight_rows(weights: Any, n: int) -> tuple[np.ndarray, bool]:
+    """`weights` as float32 rows `(B, n)`, and whether one vector `(n,)` was given."""
+    weights = np.asarray(weights, dtype=np.float32)
+    single = weights.ndim == 1
+    weights = np.atleast_2d(weights)
+    if weights.shape[1] != n:
+        raise ValuationError(f"weights have {weights.shape[1]} columns for {n} training "
+                             "samples; pass one weight per training sample")
+    return weights, single
 
 
 def _per_model_keys(key, batch: int) -> jax.Array:
