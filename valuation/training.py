@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .glm import spd_inverse
 from .models import Model
 
 __all__ = ["default_optimizer", "fit", "fit_logistic_newton", "weighted_objective"]
@@ -161,13 +162,15 @@ def fit_logistic_newton(
 
     For `B` weight vectors the gradient is one product `X^T R` and the Hessian of all `B`
     models is one product `(w * s) @ [x_i x_i^T]_i` of shape `(B*m*m, n) x (n, D*D)`, where
-    `D = d + 1`, `m = n_classes - 1` and `s` holds each sample's softmax curvature
+    `D = d + 1`, `m` is the number of output columns (1 for two classes, else `n_classes`; see
+    `models.logistic_regression`) and `s` holds each sample's softmax curvature
     `diag(p) - p p^T`. Each step tries the step sizes (1, 1/2, 1/4, 1/10) and takes the longest
     one that does not increase the objective (beyond float32 rounding), which keeps the
     iteration monotone on nearly separable subsets.
 
-    The cost per step is `O(B n m^2 D^2 + B (mD)^3)`: meant for models with at most a few
-    hundred parameters (binary problems with tens of features); use `fit` otherwise.
+    The cost per step is `O(B n m^2 D^2 + B (mD)^3)`: exact, and meant for one model or a few
+    (the utility engine's full-data fit, tests) or small binary problems; the engine trains
+    batches of subsets with `glm.fit_logistic`, whose per-step cost is a few products with `X`.
 
     Args:
       x: features `(n, d)`; y: int labels `(n,)`.
@@ -176,19 +179,23 @@ def fit_logistic_newton(
       l2: L2 penalty on the weights (not the bias), as in `weighted_objective`.
       steps: Newton steps from zero (each is a fixed cost; 8 reach float32 precision on the
         bundled data).
-      jitter: added to the bias diagonal of the Hessian, which has no L2 term.
+      jitter: added to the bias diagonal of the Hessian, which has no L2 term (for `k >= 3`
+        the biases' common shift has no curvature at all; the gradient never moves it).
       init: unbatched params to start every model from (a warm start, e.g. the full-data
         solution); default zero.
 
     Returns:
-      Params `{"linear": {"w": (B, d, m), "b": (B, m)}}`, the minimisers of the objective.
+      Params `{"linear": {"w": (B, d, m), "b": (B, m)}}`, the minimisers of the objective
+      (for `k >= 3` with biases summing to zero, as scikit-learn's).
     """
     n, d = x.shape
-    m, big_d = n_classes - 1, d + 1
+    binary = n_classes == 2
+    m, big_d = (1 if binary else n_classes), d + 1
     batch = weights.shape[0]
     x1 = jnp.concatenate([x, jnp.ones((n, 1), x.dtype)], axis=1)  # (n, D)
     outer = (x1[:, :, None] * x1[:, None, :]).reshape(n, big_d * big_d)  # (n, D*D)
-    onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype)[:, 1:]  # (n, m)
+    onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype)
+    onehot = onehot[:, 1:] if binary else onehot  # (n, m)
     norm = jnp.maximum(weights.sum(axis=1), 1.0)  # (B,)
     penalised = jnp.ones((big_d, 1), x.dtype).at[-1].set(0.0)  # bias row is not penalised
     diag = l2 * penalised[:, 0] + jitter * (1.0 - penalised[:, 0])
@@ -199,13 +206,15 @@ def fit_logistic_newton(
     # axis several times faster than over a trailing one.
     onehot_t = onehot.T[:, None, :]  # (m, 1, n)
 
-    def logits_of(theta):  # theta (B, D, m) -> (m, B, n); class 0's logit is 0
+    def logits_of(theta):  # theta (B, D, m) -> (m, B, n); for binary, class 0's logit is 0
         return jnp.einsum("nd,bdm->mbn", x1, theta)
 
     def probs_and_lse(z):  # z (..., m, B, n) -> p (..., m, B, n), log-sum-exp (..., B, n)
-        top = jnp.maximum(0.0, z.max(axis=-3))
+        top = z.max(axis=-3)
+        if binary:
+            top = jnp.maximum(0.0, top)
         e = jnp.exp(z - top[..., None, :, :])
-        total = jnp.exp(-top) + e.sum(axis=-3)
+        total = e.sum(axis=-3) + (jnp.exp(-top) if binary else 0.0)
         return e / total[..., None, :, :], top + jnp.log(total)
 
     def objective(z, theta):  # z (..., m, B, n) logits of theta (..., B, D, m) -> (..., B)
@@ -222,7 +231,7 @@ def fit_logistic_newton(
         hess = hess.reshape(m, m, batch, big_d, big_d).transpose(2, 0, 3, 1, 4)
         hess = hess.reshape(batch, m * big_d, m * big_d) + ridge
         g = grad.transpose(0, 2, 1).reshape(batch, m * big_d, 1)
-        delta = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
+        delta = spd_inverse(hess) @ g  # XLA's triangular solves (cho_solve) are slow on CPU
         delta = delta.reshape(batch, m, big_d).transpose(0, 2, 1)
         delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
         # Logits are linear in theta: the trial points' logits need no further products.
@@ -244,4 +253,7 @@ def fit_logistic_newton(
         theta0 = jnp.concatenate([init["linear"]["w"], init["linear"]["b"][None, :]], axis=0)
     theta0 = jnp.broadcast_to(theta0, (batch, big_d, m))
     theta, _ = jax.lax.scan(step, theta0, None, length=steps)
-    return {"linear": {"w": theta[:, :d, :], "b": theta[:, d, :]}}
+    bias = theta[:, d, :]
+    if not binary:  # the biases' common shift is free: centre them, as scikit-learn's are
+        bias = bias - bias.mean(axis=1, keepdims=True)
+    return {"linear": {"w": theta[:, :d, :], "b": bias}}
