@@ -29,7 +29,7 @@ from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
 from .influence import influence
-from .models import Model, logistic_regression
+from .models import Model, linear_regression, logistic_regression
 from .results import ValuationResult
 from .runner import Estimator, run
 from .shapley import exact, knn, msr, oob, permutation
@@ -164,7 +164,8 @@ def value(
     Args:
       data: the training `Dataset`, or a ready `Utility` (then `model`, `valid` and
         `utility_options` are ignored).
-      model: the target model (default `logistic_regression` over the data's classes).
+      model: the target model (default `logistic_regression` over the data's classes;
+        `linear_regression` for a regression target).
       method: one of `METHODS`: "tmc" (truncated Monte Carlo Shapley), "beta" (Beta(16, 1)
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
         "knn" (KNN-Shapley), "influence" (influence functions; `solver="cg"|"exact"|
@@ -209,7 +210,9 @@ def value(
         if valid is not None and not isinstance(valid, Dataset):
             raise ValuationError(f"valid must be a Dataset, got {type(valid).__name__}; "
                                  "build one with valuation.load(...)")
-        model = model or logistic_regression(data.n_classes)
+        if model is None:
+            model = (linear_regression() if data.task == "regression"
+                     else logistic_regression(data.n_classes))
         # Data-OOB never touches the validation set; the training set stands in for it.
         utility = make_utility(model, data, data if valid is None else valid,
                                **(utility_options or {}))

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Model", "from_equinox", "logistic_regression", "mlp", "n_params"]
+__all__ = ["Model", "from_equinox", "linear_regression", "logistic_regression", "mlp",
+           "n_params"]
 
 Params = Any
 
@@ -85,6 +86,28 @@ def logistic_regression(n_classes: int) -> Model:
     return Model(init, apply, embed, name=f"logistic_regression(n_classes={n_classes})")
 
 
+def linear_regression() -> Model:
+    """A linear model with one real output, `x @ w + b`: the ridge-regression target (trained
+    in closed form by the engine; scikit-learn's `Ridge(alpha=l2)`). Params start at zero.
+
+    Params: `{"linear": {"w": (d, 1), "b": (1,)}}`; `apply` returns predictions `(batch, 1)`.
+    """
+
+    def init(key, x):
+        del key
+        return {"linear": {"w": jnp.zeros((x.shape[-1], 1), x.dtype),
+                           "b": jnp.zeros((1,), x.dtype)}}
+
+    def apply(params, x):
+        return x @ params["linear"]["w"] + params["linear"]["b"]
+
+    def embed(params, x):
+        del params
+        return x
+
+    return Model(init, apply, embed, name="linear_regression")
+
+
 def mlp(
     n_classes: int,
     hidden: Sequence[int] = (64,),
@@ -92,6 +115,9 @@ def mlp(
     activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
 ) -> Model:
     """Multi-layer perceptron with He-normal initialisation.
+
+    With `n_classes=1` and a regression data set it is an MLP regressor (one real output,
+    trained on the squared error).
 
     Params: `{"dense_0": {"w", "b"}, ..., "out": {"w", "b"}}`; `embed` returns the last hidden
     layer's activations, shape `(batch, hidden[-1])`.

@@ -7,8 +7,11 @@ A subset is a weight vector of shape `(n,)` over *all* training samples (0/1 for
 fractional for bootstrap counts or importance weights), never a slice, so a new subset never
 recompiles. The objective is
 
-    J(theta) = (sum_i w_i * CE(apply(theta, x_i), y_i) + l2/2 * ||theta_W||^2) / max(sum_i w_i, 1)
+    J(theta) = (sum_i w_i * L(apply(theta, x_i), y_i) + l2/2 * ||theta_W||^2) / max(sum_i w_i, 1)
 
+with `L` the cross-entropy of int labels (`loss="cross_entropy"`) or, for a regression target,
+half the squared error of the model's single output (`loss="squared"`, scikit-learn's
+`Ridge(alpha=l2)` objective for a linear model)
 where `theta_W` are the weight matrices (leaves with ndim >= 2; biases are not penalised). Up to
 the positive factor `1 / sum w` this is scikit-learn's `LogisticRegression(C=1/l2)` objective
 with `sample_weight=w`, so the minimiser is the same and a sample of weight 0 is exactly a
@@ -34,7 +37,10 @@ import optax
 from .glm import spd_inverse
 from .models import Model
 
-__all__ = ["default_optimizer", "fit", "fit_logistic_newton", "weighted_objective"]
+__all__ = ["LOSSES", "default_optimizer", "fit", "fit_logistic_newton", "sample_losses",
+           "weighted_objective"]
+
+LOSSES = ("cross_entropy", "squared")
 
 Params = Any
 
@@ -49,17 +55,26 @@ def _l2_penalty(params: Params) -> jax.Array:
     return sum(jnp.sum(p * p) for p in leaves) if leaves else jnp.zeros(())
 
 
+def sample_losses(outputs: jax.Array, y: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+    """Per-sample losses `(n,)` of model outputs `(n, k)`: cross-entropy of int labels, or half
+    the squared error of the first output against float targets (`loss="squared"`)."""
+    if loss == "squared":
+        return 0.5 * (outputs[..., 0] - y) ** 2
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, y)
+
+
 def weighted_objective(
-    model: Model, params: Params, x: jax.Array, y: jax.Array, weights: jax.Array, l2: float
+    model: Model, params: Params, x: jax.Array, y: jax.Array, weights: jax.Array, l2: float,
+    loss: str = "cross_entropy",
 ) -> jax.Array:
     """The training objective J(theta) of the module docstring, a scalar.
 
     Args:
-      x: features `(n, d)`; y: int labels `(n,)`; weights: `(n,)`, non-negative.
+      x: features `(n, d)`; y: int labels (float targets for `loss="squared"`) `(n,)`;
+      weights: `(n,)`, non-negative.
     """
-    logits = model.apply(params, x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    total = jnp.sum(weights * ce) + 0.5 * l2 * _l2_penalty(params)
+    per_sample = sample_losses(model.apply(params, x), y, loss)
+    total = jnp.sum(weights * per_sample) + 0.5 * l2 * _l2_penalty(params)
     return total / jnp.maximum(jnp.sum(weights), 1.0)
 
 
@@ -76,6 +91,7 @@ def fit(
     batch_size: int | None = None,
     init_params: Params | None = None,
     save_every: int | None = None,
+    loss: str = "cross_entropy",
 ):
     """Train `model` on weighted samples with an optax optimizer.
 
@@ -93,6 +109,7 @@ def fit(
         gradient is scaled by `n / batch_size`, an unbiased estimate of the full gradient.
       init_params: start from these params instead of `model.init(key, x)`.
       save_every: if set, also return the params after every `save_every` steps.
+      loss: "cross_entropy" (int labels) or "squared" (float targets, one output).
 
     Returns:
       `params`, or `(params, checkpoints)` when `save_every` is set; `checkpoints` has the
@@ -120,8 +137,8 @@ def fit(
 
     def loss_fn(p, t):
         xb, yb, wb, scale = batch_at(t)
-        ce = optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb)
-        return (scale * jnp.sum(wb * ce) + 0.5 * l2 * _l2_penalty(p)) / norm
+        per_sample = sample_losses(model.apply(p, xb), yb, loss)
+        return (scale * jnp.sum(wb * per_sample) + 0.5 * l2 * _l2_penalty(p)) / norm
 
     def step(carry, t):
         p, s = carry

@@ -15,6 +15,12 @@ predict that class" (accuracy = that class's share of the validation set).
 
 Accuracy counts ties fractionally (a prediction tied between `t` classes, one of them right,
 scores `1/t`), which is what makes the uniform guess score exactly `1/k`.
+
+Regression targets (a `Dataset` with `task == "regression"`): models are trained on half the
+squared error (`training.sample_losses`) and scored by "r2" (default) or "neg_mse" on their
+predictions. The one degenerate subset is the empty one (total weight 0); it is scored as the
+constant prediction of the training targets' mean, so that `U(empty)` is about 0 in R^2 and the
+values of a Shapley-type method share out the R^2 of the full model.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from .errors import ValuationError
 from .models import Model, n_params
 from .training import fit, fit_logistic_newton
 
-__all__ = ["METRICS", "Utility", "accuracy", "make_utility", "neg_log_loss"]
+__all__ = ["METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "make_utility",
+           "neg_log_loss", "neg_mse", "r2"]
 
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -54,7 +61,21 @@ def neg_log_loss(probs: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean(jnp.log(jnp.clip(p, 1e-7, 1.0)))
 
 
-METRICS: dict[str, Metric] = {"accuracy": accuracy, "neg_log_loss": neg_log_loss}
+def neg_mse(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """Minus the mean squared error of predictions `(n,)` (higher = better)."""
+    return -jnp.mean((pred - y) ** 2)
+
+
+def r2(pred: jax.Array, y: jax.Array) -> jax.Array:
+    """Coefficient of determination `1 - SSE / SST` of predictions `(n,)` (scikit-learn's
+    `r2_score`; 1 is perfect, 0 is predicting the validation mean)."""
+    sst = jnp.sum((y - jnp.mean(y)) ** 2)
+    return 1.0 - jnp.sum((pred - y) ** 2) / jnp.maximum(sst, 1e-30)
+
+
+METRICS: dict[str, Metric] = {"accuracy": accuracy, "neg_log_loss": neg_log_loss,
+                              "neg_mse": neg_mse, "r2": r2}
+REGRESSION_METRICS = ("r2", "neg_mse")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,11 +87,13 @@ class Utility:
     Attributes:
       model: the target model.
       train, valid: the data sets (same class list).
-      metric: `metric(probs (n_valid, k), y (n_valid,)) -> scalar`, higher = better.
+      metric: `metric(probs (n_valid, k), y (n_valid,)) -> scalar`, higher = better; for a
+        regression target `metric(predictions (n_valid,), y (n_valid,))`.
       metric_name: its name, for records.
       solver: "pcg" (logistic regression: `glm.fit_logistic`, warm-started preconditioned
         conjugate gradients), "newton" (logistic regression: exact batched Newton,
-        `training.fit_logistic_newton`) or "gd" (optax `fit`).
+        `training.fit_logistic_newton`), "closed_form" (linear regression: `glm.fit_ridge`)
+        or "gd" (optax `fit`).
       steps: the cap on iterations ("pcg"), Newton steps ("newton") or optimizer steps ("gd").
       tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`.
       l2, optimizer, batch_size: training settings (see `training.fit`).
@@ -102,6 +125,8 @@ class Utility:
                "n_train": self.train.n, "n_valid": self.valid.n}
         if self.solver == "pcg":
             out["tol"] = self.tol
+        if self.task == "regression":
+            out["task"] = "regression"
         return out
 
     def __call__(self, weights: Any, *, key: jax.Array | None = None,
@@ -149,9 +174,15 @@ class Utility:
         batched = self.fit(np.ones((1, self.n), np.float32), key=key)
         return jax.tree_util.tree_map(lambda a: a[0], batched)
 
+    @property
+    def task(self) -> str:
+        """"classification" or "regression", the training set's."""
+        return self.train.task
+
     def predict_proba(self, params: Any, x: Any) -> jax.Array:
-        """Class probabilities of batched models: `(B, m, k)` for x `(m, d)`."""
-        return _predict(self.model, params, jnp.asarray(x, jnp.float32))
+        """Class probabilities of batched models: `(B, m, k)` for x `(m, d)`; for a regression
+        target the predictions `(B, m)`."""
+        return _predict(self.model, params, jnp.asarray(x, jnp.float32), self.task)
 
     @functools.cached_property
     def _compiled(self):
@@ -191,8 +222,11 @@ def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int):
         yield w, k, size
 
 
-def _predict(model: Model, params, x):
-    return jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(params, x), axis=-1)
+def _predict(model: Model, params, x, task: str = "classification"):
+    outputs = jax.vmap(model.apply, in_axes=(0, None))(params, x)
+    if task == "regression":
+        return outputs[..., 0]
+    return jax.nn.softmax(outputs, axis=-1)
 
 
 def _full_logistic(x, y, n_classes: int, l2: float):
@@ -216,7 +250,18 @@ def _compiled(u: Utility):
     data = {"xt": jnp.asarray(u.train.x), "yt": jnp.asarray(u.train.y),
             "xv": jnp.asarray(u.valid.x), "yv": jnp.asarray(u.valid.y)}
 
-    if u.solver == "pcg":
+    regression = u.task == "regression"
+    loss = "squared" if regression else "cross_entropy"
+    if u.solver == "closed_form":
+        big_d = u.train.d + 1
+        if u.n * big_d * big_d * 4 <= _OUTER_BYTES:
+            x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
+            data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
+
+        def fit_batch(d, weights, keys):
+            del keys
+            return glm.fit_ridge(d["xt"], d["yt"], weights, l2=u.l2, outer=d.get("outer"))
+    elif u.solver == "pcg":
         full = jax.jit(_full_logistic, static_argnums=(2, 3))(data["xt"], data["yt"], k, u.l2)
         data["full"] = full
         big_d = u.train.d + 1
@@ -245,11 +290,19 @@ def _compiled(u: Utility):
         def fit_batch(d, weights, keys):
             def fit_one(w, key):
                 return fit(u.model, d["xt"], d["yt"], w, key=key, steps=u.steps,
-                           optimizer=u.optimizer, l2=u.l2, batch_size=u.batch_size)
+                           optimizer=u.optimizer, l2=u.l2, batch_size=u.batch_size, loss=loss)
 
             return jax.vmap(fit_one)(weights, keys)
 
+    def score_regression(d, weights, keys):
+        pred = _predict(u.model, fit_batch(d, weights, keys), d["xv"], "regression")
+        trained = jax.vmap(u.metric, in_axes=(0, None))(pred, d["yv"])  # (B,)
+        const = u.metric(jnp.full_like(d["yv"], jnp.mean(d["yt"])), d["yv"])
+        return jnp.where(weights.sum(axis=1) > 0, trained, const)
+
     def score_batch(d, weights, keys):
+        if regression:
+            return score_regression(d, weights, keys)
         probs = _predict(u.model, fit_batch(d, weights, keys), d["xv"])  # (B, n_valid, k)
         trained = jax.vmap(u.metric, in_axes=(0, None))(probs, d["yv"])
         counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)  # (B, k)
@@ -273,13 +326,14 @@ def _auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
     validation, the params and optimizer state, and for Newton the Hessian and curvature terms.
     """
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, train.d), jnp.float32))
-    p, k = n_params(params), train.n_classes
+    p, k = n_params(params), max(train.n_classes, 1)
     floats = 6 * (train.n + valid.n) * k + 6 * p
     if solver == "newton":
         floats += 4 * train.n * (k - 1) ** 2 + 3 * p * p
     cap = 1024
-    if solver == "pcg":
+    if solver in ("pcg", "closed_form"):
         floats += 6 * train.n * k + 6 * (train.d + 1) ** 2
+    if solver == "pcg":
         # A chunk runs until its slowest model has converged: smaller chunks waste fewer
         # steps, and from about a hundred models on the products are as fast per model
         # (measured: 128 models per chunk fastest on the bench shapes, 1.1-2.5x over 512).
@@ -292,7 +346,7 @@ def make_utility(
     train: Dataset,
     valid: Dataset,
     *,
-    metric: str | Metric = "accuracy",
+    metric: str | Metric | None = None,
     solver: str = "auto",
     steps: int | None = None,
     l2: float = 1.0,
@@ -306,15 +360,18 @@ def make_utility(
 
     Args:
       model: the target model; `models.logistic_regression` is trained by the "pcg" solver
-        by default (when it has at most 256 inputs with the bias; "gd" beyond).
+        by default (when it has at most 256 inputs with the bias; "gd" beyond),
+        `models.linear_regression` (regression targets) in closed form, any other model by
+        "gd".
       train, valid: data sets; `valid` is re-coded onto `train`'s class list and must share
         its classes (see `data.align_classes`).
-      metric: "accuracy", "neg_log_loss" or a function `(probs, y) -> scalar` (jnp, higher =
-        better).
-      solver: "auto", "pcg", "newton" or "gd" (see `Utility`).
+      metric: "accuracy" (default), "neg_log_loss" or a function `(probs, y) -> scalar` (jnp,
+        higher = better); for a regression target "r2" (default), "neg_mse" or a function
+        `(predictions, y) -> scalar`.
+      solver: "auto", "pcg", "newton", "closed_form" or "gd" (see `Utility`).
       steps: the iteration cap of "pcg" (default 100), Newton steps (default 5, from the
         full-data solution) or optimizer steps (default 300).
-      l2: L2 penalty (scikit-learn's `1/C`).
+      l2: L2 penalty (scikit-learn's `1/C`; `alpha` of `Ridge` for a regression target).
       optimizer: optax optimizer for "gd" (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
       chunk: models per compiled call; default from `memory_budget`.
@@ -323,6 +380,13 @@ def make_utility(
         `LogisticRegression` tolerance on the same normalised objective).
     """
     train, valid = align_classes(train, valid)
+    regression = train.task == "regression"
+    if metric is None:
+        metric = "r2" if regression else "accuracy"
+    if isinstance(metric, str) and (metric in REGRESSION_METRICS) != regression:
+        choices = REGRESSION_METRICS if regression else ("accuracy", "neg_log_loss")
+        raise ValuationError(f"metric {metric!r} does not fit a {train.task} target; choose "
+                             f"one of {list(choices)}")
     if isinstance(metric, str):
         if metric not in METRICS:
             raise ValuationError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)} "
@@ -331,19 +395,32 @@ def make_utility(
     else:
         metric_name, metric_fn = getattr(metric, "__name__", "custom"), metric
     is_logreg = model.name.startswith("logistic_regression")
+    is_linreg = model.name == "linear_regression"
+    if regression and is_logreg:
+        raise ValuationError("logistic regression needs class labels but this is a regression "
+                             "target; use models.linear_regression() or mlp(1)")
+    if not regression and is_linreg:
+        raise ValuationError("linear_regression is for regression targets but this one has "
+                             "classes; use models.logistic_regression(k)")
     if solver == "auto":
-        solver = "pcg" if is_logreg and train.d + 1 <= 256 else "gd"
-    if solver not in ("pcg", "newton", "gd"):
-        raise ValuationError(f"unknown solver {solver!r}; choose 'auto', 'pcg', 'newton' or "
-                             "'gd'")
+        if is_linreg:
+            solver = "closed_form"
+        else:
+            solver = "pcg" if is_logreg and train.d + 1 <= 256 else "gd"
+    if solver not in ("pcg", "newton", "closed_form", "gd"):
+        raise ValuationError(f"unknown solver {solver!r}; choose 'auto', 'pcg', 'newton', "
+                             "'closed_form' or 'gd'")
     if solver in ("pcg", "newton") and not is_logreg:
         raise ValuationError(f"the {solver!r} solver (like the Newton solver) is for "
                              "models.logistic_regression only; use solver='gd' for other "
                              "models")
+    if solver == "closed_form" and not is_linreg:
+        raise ValuationError("the closed-form solver is for models.linear_regression only; "
+                             "use solver='gd' for other models")
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValuationError(f"tol must be a non-negative number, got {tol!r}")
     if steps is None:
-        steps = {"pcg": 100, "newton": 5}.get(solver, 300)
+        steps = {"pcg": 100, "newton": 5, "closed_form": 1}.get(solver, 300)
     if chunk is None:
         chunk = _auto_chunk(model, train, valid, solver, memory_budget)
     if not (isinstance(chunk, int) and chunk >= 1 and math.isfinite(chunk)):
