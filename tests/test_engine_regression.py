@@ -83,7 +83,7 @@ def test_mlp_regressor_learns(diabetes):
     train, valid = (d.replace(y=((d.y - mean) / std).astype(np.float32)) for d in diabetes)
     utility = va.make_utility(va.mlp(1, (16,)), train, valid, steps=300,
                               optimizer=optax.adam(0.01))
-    assert utility.solver == "gd" and utility.metric_name == "r2"
+    assert utility.solver == "warm" and utility.metric_name == "r2"
     assert utility(np.ones(train.n)) > 0.3
 
 

@@ -8,6 +8,7 @@ from split_helpers import standardized_split
 
 import valuation as va
 from valuation import glm
+from valuation.training import fit_warm, weighted_objective
 
 # Stated tolerances of the multinomial comparison (max absolute difference of coefficients whose
 # scale is about 1): the solver at tol=1e-6 against scikit-learn at tol=1e-10. Float32
@@ -129,3 +130,33 @@ def test_spd_inverse(rng):
         inv = np.asarray(glm.spd_inverse(jnp.asarray(gram)))
         np.testing.assert_allclose(inv @ gram, np.broadcast_to(np.eye(size), gram.shape),
                                    atol=2e-4)
+
+
+def test_warm_solver_descends_from_the_full_data_fit_and_stops(blobs, rng):
+    train, valid = blobs
+    model = va.mlp(2, (16,))
+    utility = va.make_utility(model, train, valid, metric="neg_log_loss")
+    assert utility.solver == "warm"
+    full = utility.fit_full()
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    masks = (rng.random((6, train.n)) < 0.5).astype(np.float32)
+    for mask in masks:
+        w = jnp.asarray(mask)
+        params, steps = fit_warm(model, x, y, w, init_params=full, return_steps=True)
+        before = weighted_objective(model, full, x, y, w, 1.0)
+        after = weighted_objective(model, params, x, y, w, 1.0)
+        assert float(after) < float(before) and 0 < int(steps) < 200
+    # Frozen once stopped: results do not depend on the chunk.
+    np.testing.assert_allclose(utility(masks, chunk=2), utility(masks, chunk=6), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_warm_solver_reaches_the_convex_optimum(cancer):
+    train, _ = cancer
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    model = va.logistic_regression(2)
+    w = jnp.ones(train.n)
+    params = fit_warm(model, x, y, w, init_params=model.init(None, x),
+                                  max_steps=500, tol=0.0)
+    exact = va.fit_logistic_newton(x, y, w[None], n_classes=2, steps=12)
+    np.testing.assert_allclose(params["linear"]["w"], exact["linear"]["w"][0], atol=2e-3)

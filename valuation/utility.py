@@ -40,7 +40,7 @@ from . import glm
 from .data import Dataset, align_classes
 from .errors import ValuationError
 from .models import Model, n_params
-from .training import fit, fit_logistic_newton
+from .training import fit, fit_logistic_newton, fit_warm
 
 __all__ = ["METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "make_utility",
            "neg_log_loss", "neg_mse", "r2"]
@@ -92,10 +92,13 @@ class Utility:
       metric_name: its name, for records.
       solver: "pcg" (logistic regression: `glm.fit_logistic`, warm-started preconditioned
         conjugate gradients), "newton" (logistic regression: exact batched Newton,
-        `training.fit_logistic_newton`), "closed_form" (linear regression: `glm.fit_ridge`)
-        or "gd" (optax `fit`).
-      steps: the cap on iterations ("pcg"), Newton steps ("newton") or optimizer steps ("gd").
-      tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`.
+        `training.fit_logistic_newton`), "closed_form" (linear regression: `glm.fit_ridge`),
+        "warm" (any model: `training.fit_warm` from the full-data fit) or "gd" (optax `fit`
+        from a keyed initialisation).
+      steps: the cap on iterations ("pcg", "warm"), Newton steps ("newton") or optimizer steps
+        ("gd").
+      tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`;
+        "warm" once its objective has improved by less than `tol` on 5 consecutive steps.
       l2, optimizer, batch_size: training settings (see `training.fit`).
       chunk: models trained per compiled call; bounds peak memory.
     """
@@ -123,7 +126,7 @@ class Utility:
         out = {"model": self.model.name, "metric": self.metric_name, "solver": self.solver,
                "steps": self.steps, "l2": self.l2, "batch_size": self.batch_size,
                "n_train": self.train.n, "n_valid": self.valid.n}
-        if self.solver == "pcg":
+        if self.solver in ("pcg", "warm"):
             out["tol"] = self.tol
         if self.task == "regression":
             out["task"] = "regression"
@@ -169,7 +172,7 @@ class Utility:
 
     def fit_full(self, *, key: jax.Array | None = None) -> Any:
         """Unbatched params of the model trained on every training sample (weight 1 each)."""
-        if self.solver == "pcg":  # the warm start every subset starts from
+        if self.solver in ("pcg", "warm"):  # the warm start every subset starts from
             return self._data["full"]
         batched = self.fit(np.ones((1, self.n), np.float32), key=key)
         return jax.tree_util.tree_map(lambda a: a[0], batched)
@@ -286,6 +289,32 @@ def _compiled(u: Utility):
             del keys
             return fit_logistic_newton(d["xt"], d["yt"], weights, n_classes=k, l2=u.l2,
                                        steps=u.steps, init=d["full"])
+    elif u.solver == "warm":
+        def full_fit(d):
+            # From a fixed initialisation: the optimizer's steps, then conjugate gradients
+            # until the objective stops improving at all (or 500 steps).
+            ones = jnp.ones((u.n,), jnp.float32)
+            start = fit(u.model, d["xt"], d["yt"], ones, key=jax.random.PRNGKey(0),
+                        steps=300, optimizer=u.optimizer, l2=u.l2, loss=loss)
+            return fit_warm(u.model, d["xt"], d["yt"], ones, init_params=start, l2=u.l2,
+                            loss=loss, max_steps=500, tol=0.0)
+
+        data["full"] = jax.jit(full_fit)(data)
+
+        def fit_batch(d, weights, keys):
+            del keys
+            if regression:
+                trained = weights.sum(axis=1) > 0
+            else:
+                counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)
+                trained = jnp.sum(counts > 0, axis=1) >= 2  # others are scored apart
+            caps = jnp.where(trained, u.steps, 0)
+
+            def fit_one(w, cap):
+                return fit_warm(u.model, d["xt"], d["yt"], w, init_params=d["full"], l2=u.l2,
+                                loss=loss, max_steps=cap, tol=u.tol)
+
+            return jax.vmap(fit_one)(weights, caps)
     else:
         def fit_batch(d, weights, keys):
             def fit_one(w, key):
@@ -333,7 +362,7 @@ def _auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
     cap = 1024
     if solver in ("pcg", "closed_form"):
         floats += 6 * train.n * k + 6 * (train.d + 1) ** 2
-    if solver == "pcg":
+    if solver in ("pcg", "warm"):
         # A chunk runs until its slowest model has converged: smaller chunks waste fewer
         # steps, and from about a hundred models on the products are as fast per model
         # (measured: 128 models per chunk fastest on the bench shapes, 1.1-2.5x over 512).
@@ -361,23 +390,27 @@ def make_utility(
     Args:
       model: the target model; `models.logistic_regression` is trained by the "pcg" solver
         by default (when it has at most 256 inputs with the bias; "gd" beyond),
-        `models.linear_regression` (regression targets) in closed form, any other model by
-        "gd".
+        `models.linear_regression` (regression targets) in closed form, any other model
+        (e.g. `mlp`) by "warm": every subset from the full-data fit until its objective stops
+        improving.
       train, valid: data sets; `valid` is re-coded onto `train`'s class list and must share
         its classes (see `data.align_classes`).
       metric: "accuracy" (default), "neg_log_loss" or a function `(probs, y) -> scalar` (jnp,
         higher = better); for a regression target "r2" (default), "neg_mse" or a function
         `(predictions, y) -> scalar`.
-      solver: "auto", "pcg", "newton", "closed_form" or "gd" (see `Utility`).
-      steps: the iteration cap of "pcg" (default 100), Newton steps (default 5, from the
-        full-data solution) or optimizer steps (default 300).
+      solver: "auto", "pcg", "newton", "closed_form", "warm" or "gd" (see `Utility`).
+      steps: the iteration cap of "pcg" (default 100) or "warm" (default 200), Newton steps
+        (default 5, from the full-data solution) or optimizer steps (default 300).
       l2: L2 penalty (scikit-learn's `1/C`; `alpha` of `Ridge` for a regression target).
-      optimizer: optax optimizer for "gd" (default Adam, learning rate 0.05).
+      optimizer: optax optimizer for "gd" and for the start of "warm"'s full-data fit
+        (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
       chunk: models per compiled call; default from `memory_budget`.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
       tol: "pcg" stops a model once `max |grad J| <= tol` (default 1e-4, scikit-learn's own
-        `LogisticRegression` tolerance on the same normalised objective).
+        `LogisticRegression` tolerance on the same normalised objective); "warm" once the
+        objective improved by less than `tol` on 5 consecutive steps (scikit-learn's
+        `MLPClassifier` tolerance).
     """
     train, valid = align_classes(train, valid)
     regression = train.task == "regression"
@@ -405,11 +438,13 @@ def make_utility(
     if solver == "auto":
         if is_linreg:
             solver = "closed_form"
+        elif is_logreg:
+            solver = "pcg" if train.d + 1 <= 256 else "gd"
         else:
-            solver = "pcg" if is_logreg and train.d + 1 <= 256 else "gd"
-    if solver not in ("pcg", "newton", "closed_form", "gd"):
+            solver = "warm"
+    if solver not in ("pcg", "newton", "closed_form", "warm", "gd"):
         raise ValuationError(f"unknown solver {solver!r}; choose 'auto', 'pcg', 'newton', "
-                             "'closed_form' or 'gd'")
+                             "'closed_form', 'warm' or 'gd'")
     if solver in ("pcg", "newton") and not is_logreg:
         raise ValuationError(f"the {solver!r} solver (like the Newton solver) is for "
                              "models.logistic_regression only; use solver='gd' for other "
@@ -420,7 +455,7 @@ def make_utility(
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValuationError(f"tol must be a non-negative number, got {tol!r}")
     if steps is None:
-        steps = {"pcg": 100, "newton": 5, "closed_form": 1}.get(solver, 300)
+        steps = {"pcg": 100, "newton": 5, "closed_form": 1, "warm": 200}.get(solver, 300)
     if chunk is None:
         chunk = _auto_chunk(model, train, valid, solver, memory_budget)
     if not (isinstance(chunk, int) and chunk >= 1 and math.isfinite(chunk)):
