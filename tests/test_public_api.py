@@ -11,8 +11,8 @@ import valuation as va
 VALUATION = {
     "METHODS", "Dataset", "Model", "Utility", "ValuationError", "ValuationResult",
     "align_classes", "dynamics", "fit", "fit_logistic_newton", "from_equinox", "influence",
-    "load", "load_bundled", "logistic_regression", "make_classification", "make_utility", "mlp",
-    "run", "shapley", "value",
+    "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
+    "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
 }
 METALEARNER = {
     "DEFAULT_GROUPS", "DataRater", "EnsembleFit", "FeatureMap", "GROUPS", "LearnedValues", "MODEL_AGNOSTIC", "MetaValuator",

@@ -16,9 +16,11 @@ from .bundled import make_classification as make_classification
 from .data import Dataset as Dataset
 from .data import align_classes as align_classes
 from .data import load as load
+from .data import regression_dataset as regression_dataset
 from .errors import ValuationError as ValuationError
 from .models import Model as Model
 from .models import from_equinox as from_equinox
+from .models import linear_regression as linear_regression
 from .models import logistic_regression as logistic_regression
 from .models import mlp as mlp
 from .results import ValuationResult as ValuationResult

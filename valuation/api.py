@@ -32,7 +32,7 @@ from .dynamics import dynamics_from_utility
 from .errors import ValuationError
 from .estimate import Estimate
 from .influence import influence
-from .models import Model, logistic_regression
+from .models import Model, linear_regression, logistic_regression
 from .results import ValuationResult
 from .runner import Estimator, as_key, run
 from .shapley import exact, knn, msr, neighbours, oob, permutation
@@ -181,6 +181,11 @@ def _check_model_classes(model: Model, data: Dataset) -> None:
     x = jax.ShapeDtypeStruct((1, data.d), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
     width = jax.eval_shape(model.apply, params, x).shape[-1]
+    if data.task == "regression":
+        if width != 1:
+            raise ValuationError(f"the model outputs {width} scores but a regression target "
+                                 "needs one; use linear_regression() or mlp(1, ...)")
+        return
     if width != data.n_classes:
         raise ValuationError(f"the model outputs {width} class scores but the data has "
                              f"{data.n_classes} classes {list(data.classes)[:5]}; build it "
@@ -248,7 +253,8 @@ def value(
       data: the training `Dataset`, or a ready `Utility` (then `model`, `valid` and
         `utility_options` are ignored). With several local devices (GPUs), the utility's
         batches of models are split over all of them (`distributed.shard`).
-      model: the target model (default `logistic_regression` over the data's classes).
+      model: the target model (default `logistic_regression` over the data's classes;
+        `linear_regression` for a regression target).
       method: one of `METHODS`: "tmc" (truncated Monte Carlo Shapley), "beta" (Beta(16, 1)
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
         "knn" (KNN-Shapley), "influence" (influence functions; `solver="cg"|"exact"|
@@ -298,7 +304,9 @@ def value(
                                  "build one with valuation.load(...)")
         if valid is not None:
             valid = valid.select_features(data.feature_names, what="the validation set")
-        model = model or logistic_regression(data.n_classes)
+        if model is None:
+            model = (linear_regression() if data.task == "regression"
+                     else logistic_regression(data.n_classes))
         _check_model_classes(model, data)
         # Data-OOB never touches the validation set; the training set stands in for it.
         utility = make_utility(model, data, data if valid is None else valid,

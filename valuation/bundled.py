@@ -12,19 +12,32 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .data import Dataset, from_arrays, from_dataframe
+from .data import Dataset, from_arrays, from_dataframe, regression_dataset
 from .errors import ValuationError
 
 __all__ = ["BUNDLED", "load_bundled", "make_classification"]
 
-BUNDLED = ("breast_cancer", "wine", "digits")
+BUNDLED = ("breast_cancer", "wine", "digits", "diabetes")
 
 
 def load_bundled(name: str = "breast_cancer") -> Dataset:
-    """A bundled data set by name: "breast_cancer", "wine" or "digits" (needs scikit-learn).
+    """A bundled data set by name: "breast_cancer", "wine", "digits" (needs scikit-learn) or
+    "diabetes" (scikit-learn's, 442 x 10, a regression target).
 
     Ids are stable strings ("br0000", ...) so that results join back across runs.
     """
+    if name == "diabetes":
+        try:
+            from sklearn.datasets import load_diabetes
+        except ImportError:
+            raise ValuationError(
+                "the diabetes data set comes from scikit-learn, which is not installed; "
+                "pip install 'valuate[bench]'"
+            ) from None
+        b = load_diabetes()
+        return regression_dataset(b.data, b.target,
+                                  ids=np.array([f"db{i:03d}" for i in range(len(b.target))]),
+                                  feature_names=list(b.feature_names))
     if name == "digits":
         try:
             from sklearn.datasets import load_digits

@@ -29,18 +29,21 @@ __all__ = [
     "load",
     "match_columns",
     "read_table",
+    "regression_dataset",
 ]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Features, labels and ids of a classification data set.
+    """Features, labels and ids of a classification or regression data set.
 
     Attributes:
       x: features, float32 array of shape `(n, d)`.
-      y: labels as int32 codes into `classes`, shape `(n,)`.
+      y: labels as int32 codes into `classes`, shape `(n,)`; for a regression target
+        (`classes == ()`) the float32 targets themselves.
       ids: sample ids, shape `(n,)`, unique; the join key back to the user's rows.
-      classes: the class labels, in code order (`classes[y[i]]` is sample i's label).
+      classes: the class labels, in code order (`classes[y[i]]` is sample i's label); the
+        empty tuple for a regression target.
       feature_names: names of the `d` feature columns.
     """
 
@@ -66,18 +69,28 @@ class Dataset:
 
     @property
     def n_classes(self) -> int:
-        """Number of classes in the class list (some may be absent from this split)."""
+        """Number of classes in the class list (some may be absent from this split); 0 for a
+        regression target."""
         return len(self.classes)
 
     @property
+    def task(self) -> str:
+        """"classification" or "regression" (a regression target has no class list)."""
+        return "classification" if self.classes else "regression"
+
+    @property
     def labels(self) -> np.ndarray:
-        """Labels in the user's own vocabulary, shape `(n,)`."""
+        """Labels in the user's own vocabulary, shape `(n,)` (the targets, for regression)."""
+        if not self.classes:
+            return self.y
         return np.asarray(self.classes, dtype=object)[self.y]
 
     def __len__(self) -> int:
         return self.n
 
     def __repr__(self) -> str:
+        if not self.classes:
+            return f"Dataset(n={self.n}, d={self.d}, regression target)"
         counts = np.bincount(self.y, minlength=self.n_classes)
         per_class = ", ".join(f"{c!s}: {k}" for c, k in zip(self.classes, counts))
         return f"Dataset(n={self.n}, d={self.d}, classes={{{per_class}}})"
@@ -100,7 +113,8 @@ class Dataset:
           *fractions: shares of the samples per split; they must sum to at most 1 (the
             remainder is dropped).
           seed: seed of the shuffle.
-          stratify: keep class proportions in every split (per-class shuffles).
+          stratify: keep class proportions in every split (per-class shuffles); ignored for a
+            regression target.
 
         Returns:
           One `Dataset` per fraction, rows in shuffled order, ids kept.
@@ -113,7 +127,7 @@ class Dataset:
             )
         rng = np.random.default_rng(seed)
         groups = [np.flatnonzero(self.y == c) for c in range(self.n_classes)]
-        if not stratify:
+        if not stratify or not self.classes:
             groups = [np.arange(self.n)]
         parts: list[list[np.ndarray]] = [[] for _ in fr]
         for g in groups:
@@ -155,6 +169,9 @@ class Dataset:
         """
         if not 0.0 <= fraction <= 1.0:
             raise ValuationError(f"flip fraction {fraction} must lie in [0, 1]")
+        if not self.classes:
+            raise ValuationError("a regression target has no labels to flip; add noise to "
+                                 "the targets instead")
         rng = np.random.default_rng(seed)
         n_flip = round(fraction * self.n)
         chosen = rng.choice(self.n, size=n_flip, replace=False)
@@ -480,6 +497,12 @@ def align_classes(train: Dataset, *others: Dataset) -> tuple[Dataset, ...]:
         if other.d != train.d:
             _fail(f"data set {k} has {other.d} features but the training set has {train.d}",
                   "pass the same feature columns to both")
+        if other.task != train.task:
+            _fail(f"data set {k} has a {other.task} target but the training set a "
+                  f"{train.task} one", "pass data sets of the same task")
+        if not train.classes:
+            out.append(other)
+            continue
         labels = other.labels
         unseen = sorted({str(v) for v in labels if v not in set(train.classes)})
         if len(unseen) == len(set(labels.tolist())):
@@ -493,3 +516,57 @@ def align_classes(train: Dataset, *others: Dataset) -> tuple[Dataset, ...]:
         y = np.array([code[v] for v in labels.tolist()], dtype=np.int32)
         out.append(other.replace(y=y, classes=train.classes))
     return tuple(out)
+
+
+def regression_dataset(
+    x: Any,
+    y: Any,
+    *,
+    ids: Any = None,
+    feature_names: Sequence[str] | None = None,
+) -> Dataset:
+    """A validated `Dataset` with a regression target (`classes == ()`, float32 `y`).
+
+    Args:
+      x: features of shape `(n, d)`.
+      y: real-valued targets of shape `(n,)`, finite.
+      ids: sample ids of shape `(n,)`; default `0..n-1`. Must be unique.
+      feature_names: names of the `d` columns; default `x0..x{d-1}`.
+
+    Raises:
+      ValuationError: empty data, wrong shapes, NaN/inf or non-numeric features or targets,
+        duplicate ids.
+    """
+    x = np.asarray(x)
+    if x.ndim == 1 and x.size > 0:
+        x = x.reshape(-1, 1)
+    names = tuple(str(f) for f in feature_names) if feature_names is not None else None
+    if names is None:
+        names = tuple(f"x{j}" for j in range(x.shape[1] if x.ndim == 2 else 0))
+    x = _check_features(x, names)
+    if len(names) != x.shape[1]:
+        _fail(f"{len(names)} feature names for {x.shape[1]} feature columns",
+              "pass one name per column")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        _fail(f"targets of shape {y.shape} for {x.shape[0]} feature rows",
+              "pass exactly one target per row")
+    try:
+        y = y.astype(np.float64)
+    except (TypeError, ValueError):
+        _fail("regression targets must be numbers", "pass numeric targets")
+    if not np.all(np.isfinite(y)):
+        _fail(f"{int((~np.isfinite(y)).sum())} targets are NaN or infinite",
+              "drop or impute those rows")
+    if ids is None:
+        ids = np.arange(x.shape[0])
+    ids = np.asarray(ids)
+    if ids.shape != (x.shape[0],):
+        _fail(f"{ids.shape} ids for {x.shape[0]} samples", "pass one id per row")
+    if pd.Series(ids).duplicated().any():
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        _fail(f"sample ids are not unique (e.g. {dup!r})", "pass a unique id per row")
+    return Dataset(x=x, y=y.astype(np.float32), ids=ids.copy(), classes=(),
+                   feature_names=names)

@@ -51,12 +51,14 @@ _BATCH = PartitionSpec("batch")
 
 
 def _split(fn, mesh: Mesh):
-    """`fn(weights (B, n), keys (B, 2))` run on `B / devices` rows per device, jitted.
+    """`fn(data, weights (B, n), keys (B, 2))` run on `B / devices` rows per device, jitted;
+    `data` (the utility's arrays) is replicated on every device.
 
     check_vma is off: the batch programs hold a `lax.scan` whose carry starts replicated
     and becomes per-device; every row is independent, so there is nothing to check.
     """
-    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(_BATCH, _BATCH), out_specs=_BATCH,
+    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), _BATCH, _BATCH),
+                                 out_specs=_BATCH,
                                  check_vma=False))
 
 
@@ -97,7 +99,7 @@ class ShardedUtility:
         weights, single = _weight_rows(weights, self.n)
         keys = _per_model_keys(key, weights.shape[0])
         size = -(-(chunk or self.chunk) // self.devices) * self.devices
-        out = np.concatenate([np.asarray(self._score(jnp.asarray(w), k))[:rows]
+        out = np.concatenate([np.asarray(self._score(self.utility._data, jnp.asarray(w), k))[:rows]
                               for w, k, rows in _chunks(weights, keys, size)])
         return float(out[0]) if single else out.astype(np.float64)
 
@@ -108,7 +110,7 @@ class ShardedUtility:
         rows = weights.shape[0]
         keys = _per_model_keys(key, rows)
         (w, k, _), = _chunks(weights, keys, -(-rows // self.devices) * self.devices)
-        params = self._fit(jnp.asarray(w), k)
+        params = self._fit(self.utility._data, jnp.asarray(w), k)
         return jax.tree_util.tree_map(lambda a: a[:rows], params)
 
     @functools.cached_property

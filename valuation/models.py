@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Model", "from_equinox", "logistic_regression", "mlp", "n_params"]
+__all__ = ["Model", "from_equinox", "linear_regression", "logistic_regression", "mlp",
+           "n_params"]
 
 Params = Any
 
@@ -52,31 +53,59 @@ def n_params(params: Params) -> int:
 
 
 def logistic_regression(n_classes: int) -> Model:
-    """Multinomial logistic regression with the first class as reference.
+    """Logistic regression with scikit-learn's parametrisations (`LogisticRegression`).
 
-    The logits are `[0, x @ w + b]`: class 0's logit is pinned to zero, so a binary problem
-    has `d + 1` parameters and a `k`-class problem `(d + 1)(k - 1)`. This parametrisation is
-    identifiable, which keeps the Hessian of the L2-regularised loss positive definite
-    (influence functions and the Newton solver rely on it). Params start at zero.
+    Two classes: one weight vector, logits `[0, x @ w + b]` (class 0's logit pinned at zero),
+    `d + 1` parameters; swapping the two labels negates the parameters. `k >= 3` classes: the
+    symmetric multinomial model, logits `x @ w + b` with `k` weight vectors, `(d + 1) k`
+    parameters. With an L2 penalty on every weight vector (`training.weighted_objective`
+    penalises all weight matrices) the fitted model does not depend on how the classes are
+    numbered, and its minimiser is scikit-learn's: the weights sum to zero over classes at the
+    optimum; the biases are defined up to a common shift, which the solvers fix by making them
+    sum to zero. Params start at zero.
 
-    Params: `{"linear": {"w": (d, k - 1), "b": (k - 1,)}}`.
+    Params: `{"linear": {"w": (d, m), "b": (m,)}}` with `m = 1` for two classes, else `k`.
     """
+    m = 1 if n_classes == 2 else n_classes
 
     def init(key, x):
         del key
         d = x.shape[-1]
-        return {"linear": {"w": jnp.zeros((d, n_classes - 1), x.dtype),
-                           "b": jnp.zeros((n_classes - 1,), x.dtype)}}
+        return {"linear": {"w": jnp.zeros((d, m), x.dtype), "b": jnp.zeros((m,), x.dtype)}}
 
     def apply(params, x):
         z = x @ params["linear"]["w"] + params["linear"]["b"]
-        return jnp.concatenate([jnp.zeros(z.shape[:-1] + (1,), z.dtype), z], axis=-1)
+        if m == 1:
+            return jnp.concatenate([jnp.zeros(z.shape[:-1] + (1,), z.dtype), z], axis=-1)
+        return z
 
     def embed(params, x):
         del params
         return x
 
     return Model(init, apply, embed, name=f"logistic_regression(n_classes={n_classes})")
+
+
+def linear_regression() -> Model:
+    """A linear model with one real output, `x @ w + b`: the ridge-regression target (trained
+    in closed form by the engine; scikit-learn's `Ridge(alpha=l2)`). Params start at zero.
+
+    Params: `{"linear": {"w": (d, 1), "b": (1,)}}`; `apply` returns predictions `(batch, 1)`.
+    """
+
+    def init(key, x):
+        del key
+        return {"linear": {"w": jnp.zeros((x.shape[-1], 1), x.dtype),
+                           "b": jnp.zeros((1,), x.dtype)}}
+
+    def apply(params, x):
+        return x @ params["linear"]["w"] + params["linear"]["b"]
+
+    def embed(params, x):
+        del params
+        return x
+
+    return Model(init, apply, embed, name="linear_regression")
 
 
 def mlp(
@@ -86,6 +115,9 @@ def mlp(
     activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
 ) -> Model:
     """Multi-layer perceptron with He-normal initialisation.
+
+    With `n_classes=1` and a regression data set it is an MLP regressor (one real output,
+    trained on the squared error).
 
     Params: `{"dense_0": {"w", "b"}, ..., "out": {"w", "b"}}`; `embed` returns the last hidden
     layer's activations, shape `(batch, hidden[-1])`.

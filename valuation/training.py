@@ -7,16 +7,20 @@ A subset is a weight vector of shape `(n,)` over *all* training samples (0/1 for
 fractional for bootstrap counts or importance weights), never a slice, so a new subset never
 recompiles. The objective is
 
-    J(theta) = (sum_i w_i * CE(apply(theta, x_i), y_i) + l2/2 * ||theta_W||^2) / max(sum_i w_i, 1)
+    J(theta) = (sum_i w_i * L(apply(theta, x_i), y_i) + l2/2 * ||theta_W||^2) / max(sum_i w_i, 1)
 
-where `theta_W` are the weight matrices (leaves with ndim >= 2; biases are not penalised). Up to
+with `L` the cross-entropy of int labels (`loss="cross_entropy"`) or, for a regression target,
+half the squared error of the model's single output (`loss="squared"`, scikit-learn's
+`Ridge(alpha=l2)` objective for a linear model), where `theta_W` are the weight matrices (leaves with ndim >= 2; biases are not penalised). Up to
 the positive factor `1 / sum w` this is scikit-learn's `LogisticRegression(C=1/l2)` objective
 with `sample_weight=w`, so the minimiser is the same and a sample of weight 0 is exactly a
 deleted sample; the factor makes gradient steps independent of the subset's size.
 
-Two solvers:
+Three solvers:
 * `fit`: any `optax.GradientTransformation`, full-batch or mini-batch, fixed step count,
   `lax.scan`; optionally the parameters at every `save_every` steps (checkpoints).
+* `fit_warm`: from given parameters (the full-data fit, for a subset) until the objective stops
+  improving: nonlinear conjugate gradients with Gauss-Newton line steps, any model.
 * `fit_logistic_newton`: damped Newton steps for `models.logistic_regression`, batched natively
   over many weight vectors so that the per-sample Hessian terms of all models are one
   matrix-matrix product; a few steps reach the optimum that gradient descent needs hundreds of
@@ -31,9 +35,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .glm import spd_inverse
 from .models import Model
 
-__all__ = ["default_optimizer", "fit", "fit_logistic_newton", "weighted_objective"]
+__all__ = ["LOSSES", "default_optimizer", "fit", "fit_logistic_newton", "fit_warm",
+           "sample_losses", "weighted_objective"]
+
+LOSSES = ("cross_entropy", "squared")
 
 Params = Any
 
@@ -48,17 +56,26 @@ def _l2_penalty(params: Params) -> jax.Array:
     return sum(jnp.sum(p * p) for p in leaves) if leaves else jnp.zeros(())
 
 
+def sample_losses(outputs: jax.Array, y: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+    """Per-sample losses `(n,)` of model outputs `(n, k)`: cross-entropy of int labels, or half
+    the squared error of the first output against float targets (`loss="squared"`)."""
+    if loss == "squared":
+        return 0.5 * (outputs[..., 0] - y) ** 2
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, y)
+
+
 def weighted_objective(
-    model: Model, params: Params, x: jax.Array, y: jax.Array, weights: jax.Array, l2: float
+    model: Model, params: Params, x: jax.Array, y: jax.Array, weights: jax.Array, l2: float,
+    loss: str = "cross_entropy",
 ) -> jax.Array:
     """The training objective J(theta) of the module docstring, a scalar.
 
     Args:
-      x: features `(n, d)`; y: int labels `(n,)`; weights: `(n,)`, non-negative.
+      x: features `(n, d)`; y: int labels (float targets for `loss="squared"`) `(n,)`;
+      weights: `(n,)`, non-negative.
     """
-    logits = model.apply(params, x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-    total = jnp.sum(weights * ce) + 0.5 * l2 * _l2_penalty(params)
+    per_sample = sample_losses(model.apply(params, x), y, loss)
+    total = jnp.sum(weights * per_sample) + 0.5 * l2 * _l2_penalty(params)
     return total / jnp.maximum(jnp.sum(weights), 1.0)
 
 
@@ -75,6 +92,7 @@ def fit(
     batch_size: int | None = None,
     init_params: Params | None = None,
     save_every: int | None = None,
+    loss: str = "cross_entropy",
 ):
     """Train `model` on weighted samples with an optax optimizer.
 
@@ -92,6 +110,7 @@ def fit(
         gradient is scaled by `n / batch_size`, an unbiased estimate of the full gradient.
       init_params: start from these params instead of `model.init(key, x)`.
       save_every: if set, also return the params after every `save_every` steps.
+      loss: "cross_entropy" (int labels) or "squared" (float targets, one output).
 
     Returns:
       `params`, or `(params, checkpoints)` when `save_every` is set; `checkpoints` has the
@@ -119,8 +138,8 @@ def fit(
 
     def loss_fn(p, t):
         xb, yb, wb, scale = batch_at(t)
-        ce = optax.softmax_cross_entropy_with_integer_labels(model.apply(p, xb), yb)
-        return (scale * jnp.sum(wb * ce) + 0.5 * l2 * _l2_penalty(p)) / norm
+        per_sample = sample_losses(model.apply(p, xb), yb, loss)
+        return (scale * jnp.sum(wb * per_sample) + 0.5 * l2 * _l2_penalty(p)) / norm
 
     def step(carry, t):
         p, s = carry
@@ -146,6 +165,107 @@ def fit(
     return params, saved
 
 
+def _tree_dot(a: Params, b: Params) -> jax.Array:
+    return sum(jnp.vdot(u, v) for u, v in zip(jax.tree_util.tree_leaves(a),
+                                               jax.tree_util.tree_leaves(b)))
+
+
+def _tree_axpy(alpha, x: Params, y: Params) -> Params:
+    return jax.tree_util.tree_map(lambda u, v: alpha * u + v, x, y)
+
+
+def _tree_neg(x: Params) -> Params:
+    return jax.tree_util.tree_map(jnp.negative, x)
+
+
+def fit_warm(
+    model: Model,
+    x: jax.Array,
+    y: jax.Array,
+    weights: jax.Array,
+    *,
+    init_params: Params,
+    l2: float = 1.0,
+    loss: str = "cross_entropy",
+    max_steps: int | jax.Array = 200,
+    tol: float = 1e-4,
+    patience: int = 5,
+    return_steps: bool = False,
+):
+    """Train `model` from `init_params` until the objective stops improving.
+
+    Meant for warm starts: a subset's model starts from the full-data fit, whose optimum lies
+    near the subset's. Nonlinear conjugate gradients (Polak-Ribière+) on the objective of the
+    module docstring; each step's length is a Newton step along the search direction with the
+    Gauss-Newton curvature `sum_i w_i u_i^T S_i u_i` (`u` the outputs' directional derivative,
+    one forward-mode product; `S` the loss's curvature in the outputs, positive semidefinite
+    whatever the model), and a step that raises the objective is retried 4x shorter. It stops
+    when the objective has improved by less than `tol` on `patience` consecutive steps
+    (scikit-learn's `MLPClassifier` criterion, `tol=1e-4`, with `n_iter_no_change=10` epochs)
+    or after `max_steps`. Pure and vmap-able over `(weights, max_steps)`; under `vmap` a model
+    that has stopped is frozen while the others run.
+
+    Args:
+      x, y, weights: as in `fit`.
+      init_params: the starting point.
+      l2, loss: the objective (module docstring).
+      max_steps: cap on the steps; a per-model array under `vmap` (0: return `init_params`).
+      tol, patience: the stopping rule above.
+      return_steps: also return the number of steps taken.
+
+    Returns:
+      `params`, or `(params, steps)`.
+    """
+    norm = jnp.maximum(jnp.sum(weights), 1.0)
+
+    def objective(p):
+        return weighted_objective(model, p, x, y, weights, l2, loss)
+
+    def line_curvature(p, d):
+        outputs, u = jax.jvp(lambda q: model.apply(q, x), (p,), (d,))
+        if loss == "squared":
+            per_sample = u[..., 0] ** 2
+        else:
+            prob = jax.nn.softmax(outputs, axis=-1)
+            pu = jnp.sum(prob * u, axis=-1)
+            per_sample = jnp.sum(prob * u * u, axis=-1) - pu * pu
+        reg = sum(jnp.sum(v * v) for v in jax.tree_util.tree_leaves(d) if v.ndim >= 2)
+        return (jnp.sum(weights * per_sample) + l2 * reg) / norm
+
+    value0, grad0 = jax.value_and_grad(objective)(init_params)
+
+    def running(c):
+        return (c[5] < max_steps) & (c[6] < patience)
+
+    def step(c):
+        p, value, grad, direction, shrink, steps, stale = c
+        slope = _tree_dot(grad, direction)
+        curv = line_curvature(p, direction)
+        t = shrink * jnp.where(curv > 0, -slope / jnp.maximum(curv, 1e-30), 1e-3)
+        new = _tree_axpy(t, direction, p)
+        new_value, new_grad = jax.value_and_grad(objective)(new)
+        ok = jnp.isfinite(new_value) & (new_value <= value + 1e-6 * jnp.abs(value))
+        beta = jnp.maximum(0.0, _tree_dot(new_grad, jax.tree_util.tree_map(
+            jnp.subtract, new_grad, grad)) / jnp.maximum(_tree_dot(grad, grad), 1e-30))
+        new_dir = _tree_axpy(beta, direction, _tree_neg(new_grad))
+        descent = _tree_dot(new_grad, new_dir) < 0
+        new_dir = jax.tree_util.tree_map(lambda a, b: jnp.where(descent, a, b), new_dir,
+                                         _tree_neg(new_grad))
+
+        def pick(a, b):
+            return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), a, b)
+
+        improved = ok & (new_value < value - tol)
+        return (pick(new, p), jnp.where(ok, new_value, value), pick(new_grad, grad),
+                pick(new_dir, _tree_neg(grad)), jnp.where(ok, 1.0, 0.25 * shrink), steps + 1,
+                jnp.where(improved, 0, stale + 1))
+
+    carry = (init_params, value0, grad0, _tree_neg(grad0), jnp.ones((), value0.dtype),
+             jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    params, *_, steps, _ = jax.lax.while_loop(running, step, carry)
+    return (params, steps) if return_steps else params
+
+
 def fit_logistic_newton(
     x: jax.Array,
     y: jax.Array,
@@ -161,13 +281,15 @@ def fit_logistic_newton(
 
     For `B` weight vectors the gradient is one product `X^T R` and the Hessian of all `B`
     models is one product `(w * s) @ [x_i x_i^T]_i` of shape `(B*m*m, n) x (n, D*D)`, where
-    `D = d + 1`, `m = n_classes - 1` and `s` holds each sample's softmax curvature
+    `D = d + 1`, `m` is the number of output columns (1 for two classes, else `n_classes`; see
+    `models.logistic_regression`) and `s` holds each sample's softmax curvature
     `diag(p) - p p^T`. Each step tries the step sizes (1, 1/2, 1/4, 1/10) and takes the longest
     one that does not increase the objective (beyond float32 rounding), which keeps the
     iteration monotone on nearly separable subsets.
 
-    The cost per step is `O(B n m^2 D^2 + B (mD)^3)`: meant for models with at most a few
-    hundred parameters (binary problems with tens of features); use `fit` otherwise.
+    The cost per step is `O(B n m^2 D^2 + B (mD)^3)`: exact, and meant for one model or a few
+    (the utility engine's full-data fit, tests) or small binary problems; the engine trains
+    batches of subsets with `glm.fit_logistic`, whose per-step cost is a few products with `X`.
 
     Args:
       x: features `(n, d)`; y: int labels `(n,)`.
@@ -176,19 +298,23 @@ def fit_logistic_newton(
       l2: L2 penalty on the weights (not the bias), as in `weighted_objective`.
       steps: Newton steps from zero (each is a fixed cost; 8 reach float32 precision on the
         bundled data).
-      jitter: added to the bias diagonal of the Hessian, which has no L2 term.
+      jitter: added to the bias diagonal of the Hessian, which has no L2 term (for `k >= 3`
+        the biases' common shift has no curvature at all; the gradient never moves it).
       init: unbatched params to start every model from (a warm start, e.g. the full-data
         solution); default zero.
 
     Returns:
-      Params `{"linear": {"w": (B, d, m), "b": (B, m)}}`, the minimisers of the objective.
+      Params `{"linear": {"w": (B, d, m), "b": (B, m)}}`, the minimisers of the objective
+      (for `k >= 3` with biases summing to zero, as scikit-learn's).
     """
     n, d = x.shape
-    m, big_d = n_classes - 1, d + 1
+    binary = n_classes == 2
+    m, big_d = (1 if binary else n_classes), d + 1
     batch = weights.shape[0]
     x1 = jnp.concatenate([x, jnp.ones((n, 1), x.dtype)], axis=1)  # (n, D)
     outer = (x1[:, :, None] * x1[:, None, :]).reshape(n, big_d * big_d)  # (n, D*D)
-    onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype)[:, 1:]  # (n, m)
+    onehot = jax.nn.one_hot(y, n_classes, dtype=x.dtype)
+    onehot = onehot[:, 1:] if binary else onehot  # (n, m)
     norm = jnp.maximum(weights.sum(axis=1), 1.0)  # (B,)
     penalised = jnp.ones((big_d, 1), x.dtype).at[-1].set(0.0)  # bias row is not penalised
     diag = l2 * penalised[:, 0] + jitter * (1.0 - penalised[:, 0])
@@ -199,13 +325,15 @@ def fit_logistic_newton(
     # axis several times faster than over a trailing one.
     onehot_t = onehot.T[:, None, :]  # (m, 1, n)
 
-    def logits_of(theta):  # theta (B, D, m) -> (m, B, n); class 0's logit is 0
+    def logits_of(theta):  # theta (B, D, m) -> (m, B, n); for binary, class 0's logit is 0
         return jnp.einsum("nd,bdm->mbn", x1, theta)
 
     def probs_and_lse(z):  # z (..., m, B, n) -> p (..., m, B, n), log-sum-exp (..., B, n)
-        top = jnp.maximum(0.0, z.max(axis=-3))
+        top = z.max(axis=-3)
+        if binary:
+            top = jnp.maximum(0.0, top)
         e = jnp.exp(z - top[..., None, :, :])
-        total = jnp.exp(-top) + e.sum(axis=-3)
+        total = e.sum(axis=-3) + (jnp.exp(-top) if binary else 0.0)
         return e / total[..., None, :, :], top + jnp.log(total)
 
     def objective(z, theta):  # z (..., m, B, n) logits of theta (..., B, D, m) -> (..., B)
@@ -222,7 +350,7 @@ def fit_logistic_newton(
         hess = hess.reshape(m, m, batch, big_d, big_d).transpose(2, 0, 3, 1, 4)
         hess = hess.reshape(batch, m * big_d, m * big_d) + ridge
         g = grad.transpose(0, 2, 1).reshape(batch, m * big_d, 1)
-        delta = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
+        delta = spd_inverse(hess) @ g  # XLA's triangular solves (cho_solve) are slow on CPU
         delta = delta.reshape(batch, m, big_d).transpose(0, 2, 1)
         delta = jnp.where(jnp.isfinite(delta), delta, 0.0)
         # Logits are linear in theta: the trial points' logits need no further products.
@@ -244,4 +372,7 @@ def fit_logistic_newton(
         theta0 = jnp.concatenate([init["linear"]["w"], init["linear"]["b"][None, :]], axis=0)
     theta0 = jnp.broadcast_to(theta0, (batch, big_d, m))
     theta, _ = jax.lax.scan(step, theta0, None, length=steps)
-    return {"linear": {"w": theta[:, :d, :], "b": theta[:, d, :]}}
+    bias = theta[:, d, :]
+    if not binary:  # the biases' common shift is free: centre them, as scikit-learn's are
+        bias = bias - bias.mean(axis=1, keepdims=True)
+    return {"linear": {"w": theta[:, :d, :], "b": bias}}

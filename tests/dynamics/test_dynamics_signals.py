@@ -170,5 +170,6 @@ def test_extra_class_equals_a_model_with_one_more_class():
     b = jnp.array([0.3, -0.2])
     params = {"base": {"linear": {"w": w[:, :1], "b": b[:1]}}, "extra": {"w": w[:, 1:],
                                                                        "b": b[1:]}}
-    reference = va.logistic_regression(3).apply({"linear": {"w": w, "b": b}}, x)
+    # logistic_regression(2) plus a column: class 0's logit stays pinned at 0.
+    reference = jnp.concatenate([jnp.zeros((5, 1)), x @ w + b], axis=1)
     np.testing.assert_allclose(aug.apply(params, x), reference, rtol=1e-6)

@@ -286,8 +286,9 @@ def record(
 def with_extra_class(model: Model) -> Model:
     """The same model with one more output: a logit `h w + b` on its last-layer input `h`.
 
-    For `logistic_regression(k)` this is `logistic_regression(k + 1)`, and for `mlp(k)` it is
-    `mlp(k + 1)` with the new output column starting at zero: the architecture the
+    For `logistic_regression(2)` this is a 3-class logistic regression with class 0's logit
+    pinned at zero, and for `mlp(k)` it is `mlp(k + 1)` with the new output column starting at
+    zero: the architecture the
     threshold-sample trick of AUM trains (Pleiss et al. 2020, section 3). Params:
     `{"base": <model's params>, "extra": {"w": (width, 1), "b": (1,)}}`.
     """

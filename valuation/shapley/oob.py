@@ -12,7 +12,8 @@ shared, as in `utility.accuracy`), the paper's choice for classification; or the
 probability of the sample's own label, a finer-grained score. A mislabelled sample is
 predicted as its true class by models that did not fit it, so it scores low. The standard
 error comes from the spread over those models; the count is the number of them (about
-`0.368 B`).
+`0.368 B`). For a regression target the score is minus the squared error of the out-of-bag
+prediction (`score` does not apply).
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
             chunk_keys = keys[start:start + utility.chunk]
             w = bootstrap_counts(chunk_keys, n)
             params = utility.fit(w, key=training_keys(chunk_keys))
-            scores = _sample_scores(utility.predict_proba(params, x), y, score)
+            outputs = utility.predict_proba(params, x)
+            if getattr(utility, "task", "classification") == "regression":
+                scores = -(outputs - y[None, :]) ** 2  # minus the out-of-bag squared error
+            else:
+                scores = _sample_scores(outputs, y, score)
             moments = est.update(moments, np.asarray(scores), w == 0)
         return OOBState(moments), int(keys.shape[0])
 

@@ -1,0 +1,162 @@
+"""The batched solvers of `valuation.glm` against scikit-learn and against themselves."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from split_helpers import standardized_split
+
+import valuation as va
+from valuation import glm
+from valuation.training import fit_warm, weighted_objective
+
+# Stated tolerances of the multinomial comparison (max absolute difference of coefficients whose
+# scale is about 1): the solver at tol=1e-6 against scikit-learn at tol=1e-10. Float32
+# arithmetic bounds the agreement, the biases (least curvature) most.
+COEF_ATOL = {3: 1e-3, 10: 3e-3}
+BIAS_ATOL = {3: 2e-3, 10: 2e-2}
+
+
+def _multiclass(name):
+    data = va.load_bundled(name)
+    if name == "digits":  # 500 rows, 10 classes, d = 64
+        data = data.split(500 / data.n, seed=0)[0]
+    return standardized_split(data, fractions=(0.6, 0.4))
+
+
+@pytest.fixture(scope="module", params=["wine", "digits"])
+def multiclass(request):
+    return _multiclass(request.param)
+
+
+def test_multinomial_coefficients_match_sklearn(multiclass, rng):
+    train, valid = multiclass
+    k = train.n_classes
+    utility = va.make_utility(va.logistic_regression(k), train, valid, tol=1e-6)
+    assert utility.solver == "pcg"
+    masks = (rng.random((3, train.n)) < 0.6).astype(np.float32)
+    masks[0] = 1.0
+    params = utility.fit(masks)
+    assert params["linear"]["w"].shape == (3, train.d, k)  # symmetric: k weight vectors
+    for i, mask in enumerate(masks):
+        keep = mask > 0
+        clf = LogisticRegression(C=1.0, max_iter=10_000, tol=1e-10).fit(train.x[keep],
+                                                                         train.y[keep])
+        np.testing.assert_allclose(params["linear"]["w"][i], clf.coef_.T, atol=COEF_ATOL[k])
+        np.testing.assert_allclose(params["linear"]["b"][i], clf.intercept_, atol=BIAS_ATOL[k])
+    # The fitted full-data model is the one every subset starts from.
+    np.testing.assert_allclose(utility.fit_full()["linear"]["w"], params["linear"]["w"][0],
+                               atol=1e-4)
+
+
+def test_converged_to_the_stated_tolerance(multiclass, rng):
+    train, _ = multiclass
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    k = train.n_classes
+    full = va.make_utility(va.logistic_regression(k), train, train).fit_full()
+    masks = (rng.random((16, train.n)) < rng.random((16, 1))).astype(np.float32)
+    _, info = glm.fit_logistic(x, y, masks, n_classes=k, init=full, tol=1e-4,
+                               return_info=True)
+    trained = (masks @ np.eye(k)[train.y] > 0).sum(axis=1) >= 2
+    assert np.all(np.asarray(info["grad_max"])[trained] <= 1e-4)
+    assert int(info["steps"]) < 100
+
+
+def _renumbered(data, order):
+    """The same rows with the class codes permuted (class c becomes order[c])."""
+    classes = tuple(data.classes[i] for i in np.argsort(order))
+    return data.replace(y=np.asarray(order)[data.y].astype(np.int32), classes=classes)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "neg_log_loss"])
+def test_renumbering_classes_leaves_scores_unchanged(metric, rng):
+    train, valid = _multiclass("wine")
+    order = [2, 0, 1]
+    masks = (rng.random((24, train.n)) < rng.uniform(0.05, 1.0, (24, 1))).astype(np.float32)
+    a = va.make_utility(va.logistic_regression(3), train, valid, metric=metric)
+    b = va.make_utility(va.logistic_regression(3), _renumbered(train, order),
+                        _renumbered(valid, order), metric=metric)
+    np.testing.assert_allclose(a(masks), b(masks), rtol=2e-5, atol=2e-6)
+
+
+def test_renumbering_classes_leaves_values_unchanged():
+    train, valid = _multiclass("wine")
+    train, valid = train.subset(np.arange(40)), valid
+    order = [1, 2, 0]
+    stop = va.shapley.max_draws(8)
+    a = va.value(train, method="tmc", valid=valid, stop=stop, progress=False)
+    b = va.value(_renumbered(train, order), method="tmc", valid=_renumbered(valid, order),
+                 stop=stop, progress=False)
+    np.testing.assert_allclose(a.values, b.values, atol=1e-5)
+
+
+def test_binary_renumbering_negates_the_model(cancer, rng):
+    train, valid = cancer
+    flipped = _renumbered(train, [1, 0])
+    masks = (rng.random((6, train.n)) < 0.5).astype(np.float32)
+    a = va.make_utility(va.logistic_regression(2), train, valid).fit(masks)
+    b = va.make_utility(va.logistic_regression(2), flipped, _renumbered(valid, [1, 0])).fit(masks)
+    np.testing.assert_allclose(a["linear"]["w"], -b["linear"]["w"], atol=1e-4)
+
+
+def test_absent_class_gets_probability_zero_and_sklearns_model(rng):
+    train, valid = _multiclass("digits")
+    keep = train.y != 7
+    mask = keep.astype(np.float32)
+    utility = va.make_utility(va.logistic_regression(10), train, valid, tol=1e-6)
+    params = utility.fit(mask[None])
+    probs = np.asarray(utility.predict_proba(params, valid.x))[0]
+    assert np.all(probs[:, 7] == 0.0)
+    clf = LogisticRegression(C=1.0, max_iter=10_000, tol=1e-10).fit(train.x[keep],
+                                                                     train.y[keep])
+    present = [c for c in range(10) if c != 7]
+    np.testing.assert_allclose(np.asarray(params["linear"]["w"][0])[:, present], clf.coef_.T,
+                               atol=COEF_ATOL[10])
+    np.testing.assert_allclose(probs[:, present], clf.predict_proba(valid.x), atol=5e-3)
+
+
+def test_results_do_not_depend_on_the_chunk(rng):
+    train, valid = _multiclass("wine")
+    utility = va.make_utility(va.logistic_regression(3), train, valid, metric="neg_log_loss")
+    masks = (rng.random((9, train.n)) < rng.uniform(0.05, 1.0, (9, 1))).astype(np.float32)
+    np.testing.assert_allclose(utility(masks, chunk=2), utility(masks, chunk=9), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_spd_inverse(rng):
+    for size in (3, 31, 65, 130):
+        a = rng.normal(size=(4, 2 * size, size)).astype(np.float32)
+        gram = np.einsum("bnd,bne->bde", a, a) + np.eye(size, dtype=np.float32)
+        inv = np.asarray(glm.spd_inverse(jnp.asarray(gram)))
+        np.testing.assert_allclose(inv @ gram, np.broadcast_to(np.eye(size), gram.shape),
+                                   atol=2e-4)
+
+
+def test_warm_solver_descends_from_the_full_data_fit_and_stops(blobs, rng):
+    train, valid = blobs
+    model = va.mlp(2, (16,))
+    utility = va.make_utility(model, train, valid, metric="neg_log_loss")
+    assert utility.solver == "warm"
+    full = utility.fit_full()
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    masks = (rng.random((6, train.n)) < 0.5).astype(np.float32)
+    for mask in masks:
+        w = jnp.asarray(mask)
+        params, steps = fit_warm(model, x, y, w, init_params=full, return_steps=True)
+        before = weighted_objective(model, full, x, y, w, 1.0)
+        after = weighted_objective(model, params, x, y, w, 1.0)
+        assert float(after) < float(before) and 0 < int(steps) < 200
+    # Frozen once stopped: results do not depend on the chunk.
+    np.testing.assert_allclose(utility(masks, chunk=2), utility(masks, chunk=6), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_warm_solver_reaches_the_convex_optimum(cancer):
+    train, _ = cancer
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    model = va.logistic_regression(2)
+    w = jnp.ones(train.n)
+    params = fit_warm(model, x, y, w, init_params=model.init(None, x),
+                                  max_steps=500, tol=0.0)
+    exact = va.fit_logistic_newton(x, y, w[None], n_classes=2, steps=12)
+    np.testing.assert_allclose(params["linear"]["w"], exact["linear"]["w"][0], atol=2e-3)
