@@ -221,7 +221,7 @@ class FeatureMap:
                 "their own ids, or pass id_conflict='new' (CLI: --id-conflict new) to "
                 "treat them as new rows"
             )
-        unique, first = np.unique(ref_hash, return_index=True)
+        unique, first = self._hash_index
         at = np.minimum(np.searchsorted(unique, h), len(unique) - 1)
         by_content = np.where(unique[at] == h, first[at], -1)
         same = (by_id >= 0) & ~conflict  # the id's own row (a duplicate keeps its id)
@@ -284,6 +284,11 @@ class FeatureMap:
         """The embedding is the input itself (a linear model): one neighbour search serves
         both spaces."""
         return "ref_h" not in self.arrays
+
+    @functools.cached_property
+    def _hash_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training rows' distinct hashes, sorted, and each one's first row."""
+        return np.unique(self.arrays["ref_hash"], return_index=True)
 
     @functools.cached_property
     def _ref_index(self) -> pd.Index:

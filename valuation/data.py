@@ -304,6 +304,33 @@ def _check_task(y: np.ndarray, task: str) -> None:
               "which looks like a regression target", how)
 
 
+def _features_and_names(x: Any, feature_names: Sequence[str] | None):
+    """Checked float32 features `(n, d)` and their `d` names (default `x0..x{d-1}`)."""
+    x = np.asarray(x)
+    if x.ndim == 1 and x.size > 0:
+        x = x.reshape(-1, 1)
+    if feature_names is None:
+        names = tuple(f"x{j}" for j in range(x.shape[1] if x.ndim == 2 else 0))
+    else:
+        names = tuple(str(f) for f in feature_names)
+    x = _check_features(x, names)
+    if len(names) != x.shape[1]:
+        _fail(f"{len(names)} feature names for {x.shape[1]} feature columns",
+              "pass one name per column")
+    return x, names
+
+
+def _unique_ids(ids: Any, n: int) -> np.ndarray:
+    """Sample ids `(n,)` (default `0..n-1`), checked unique; a copy."""
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    if ids.shape != (n,):
+        _fail(f"{ids.shape} ids for {n} samples", "pass one id per row")
+    if pd.Series(ids).duplicated().any():
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        _fail(f"sample ids are not unique (e.g. {dup!r})", "pass a unique id per row")
+    return ids.copy()
+
+
 def from_arrays(
     x: Any,
     y: Any,
@@ -332,16 +359,7 @@ def from_arrays(
         features, a regression-like label, fewer than two classes, duplicate ids, labels
         outside `classes`.
     """
-    x = np.asarray(x)
-    if x.ndim == 1 and x.size > 0:
-        x = x.reshape(-1, 1)
-    names = tuple(str(f) for f in feature_names) if feature_names is not None else None
-    if names is None:
-        names = tuple(f"x{j}" for j in range(x.shape[1] if x.ndim == 2 else 0))
-    x = _check_features(x, names)
-    if len(names) != x.shape[1]:
-        _fail(f"{len(names)} feature names for {x.shape[1]} feature columns",
-              "pass one name per column")
+    x, names = _features_and_names(x, feature_names)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -371,15 +389,8 @@ def from_arrays(
     except KeyError as err:
         _fail(f"label {err.args[0]!r} is not in the class list {classes}",
               "add it to `classes` or fix the label")
-    if ids is None:
-        ids = np.arange(x.shape[0])
-    ids = np.asarray(ids)
-    if ids.shape != (x.shape[0],):
-        _fail(f"{ids.shape} ids for {x.shape[0]} samples", "pass one id per row")
-    if pd.Series(ids).duplicated().any():
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
-        _fail(f"sample ids are not unique (e.g. {dup!r})", "pass a unique id per row")
-    return Dataset(x=x, y=codes, ids=ids.copy(), classes=classes, feature_names=names)
+    ids = _unique_ids(ids, x.shape[0])
+    return Dataset(x=x, y=codes, ids=ids, classes=classes, feature_names=names)
 
 
 def from_dataframe(
@@ -537,16 +548,7 @@ def regression_dataset(
       ValuationError: empty data, wrong shapes, NaN/inf or non-numeric features or targets,
         duplicate ids.
     """
-    x = np.asarray(x)
-    if x.ndim == 1 and x.size > 0:
-        x = x.reshape(-1, 1)
-    names = tuple(str(f) for f in feature_names) if feature_names is not None else None
-    if names is None:
-        names = tuple(f"x{j}" for j in range(x.shape[1] if x.ndim == 2 else 0))
-    x = _check_features(x, names)
-    if len(names) != x.shape[1]:
-        _fail(f"{len(names)} feature names for {x.shape[1]} feature columns",
-              "pass one name per column")
+    x, names = _features_and_names(x, feature_names)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -560,13 +562,6 @@ def regression_dataset(
     if not np.all(np.isfinite(y)):
         _fail(f"{int((~np.isfinite(y)).sum())} targets are NaN or infinite",
               "drop or impute those rows")
-    if ids is None:
-        ids = np.arange(x.shape[0])
-    ids = np.asarray(ids)
-    if ids.shape != (x.shape[0],):
-        _fail(f"{ids.shape} ids for {x.shape[0]} samples", "pass one id per row")
-    if pd.Series(ids).duplicated().any():
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
-        _fail(f"sample ids are not unique (e.g. {dup!r})", "pass a unique id per row")
-    return Dataset(x=x, y=y.astype(np.float32), ids=ids.copy(), classes=(),
+    ids = _unique_ids(ids, x.shape[0])
+    return Dataset(x=x, y=y.astype(np.float32), ids=ids, classes=(),
                    feature_names=names)
