@@ -1,2 +1,3 @@
-"""experiments: benchmarks and evaluation protocols (noisy-label detection, point removal,
-rank correlation, wall time and memory). Shipped in the wheel so `valuate bench` works."""
+"""experiments: benchmark scripts run from a checkout (`python -m experiments.bench_utility`
+...). Not shipped in the wheel; the protocols they share live in `valuation.evaluate`, the tasks
+in `valuation.tasks`, and `valuate bench` in `valuate.bench`."""

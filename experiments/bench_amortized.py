@@ -39,13 +39,13 @@ import pandas as pd
 from metalearner import MetaValuator, learn_values
 from valuation import logistic_regression, make_utility
 from valuation.api import value
+from valuation.evaluate.measure import measure
+from valuation.evaluate.rank_correlation import spearman
 from valuation.results import package_versions, write_json, write_text
 from valuation.shapley import max_evaluations
+from valuation.tasks import make_task
 
-from .measure import measure
 from .meta_report import markdown
-from .rank_correlation import spearman
-from .tasks import make_task
 
 __all__ = ["bench_curve", "main", "reach"]
 

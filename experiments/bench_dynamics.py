@@ -35,12 +35,16 @@ from valuation import logistic_regression, mlp
 from valuation.api import value
 from valuation.dynamics import SIGNAL_NAMES, aum_threshold_values, record, signal_values
 from valuation.dynamics.record import train_checkpoints
+from valuation.evaluate.noisy_labels import (
+    detection_auroc,
+    detection_f1,
+    knn_label_agreement,
+    random_f1,
+)
 from valuation.results import atomic_write, write_json
 from valuation.shapley.stopping import max_draws
+from valuation.tasks import make_task
 from valuation.training import fit
-
-from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
-from .tasks import make_task
 
 TASKS = ("breast_cancer", "digits", "synthetic_1k")
 MODELS = {"logreg": logistic_regression, "mlp": lambda k: mlp(k, hidden=(64,))}

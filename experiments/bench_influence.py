@@ -44,12 +44,11 @@ import pandas as pd
 
 import valuation as va
 from valuation.data import from_arrays
+from valuation.evaluate.measure import measure
+from valuation.evaluate.noisy_labels import detection_auroc, detection_f1
 from valuation.influence import influence, lanczos
 from valuation.influence.grads import flatten, mean_objective
 from valuation.influence.hvp import hvp
-
-from .measure import measure
-from .noisy_labels import detection_auroc, detection_f1
 
 L2 = 1.0
 

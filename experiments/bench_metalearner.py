@@ -63,17 +63,17 @@ import pandas as pd
 from metalearner import MetaValuator, learn_values
 from valuation import Dataset, logistic_regression, make_utility
 from valuation.api import value
+from valuation.evaluate.measure import measure
+from valuation.evaluate.noisy_labels import detection_auroc, detection_f1
+from valuation.evaluate.rank_correlation import spearman
 from valuation.results import package_versions, write_json, write_text
 from valuation.shapley import max_evaluations
+from valuation.tasks import make_task
 
 from .cli_chain import run_chain
 from .dvrl import dvrl_values
-from .measure import measure
 from .meta_report import check_targets, markdown_tables
-from .noisy_labels import detection_auroc, detection_f1
-from .rank_correlation import spearman
 from .raw_scores import RAW_SCORES, raw_scores
-from .tasks import make_task
 
 __all__ = ["BUDGETS", "TASKS", "bench_task", "main"]
 

@@ -32,10 +32,13 @@ import pandas as pd
 from metalearner.rater import DataRater
 from valuation import logistic_regression, make_utility, mlp
 from valuation.api import value
+from valuation.evaluate.noisy_labels import (
+    detection_auroc,
+    detection_f1,
+    knn_label_agreement,
+)
 from valuation.shapley import max_draws
-
-from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement
-from .tasks import make_task
+from valuation.tasks import make_task
 
 __all__ = ["bench_task", "main"]
 

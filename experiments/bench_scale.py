@@ -32,11 +32,10 @@ import pandas as pd
 
 import valuation as va
 from valuate.job import run_job
+from valuation.evaluate.measure import measure
+from valuation.evaluate.noisy_labels import detection_auroc
+from valuation.evaluate.rank_correlation import spearman
 from valuation.shapley import knn_shapley, max_draws
-
-from .measure import measure
-from .noisy_labels import detection_auroc
-from .rank_correlation import spearman
 
 __all__ = ["cli_knn", "knn_errors", "main", "per_evaluation", "write_csv"]
 

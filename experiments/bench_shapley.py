@@ -40,12 +40,16 @@ import numpy as np
 import pandas as pd
 
 import valuation as va
+from valuation.evaluate.noisy_labels import (
+    detection_auroc,
+    detection_f1,
+    knn_label_agreement,
+    random_f1,
+)
+from valuation.evaluate.rank_correlation import spearman
 from valuation.results import atomic_write, write_json
 from valuation.shapley import knn_shapley, max_draws
-
-from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
-from .rank_correlation import spearman
-from .tasks import make_task
+from valuation.tasks import make_task
 
 PYDVL = "/work/pydvl-venv/bin/python"
 PYDVL_TASKS = ("breast_cancer",)

@@ -66,8 +66,8 @@ def dvrl_values(train, valid, *, seed: int, rl_epochs: int = RL_EPOCHS,
 
 
 if __name__ == "__main__":  # smoke run: python -m experiments.dvrl [task] [rl_epochs]
-    from .noisy_labels import detection_auroc, detection_f1
-    from .tasks import make_task
+    from valuation.evaluate.noisy_labels import detection_auroc, detection_f1
+    from valuation.tasks import make_task
 
     task = make_task(sys.argv[1] if len(sys.argv) > 1 else "breast_cancer", noise=0.1, seed=0)
     result = dvrl_values(task.train, task.valid, seed=0,

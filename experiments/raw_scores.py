@@ -23,8 +23,7 @@ import numpy as np
 
 from metalearner import bootstrap_refits, fold_refits
 from valuation import Dataset, Utility
-
-from .noisy_labels import knn_label_agreement
+from valuation.evaluate.noisy_labels import knn_label_agreement
 
 __all__ = ["RAW_SCORES", "raw_scores"]
 

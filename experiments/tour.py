@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 import valuation as va
-from experiments.noisy_labels import detection_auroc, detection_f1
-from experiments.point_removal import curve_summary, curves
-from experiments.rank_correlation import spearman
-from experiments.tasks import make_task
 from valuation.api import value
+from valuation.evaluate.noisy_labels import detection_auroc, detection_f1
+from valuation.evaluate.point_removal import curve_summary, curves
+from valuation.evaluate.rank_correlation import spearman
 from valuation.shapley.stopping import max_evaluations, stderr_below
+from valuation.tasks import make_task
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tour-output"
 os.makedirs(OUT, exist_ok=True)

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from split_helpers import small_table
 
-from experiments.rank_correlation import spearman
 from valuate.cli import main
 from valuate.demo import run_demo
 from valuate.table import categorize, values_frame
 from valuation import ValuationResult
+from valuation.evaluate.rank_correlation import spearman
 
 VALUATE = [sys.executable, "-m", "valuate"]
 
@@ -212,7 +212,7 @@ def test_demo_writes_its_table_and_finds_flipped_labels(tmp_path):
     assert any(line.startswith("most harmful") for line in lines)
     assert _sidecar(out)["method"] == summary["method"] == "data_oob"
     # The file alone re-checks the F1: flag the lowest values, as many as were flipped.
-    from experiments.noisy_labels import detection_f1
+    from valuation.evaluate.noisy_labels import detection_f1
     assert frame["flipped"].sum() == summary["n_flipped"] and "label" in frame
     assert detection_f1(frame["value"].to_numpy(), frame["flipped"].to_numpy()) == summary["f1"]
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from split_helpers import small_table
 
-from experiments.noisy_labels import detection_f1
 from valuate.cli import main
 from valuate.job import file_sha256
 from valuation import make_classification
+from valuation.evaluate.noisy_labels import detection_f1
 
 _table = small_table
 

@@ -81,7 +81,7 @@ def test_renumbering_classes_leaves_scores_unchanged(metric, rng):
 
 def test_renumbering_classes_leaves_values_unchanged():
     train, valid = _multiclass("wine")
-    train, valid = train.subset(np.arange(40)), valid
+    train = train.subset(np.arange(40))
     order = [1, 2, 0]
     stop = va.shapley.max_draws(8)
     a = va.value(train, method="tmc", valid=valid, stop=stop, progress=False)

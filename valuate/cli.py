@@ -67,7 +67,7 @@ def _method_table() -> str:
 
 
 def _bench(args) -> int:
-    from experiments.bench import run_bench
+    from valuate.bench import run_bench
 
     run_bench(args.out, preset=args.preset, tasks=args.tasks, methods=args.methods,
               seed=args.seed, plots=not args.no_plots, progress=not args.quiet)

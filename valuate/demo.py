@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import time
 
-from experiments.noisy_labels import detection_auroc, detection_f1, random_f1
 from valuation import ValuationResult, load_bundled, logistic_regression
 from valuation.api import value
+from valuation.evaluate.noisy_labels import detection_auroc, detection_f1, random_f1
 
 from .table import Z, category_counts, reference_point, values_frame, write_table
 

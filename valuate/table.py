@@ -31,28 +31,12 @@ import numpy as np
 import pandas as pd
 
 from valuation import ValuationError, ValuationResult
-from valuation.results import atomic_write, write_json
+from valuation.results import Z, atomic_write, categorize, reference_point, write_json
 
 __all__ = ["CATEGORIES", "Z", "categorize", "category_counts", "check_output", "no_error_bars",
            "reference_point", "values_frame", "write_json", "write_table"]
 
-Z = 1.96
 CATEGORIES = ("harmful", "useless", "useful", "validation")
-
-
-def reference_point(method: str, n_classes: int) -> float:
-    """The value that separates harmful from useful samples for a method (see above)."""
-    return 1.0 / n_classes if method == "data_oob" else 0.0
-
-
-def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z,
-               reference: float = 0.0) -> np.ndarray:
-    """"harmful" / "useless" / "useful" per sample from `value +/- z * stderr` (see above)."""
-    values, stderr = np.asarray(values, float), np.asarray(stderr, float)
-    out = np.full(values.shape, "useless", dtype=object)
-    out[values + z * stderr < reference] = "harmful"
-    out[values - z * stderr > reference] = "useful"
-    return out
 
 
 def values_frame(result: ValuationResult, input_ids: np.ndarray, *, z: float = Z,

@@ -24,7 +24,39 @@ import pandas as pd
 
 from .errors import ValuationError
 
-__all__ = ["ValuationResult", "atomic_write", "package_versions", "write_json", "write_text"]
+__all__ = [
+    "ValuationResult",
+    "Z",
+    "atomic_write",
+    "categorize",
+    "package_versions",
+    "reference_point",
+    "write_json",
+    "write_text",
+]
+
+
+# Categories from error bars: "harmful" / "useless" / "useful" with `z` standard errors on
+# each side of a method's reference point (valuate/table.py states the rules in full).
+Z = 1.96
+
+
+def reference_point(method: str, n_classes: int) -> float:
+    """The value that separates harmful from useful samples for a method: 0 for
+    marginal-contribution values and margins, chance `1 / n_classes` for Data-OOB's
+    out-of-bag scores."""
+    return 1.0 / n_classes if method == "data_oob" else 0.0
+
+
+def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z,
+               reference: float = 0.0) -> np.ndarray:
+    """"harmful" / "useless" / "useful" per sample from `value +/- z * stderr`: harmful
+    when the whole interval lies below `reference`, useful when above, else useless."""
+    values, stderr = np.asarray(values, float), np.asarray(stderr, float)
+    out = np.full(values.shape, "useless", dtype=object)
+    out[values + z * stderr < reference] = "harmful"
+    out[values - z * stderr > reference] = "useful"
+    return out
 
 
 def package_versions() -> dict[str, str]:

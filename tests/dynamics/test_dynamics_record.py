@@ -8,7 +8,6 @@ import optax
 import pytest
 
 import valuation as va
-from experiments.noisy_labels import detection_auroc
 from valuation.dynamics import (
     aum_threshold_values,
     data_map_plot,
@@ -19,6 +18,7 @@ from valuation.dynamics import (
     signal_values,
     signals_frame,
 )
+from valuation.evaluate.noisy_labels import detection_auroc
 from valuation.training import fit
 
 

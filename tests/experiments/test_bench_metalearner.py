@@ -10,9 +10,9 @@ import valuation as va
 from experiments import bench_amortized, bench_metalearner
 from experiments.bench_amortized import reach
 from experiments.meta_report import check_targets
-from experiments.noisy_labels import detection_auroc
 from experiments.raw_scores import RAW_SCORES, raw_scores
-from experiments.tasks import make_task
+from valuation.evaluate.noisy_labels import detection_auroc
+from valuation.tasks import make_task
 
 
 def _scores(meta_rho, ceiling, meta_f1, teacher_f1, raw_f1):

@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import valuation as va
-from experiments.noisy_labels import detection_auroc
+from valuation.evaluate.noisy_labels import detection_auroc
 from valuation.runner import draw_keys, run
 from valuation.shapley import data_oob, max_draws
 from valuation.shapley.samplers import bootstrap_counts

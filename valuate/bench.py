@@ -1,7 +1,7 @@
 """The benchmark suite behind `valuate bench`: methods x tasks, one tidy results table.
 
 Where it sits: on top of the value families (through `valuation.api.value`), the tasks
-(`experiments.tasks`) and the protocols (`noisy_labels`, `point_removal`, `rank_correlation`,
+(`valuation.tasks`) and the protocols (`noisy_labels`, `point_removal`, `rank_correlation`,
 `measure`). For every task and method it records
 
 * noisy-label detection: F1 of flagging the k lowest values (k = flipped labels), AUROC, and
@@ -35,14 +35,18 @@ import pandas as pd
 
 from valuation import ValuationError, logistic_regression, make_utility
 from valuation.api import METHODS, value
+from valuation.evaluate.measure import measure
+from valuation.evaluate.noisy_labels import (
+    detection_auroc,
+    detection_f1,
+    knn_label_agreement,
+    random_f1,
+)
+from valuation.evaluate.point_removal import curve_summary, curves
+from valuation.evaluate.rank_correlation import spearman
 from valuation.results import atomic_write, write_text
 from valuation.shapley.stopping import max_evaluations
-
-from .measure import measure
-from .noisy_labels import detection_auroc, detection_f1, knn_label_agreement, random_f1
-from .point_removal import curve_summary, curves
-from .rank_correlation import spearman
-from .tasks import Task, make_task
+from valuation.tasks import Task, make_task
 
 __all__ = ["PRESETS", "Preset", "run_bench", "summarize"]
 
@@ -52,7 +56,7 @@ class Preset:
     """A benchmark configuration.
 
     Attributes:
-      tasks: task names (see `experiments.tasks.TASKS`).
+      tasks: task names (see `valuation.tasks.TASKS`).
       methods: method names of `valuation.api.value`, plus the baselines in `BASELINES`.
       budget: utility evaluations per training sample for each Monte Carlo method (a task
         with n training samples gets `budget * n`, spent in whole batches): permutation

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments.measure import measure
-from experiments.noisy_labels import detection_auroc, detection_f1, random_f1
-from experiments.point_removal import curve_summary, curves, order_masks
-from experiments.rank_correlation import mid_ranks, spearman, top_k_overlap
-from experiments.tasks import make_task
+from valuation.evaluate.measure import measure
+from valuation.evaluate.noisy_labels import detection_auroc, detection_f1, random_f1
+from valuation.evaluate.point_removal import curve_summary, curves, order_masks
+from valuation.evaluate.rank_correlation import mid_ranks, spearman, top_k_overlap
+from valuation.tasks import make_task
 
 
 def test_detection_f1_by_hand():
@@ -110,7 +110,7 @@ def test_measure_sees_a_large_allocation():
 
 
 def test_knn_label_agreement_by_hand():
-    from experiments.noisy_labels import knn_label_agreement
+    from valuation.evaluate.noisy_labels import knn_label_agreement
 
     # Points on a line: 0, 1, 2.5 labelled a, a, b and 10, 11 labelled b, b (no ties).
     x = np.array([[0.0], [1.0], [2.5], [10.0], [11.0]])

@@ -5,7 +5,7 @@ import sys
 
 import pandas as pd
 
-from experiments.bench import PRESETS
+from valuate.bench import PRESETS
 
 
 def test_bench_quick_writes_table_summary_and_figures(tmp_path):
