@@ -37,7 +37,8 @@ def _value(args) -> int:
                       valid=args.valid, valid_fraction=args.valid_fraction, seed=args.seed,
                       budget=args.budget, batch=args.batch, job_dir=args.job_dir,
                       progress=not args.quiet, z=args.z, task=args.task,
-                      encode=not args.no_encode, balance=args.balance, ray=args.ray)
+                      encode=not args.no_encode, balance=args.balance, ray=args.ray,
+                      degenerate=args.degenerate)
     for warning in sidecar["warnings"]:  # warnings print even with --quiet
         print(f"valuate: warning: {warning}", file=sys.stderr)
     if not args.quiet:
@@ -134,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weigh classes equally (balanced accuracy; class weights for oob, "
                             "knn): auto when the rarest class holds under 40%% of an even "
                             "share (20%% of the rows with two classes)")
+    value.add_argument("--degenerate", choices=["frequency", "zero"],
+                       help="the game of tmc, beta, banzhaf and loo: a subset with fewer than "
+                            "two classes scores as its class-frequency predictor (frequency, "
+                            "the default) or 0 (zero: pyDVL's convention, for values "
+                            "comparable with its)")
     value.add_argument("--task", default="auto", choices=["auto", "classification"],
                        help="auto refuses a numeric label that looks like a regression "
                             "target; classification takes its values as classes")

@@ -233,10 +233,13 @@ def run_job(
     encode: bool = True,
     balance: str = "auto",
     ray: str | None = None,
+    degenerate: str | None = None,
 ) -> dict:
     """Run one valuation job end to end; returns the sidecar dict it wrote.
 
     `metric=None` is accuracy, or balanced accuracy when classes are balanced (`balance`).
+    `degenerate` ("frequency" or "zero", `valuation.utility`) sets how the subset-scoring
+    methods (`SCORED`) score a subset with fewer than two classes; None keeps the default.
     The sidecar's "warnings" list what the user should know (imbalance, values all equal,
     no error bars).
 
@@ -261,11 +264,16 @@ def run_job(
                              f"({', '.join(MONTE_CARLO)}); {method} runs once: drop them")
     if budget is not None and budget < 1:
         raise ValuationError(f"--budget {budget} must be a positive number of evaluations")
+    if degenerate is not None and method not in SCORED:
+        raise ValuationError(f"--degenerate only changes the methods that score subsets "
+                             f"({', '.join(SCORED)}); {method} does not: drop it")
     start = time.perf_counter()
     data, train, valid_set, _, _, encoding = prepare(
         data_path, label=label, id_column=id_column, valid=valid,
         valid_fraction=valid_fraction, seed=seed, task=task, encode=encode)
     utility_options, balance_record = balance_plan(train, method, metric, balance)
+    if degenerate is not None:
+        utility_options["degenerate"] = degenerate
     loaded = time.perf_counter()
     checkpoint = None
     auto_dir = job_dir is None and ray is None and METHODS[method].default_stop is not None

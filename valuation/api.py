@@ -269,7 +269,8 @@ def value(
       checkpoint: checkpoint file for Monte Carlo methods; an existing one is resumed
         (see `runner`).
       checkpoint_every: updates between checkpoint saves.
-      utility_options: keyword arguments for `make_utility` (metric, solver, steps, l2, ...).
+      utility_options: keyword arguments for `make_utility` (metric, solver, steps, l2,
+        `degenerate="zero"` for the game pyDVL computes, ...).
       **options: method options, e.g. `ray="local"` or a Ray address (Data-OOB and
         Banzhaf draws fanned out over Ray workers, `distributed.ray_run`; a fixed budget,
         no checkpoints), `truncation_rtol=0.05` (tmc), `alpha=4` (beta),

@@ -7,11 +7,17 @@ and the meta-learner's teachers, which spend nearly all their time here.
 `(B, n_train)` trains B models (one compiled, vmap-ed program per chunk of the batch) and
 returns their validation scores, shape `(B,)`, higher = better.
 
-Degenerate subsets follow one rule: a subset with fewer than two classes present (including the
-empty subset) is not trained; it is scored as the constant predictor that outputs the subset's
-Laplace-smoothed class frequencies `(w_c + 1) / (sum(w) + k)`. The empty subset therefore scores
-as a uniform guess (accuracy `1/k`, log-loss `log k`), and a one-class subset as "always
-predict that class" (accuracy = that class's share of the validation set).
+Degenerate subsets (the game). A subset with fewer than two classes present (including the
+empty subset) is not trained. By default (`degenerate="frequency"`) it is scored as the
+constant predictor that outputs the subset's Laplace-smoothed class frequencies
+`(w_c + 1) / (sum(w) + k)`: the empty subset scores as a uniform guess (accuracy `1/k`,
+log-loss `log k`), and a one-class subset as "always predict that class" (accuracy = that
+class's share of the validation set). With `degenerate="zero"` every degenerate subset scores
+exactly 0, the convention of pyDVL (whose scikit-learn fit fails on one class and falls back to
+its default score 0): the game pyDVL's values are computed for, so values are comparable with
+its. The two games differ only on degenerate subsets, so their Shapley values differ by the
+Shapley values of the game `U_frequency(S) * [S degenerate]`, which is large for small
+coalitions: the zero game rewards a sample for completing the first two-class subset.
 
 Accuracy counts ties fractionally (a prediction tied between `t` classes, one of them right,
 scores `1/t`), which is what makes the uniform guess score exactly `1/k`.
@@ -20,7 +26,8 @@ Regression targets (a `Dataset` with `task == "regression"`): models are trained
 squared error (`training.sample_losses`) and scored by "r2" (default) or "neg_mse" on their
 predictions. The one degenerate subset is the empty one (total weight 0); it is scored as the
 constant prediction of the training targets' mean, so that `U(empty)` is about 0 in R^2 and the
-values of a Shapley-type method share out the R^2 of the full model.
+values of a Shapley-type method share out the R^2 of the full model (or 0 with
+`degenerate="zero"`).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from .errors import ValuationError
 from .models import Model, n_params
 from .training import fit, fit_logistic_newton, fit_warm
 
-__all__ = ["METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "balanced_accuracy",
+__all__ = ["DEGENERATE", "METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "balanced_accuracy",
            "class_weights", "make_utility", "neg_log_loss", "neg_mse", "r2"]
 
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
@@ -87,6 +94,8 @@ def r2(pred: jax.Array, y: jax.Array) -> jax.Array:
     return 1.0 - jnp.sum((pred - y) ** 2) / jnp.maximum(sst, 1e-30)
 
 
+DEGENERATE = ("frequency", "zero")  # how subsets with fewer than two classes are scored
+
 METRICS: dict[str, Metric] = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy,
                               "neg_log_loss": neg_log_loss, "neg_mse": neg_mse, "r2": r2}
 REGRESSION_METRICS = ("r2", "neg_mse")
@@ -116,6 +125,8 @@ class Utility:
       l2, optimizer, batch_size: training settings (see `training.fit`).
       chunk: models trained per compiled call; bounds peak memory.
       class_weight: "balanced" or None; see `make_utility`.
+      degenerate: "frequency" or "zero": the score of a subset with fewer than two classes
+        (module docstring).
     """
 
     model: Model
@@ -131,6 +142,7 @@ class Utility:
     chunk: int
     tol: float = 1e-4
     class_weight: str | None = None
+    degenerate: str = "frequency"
 
     @property
     def n(self) -> int:
@@ -141,7 +153,8 @@ class Utility:
         """JSON-ready settings, stored with results."""
         out = {"model": self.model.name, "metric": self.metric_name, "solver": self.solver,
                "steps": self.steps, "l2": self.l2, "batch_size": self.batch_size,
-               "class_weight": self.class_weight, "n_train": self.train.n,
+               "class_weight": self.class_weight, "degenerate": self.degenerate,
+               "n_train": self.train.n,
                "n_valid": self.valid.n}
         if self.solver in ("pcg", "warm"):
             out["tol"] = self.tol
@@ -361,7 +374,8 @@ def _compiled(u: Utility):
     def score_regression(d, weights, keys):
         pred = _predict(u.model, fit_weighted(d, weights, keys), d["xv"], "regression")
         trained = jax.vmap(u.metric, in_axes=(0, None))(pred, d["yv"])  # (B,)
-        const = u.metric(jnp.full_like(d["yv"], jnp.mean(d["yt"])), d["yv"])
+        const = (0.0 if u.degenerate == "zero"
+                 else u.metric(jnp.full_like(d["yv"], jnp.mean(d["yt"])), d["yv"]))
         return jnp.where(weights.sum(axis=1) > 0, trained, const)
 
     def score_batch(d, weights, keys):
@@ -371,8 +385,9 @@ def _compiled(u: Utility):
         trained = jax.vmap(u.metric, in_axes=(0, None))(probs, d["yv"])
         counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)  # (B, k)
         freq = (counts + 1.0) / (counts.sum(axis=1, keepdims=True) + k)
-        const = jax.vmap(u.metric, in_axes=(0, None))(
-            jnp.broadcast_to(freq[:, None, :], probs.shape), d["yv"])
+        const = (jnp.zeros_like(trained) if u.degenerate == "zero"
+                 else jax.vmap(u.metric, in_axes=(0, None))(
+                     jnp.broadcast_to(freq[:, None, :], probs.shape), d["yv"]))
         degenerate = jnp.sum(counts > 0, axis=1) < 2
         return jnp.where(degenerate, const, trained)
 
@@ -425,6 +440,7 @@ def make_utility(
     memory_budget: float = 1e9,
     tol: float = 1e-4,
     class_weight: str | None = None,
+    degenerate: str = "frequency",
 ) -> Utility:
     """A `Utility` for a target model, training set and validation set.
 
@@ -455,6 +471,9 @@ def make_utility(
         `LogisticRegression` tolerance on the same normalised objective); "warm" once the
         objective improved by less than `tol` on 5 consecutive steps (scikit-learn's
         `MLPClassifier` tolerance).
+      degenerate: the score of a subset with fewer than two classes (and of the empty
+        subset): "frequency" (default; its class-frequency predictor's score) or "zero"
+        (exactly 0, pyDVL's convention; see the module docstring for the two games).
     """
     if class_weight not in (None, "balanced"):
         raise ValuationError(f"unknown class_weight {class_weight!r}; pass None or 'balanced'")
@@ -499,6 +518,10 @@ def make_utility(
     if solver == "closed_form" and not is_linreg:
         raise ValuationError("the closed-form solver is for models.linear_regression only; "
                              "use solver='gd' for other models")
+    if degenerate not in DEGENERATE:
+        raise ValuationError(f"unknown degenerate {degenerate!r}; choose 'frequency' (score a "
+                             "one-class subset as its class-frequency predictor) or 'zero' "
+                             "(score it 0, as pyDVL does)")
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValuationError(f"tol must be a non-negative number, got {tol!r}")
     if steps is None:
@@ -510,4 +533,4 @@ def make_utility(
     return Utility(model=model, train=train, valid=valid, metric=metric_fn,
                    metric_name=metric_name, solver=solver, steps=int(steps), l2=float(l2),
                    optimizer=optimizer, batch_size=batch_size, chunk=int(chunk), tol=float(tol),
-                   class_weight=class_weight)
+                   class_weight=class_weight, degenerate=degenerate)
