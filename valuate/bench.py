@@ -11,8 +11,8 @@ Where it sits: on top of the value families (through `valuation.api.value`), the
 * Spearman correlation of the values with a reference run (the preset's reference method
   at its larger budget, under another seed);
 * wall time and peak resident memory of the valuation call, and the utility evaluations
-  (models trained) it used; a Monte Carlo method spends its budget in whole batches, so it
-  may use somewhat more than the preset's budget.
+  (models trained) it used; a Monte Carlo method spends exactly the preset's budget (a
+  permutation method drops the one permutation the budget cuts short).
 
 A "random" method (seeded uniform values) and "knn_agreement" (the share of a sample's 10 nearest
 neighbours carrying its label) are the baseline rows of every task.
@@ -59,7 +59,7 @@ class Preset:
       tasks: task names (see `valuation.tasks.TASKS`).
       methods: method names of `valuation.api.value`, plus the baselines in `BASELINES`.
       budget: utility evaluations per training sample for each Monte Carlo method (a task
-        with n training samples gets `budget * n`, spent in whole batches): permutation
+        with n training samples gets `budget * n`, spent exactly): permutation
         methods need about n evaluations per permutation, so a fixed total would starve
         large tasks.
       metric: validation score of the utility ("neg_log_loss": smoother than accuracy, so

@@ -152,10 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     value.add_argument("--budget", type=int,
                        help="utility evaluations (models trained) to spend on a Monte "
-                            "Carlo method; method default if omitted")
+                            "Carlo method, exactly (tmc/beta drop the one permutation it cuts "
+                            "short); method default if omitted")
     value.add_argument("--batch", type=int,
                        help="Monte Carlo draws per update, i.e. between checkpoints (method "
-                            "default if omitted); the budget is spent in whole updates")
+                            "default if omitted); values do not depend on it")
     value.add_argument("--job-dir", help="folder for checkpoints of Monte Carlo methods "
                                          "(tmc, beta, banzhaf, oob; default OUT.job, removed "
                                          "when the job finishes); rerun the same command "

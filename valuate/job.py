@@ -29,12 +29,20 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from valuation import Dataset, ValuationError, load, logistic_regression, mlp
+from valuation import (
+    Dataset,
+    ValuationError,
+    ValuationWarning,
+    load,
+    logistic_regression,
+    mlp,
+)
 from valuation.data import from_arrays, read_table
 from valuation.encoding import apply_encoding, fit_encoding
 from valuation.shapley.stopping import max_evaluations
@@ -284,11 +292,18 @@ def run_job(
                   "it is interrupted, run the same command again to resume", file=sys.stderr)
     if job_dir is not None:
         checkpoint = os.path.join(job_dir, "checkpoint.npz")  # the runner makes the folder
-    result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
-                   stop=None if budget is None else max_evaluations(budget), seed=seed,
-                   progress=progress, checkpoint=checkpoint, utility_options=utility_options,
-                   **({} if batch is None else {"batch": batch}),
-                   **({} if ray is None else {"ray": ray}))
+    with warnings.catch_warnings(record=True) as caught:  # into the sidecar, printed once
+        warnings.simplefilter("always", ValuationWarning)
+        result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
+                       stop=None if budget is None else max_evaluations(budget), seed=seed,
+                       progress=progress, checkpoint=checkpoint,
+                       utility_options=utility_options,
+                       **({} if batch is None else {"batch": batch}),
+                       **({} if ray is None else {"ray": ray}))
+    raised = [str(w.message) for w in caught if issubclass(w.category, ValuationWarning)]
+    for w in caught:  # anything else goes on to the usual handlers
+        if not issubclass(w.category, ValuationWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     valued = time.perf_counter()
     reference = reference_point(result.method, train.n_classes)
     frame = values_frame(result, data.ids, z=z, reference=reference)
@@ -300,12 +315,16 @@ def run_job(
         rule = ("no error bars (stderr is 0 for every row): harmful: value < reference; "
                 "useful: value > reference; useless: value == reference; validation: "
                 "held-out rows")
-    warnings = [w for w in (balance_record["warning"], flat) if w]
+    notes = [w for w in (balance_record["warning"], flat, *raised) if w]
     if signless and method == "dynamics":
-        warnings.append("dynamics: the training seeds agree exactly, so there is no error "
+        notes.append("dynamics: the training seeds agree exactly, so there is no error "
                         "bar; categories come from the sign of the value alone")
+    metadata = result.metadata()
+    if "truncation" in metadata["extra"]:  # a summary; the positions stay in the result
+        metadata["extra"] = {**metadata["extra"], "truncation": {
+            k: v for k, v in metadata["extra"]["truncation"].items() if k != "positions"}}
     sidecar = {
-        **result.metadata(),
+        **metadata,
         "input": {"data": os.path.abspath(data_path), "sha256": file_sha256(data_path),
                   "label": label, "id_column": id_column,
                   "valid": valid and os.path.abspath(valid),
@@ -319,7 +338,7 @@ def run_job(
         "balance": balance_record,
         "categories": {"z": z, "reference": reference, "rule": rule,
                        **category_counts(frame, CATEGORIES)},
-        "warnings": warnings,
+        "warnings": notes,
         "timings": {"load_s": loaded - start, "value_s": valued - loaded},
     }
     write_table(out, frame, sidecar)

@@ -18,6 +18,7 @@ from .data import align_classes as align_classes
 from .data import load as load
 from .data import regression_dataset as regression_dataset
 from .errors import ValuationError as ValuationError
+from .errors import ValuationWarning as ValuationWarning
 from .models import Model as Model
 from .models import from_equinox as from_equinox
 from .models import linear_regression as linear_regression

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -29,7 +30,7 @@ import numpy as np
 from .data import Dataset
 from .distributed import ShardedUtility, ray_run, shard
 from .dynamics import dynamics_from_utility
-from .errors import ValuationError
+from .errors import ValuationError, ValuationWarning
 from .estimate import Estimate
 from .influence import influence
 from .models import Model, linear_regression, logistic_regression
@@ -87,23 +88,48 @@ def _monte_carlo(factory: Callable[..., Estimator]):
                                  "(--job-dir) or ray= (--ray)")
         else:  # fanned out over Ray workers: a fixed budget, no checkpoints
             out = ray_run(estimator, utility, key=as_key(seed), address=ray,
-                          draws=_fixed_draws(stop, estimator), progress=progress)
+                          draws=_fixed_draws(stop), progress=progress)
         extra = {"evaluations": out.evaluations, "draws": out.draws,
                  "seconds": out.seconds, "stop": repr(stop), "stopping_reason": out.reason,
-                 "resumed": out.resumed}
+                 "resumed": out.resumed,
+                 **(estimator.extra(out.state) if estimator.extra else {})}
+        _warn_if_mostly_zero(out.estimate.values, estimator.name, extra)
         return result_from_estimate(utility, out.estimate, method=estimator.name,
                                     params=estimator.params, seed=seed, extra=extra)
 
     return compute
 
 
-def _fixed_draws(stop, estimator: Estimator) -> int:
-    """Draws a budget rule allows, in whole batches as `runner.run` spends them (one
-    evaluation per draw: Data-OOB and MSR Banzhaf, the estimators `ray_run` takes)."""
+def _warn_if_mostly_zero(values: np.ndarray, name: str, extra: dict) -> None:
+    """A `ValuationWarning` when the budget completed no draw, or when more than half of the
+    values are exactly 0."""
+    if extra["draws"] == 0:
+        warnings.warn(ValuationWarning(
+            f"{name} completed no draw within its budget of {extra['evaluations']} "
+            "evaluations (a permutation costs up to n + 1): every value is 0 with an infinite "
+            "standard error; raise the budget"), stacklevel=4)
+        return
+    zeros = float(np.mean(np.asarray(values) == 0)) if np.size(values) else 0.0
+    if zeros <= 0.5:
+        return
+    why = "the utility rarely changes when one row is added (a flat metric)"
+    record = extra.get("truncation")
+    if record and record["share_of_marginals_zeroed"] > 0.5:
+        why = (f"truncation zeroed {100 * record['share_of_marginals_zeroed']:.0f} % of the "
+               f"marginals (median truncation position {record['median_position']:g}; "
+               "extra['truncation'])")
+    warnings.warn(ValuationWarning(
+        f"{100 * zeros:.0f} % of the {name} values are exactly 0: {why}; try more draws, "
+        "truncation_rtol=None or a smaller one, or metric='neg_log_loss'"), stacklevel=4)
+
+
+def _fixed_draws(stop) -> int:
+    """Draws a budget rule allows (one evaluation per draw: Data-OOB and MSR Banzhaf, the
+    estimators `ray_run` takes)."""
     if not isinstance(stop, (st._MaxDraws, st._MaxEvaluations)):
         raise ValuationError(f"with ray, stop must be max_draws(...) or "
                              f"max_evaluations(...), a fixed budget; got {stop!r}")
-    return -(-stop.limit // estimator.batch) * estimator.batch
+    return stop.limit
 
 
 def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):

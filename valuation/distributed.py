@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from . import estimate as est
 from .errors import ValuationError
-from .runner import Estimator, RunOutput, draw_keys
+from .runner import Estimator, Limit, RunOutput, draw_keys
 from .utility import Utility, _chunks, _per_model_keys, _weight_rows
 
 __all__ = ["ShardedUtility", "merge", "ray_run", "shard"]
@@ -154,11 +154,13 @@ def merge(state: Any, part: Any) -> Any:
 _WORKER_UTILITIES: dict[str, Any] = {}  # per Ray worker: compile each utility once
 
 
-def _draw_chunk(token: str, estimator: Estimator, utility, key, start: int, size: int):
-    """One Ray task: draws `start .. start + size - 1` folded into a fresh state."""
+def _draw_chunk(token: str, estimator: Estimator, utility, key, start: int, batch: int,
+                size: int):
+    """One Ray task: draws `start .. start + size - 1` folded into a fresh state (keys for a
+    whole `batch`: one compiled shape for every task)."""
     utility = _WORKER_UTILITIES.setdefault(token, utility)
-    state, used = estimator.update(estimator.init(utility.n), utility,
-                                   draw_keys(key, start, size))
+    state, used, _ = estimator.update(estimator.init(utility.n), utility,
+                                      draw_keys(key, start, batch), Limit(size))
     return state, int(used)
 
 
@@ -173,7 +175,7 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
       utility: a `Utility` (sent to every worker once per task; each worker compiles it
         once).
       key: `jax.random` key; draw j uses `fold_in(key, j)` as in `runner.run`.
-      draws: total draws, a multiple of `batch`.
+      draws: total draws (the last task makes what is left of them).
       batch: draws per task (default the estimator's batch).
       address: "local" starts a Ray cluster on this machine (unless one is running in this
         process); otherwise the address of a running cluster ("ray://host:10001", "auto").
@@ -196,9 +198,8 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
     if not all(isinstance(f, est.Moments) for f in state):
         raise ValuationError(f"{estimator.name} keeps more than running moments in its "
                              "state; the Ray fan-out runs data_oob and msr_banzhaf")
-    if draws < batch or draws % batch:
-        raise ValuationError(f"draws ({draws}) must be a positive multiple of the batch "
-                             f"({batch})")
+    if draws < 1:
+        raise ValuationError(f"draws must be a positive int, got {draws}")
     if not ray.is_initialized() and address == "local":
         # local workers import this very checkout of valuate
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -212,7 +213,8 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
                       else utility)
     task = ray.remote(_draw_chunk).options(max_retries=int(retries), num_cpus=1)
     token = f"{id(utility)}-{time.time_ns()}"
-    pending = {task.remote(token, estimator, shipped, np.asarray(key), i, batch): i
+    pending = {task.remote(token, estimator, shipped, np.asarray(key), i, batch,
+                           min(batch, draws - i)): i
                for i in range(0, draws, batch)}
     results, evaluations = {}, 0
     with tqdm(total=len(pending), desc=f"{estimator.name} (ray)", unit="task",

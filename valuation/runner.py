@@ -9,6 +9,15 @@ Determinism: draw j (a permutation, a coalition, a bootstrap model) always uses 
 utility's chunk size. The same key therefore gives the same values (up to float64 rounding in
 the running statistics) for any batch size, and a resumed run repeats an uninterrupted one.
 
+Budgets: before each update the runner asks the stopping rule what is left of its budgets
+(`Rule.left`, a `Limit` of draws and evaluations) and the estimator spends no more: the last
+update is shortened to what is left, so `max_draws(d)` makes exactly d draws and
+`max_evaluations(e)` spends exactly e evaluations (a permutation the budget cannot finish is
+dropped, its evaluations counted; see `shapley.permutation`), whatever the batch size. The
+estimator still receives a whole batch of keys and trains whole chunks of models (static
+shapes, no recompilation); the draws past the limit are padding, neither folded in nor
+counted.
+
 Checkpoint API (for long jobs and the CLI's `--job-dir`):
 
     out = run(estimator, utility, key=0, stop=max_draws(1000),
@@ -54,9 +63,17 @@ from .errors import ValuationError
 from .estimate import Estimate
 from .results import atomic_write
 
-__all__ = ["Estimator", "Progress", "RunOutput", "as_key", "cost_estimate", "draw_keys", "run"]
+__all__ = ["Estimator", "Limit", "Progress", "RunOutput", "as_key", "cost_estimate", "draw_keys", "run"]
 
 ESTIMATE_AFTER = 60.0  # print a cost estimate when a run projects to more seconds than this
+
+
+class Limit(NamedTuple):
+    """What an update may spend: draws (an int) and utility evaluations (`math.inf`: no
+    limit)."""
+
+    draws: float = math.inf
+    evaluations: float = math.inf
 
 
 class Estimator(NamedTuple):
@@ -64,24 +81,29 @@ class Estimator(NamedTuple):
 
     Attributes:
       init: `init(n) -> state`, a pytree of numpy arrays for `n` training samples.
-      update: `update(state, utility, keys) -> (state, evaluations)`: make one draw per row of
-        `keys` `(b, 2)`, score them with `utility`, fold them into the state; `evaluations`
-        is the number of utility evaluations (models trained) it spent.
+      update: `update(state, utility, keys, limit) -> (state, evaluations, draws)`: make the
+        draws of the rows of `keys` `(b, 2)` in order, at most `limit.draws` of them and
+        spending at most `limit.evaluations` utility evaluations (models trained), score
+        them with `utility` and fold them into the state; returns the evaluations spent and
+        the draws folded in (the first `draws` rows of `keys`).
       estimate: `estimate(state) -> Estimate`.
       name: method name stored with results, e.g. "tmc_shapley".
       params: JSON-ready parameters stored with results.
       batch: default draws per update (a multiple of `batch_multiple`), or None for the
         utility's chunk (models per compiled call).
       batch_multiple: draws that must share an update (2 for antithetic pairs).
+      extra: `extra(state) -> dict` of JSON-ready records for the result's `extra` (e.g.
+        truncation positions), or None.
     """
 
     init: Callable[[int], Any]
-    update: Callable[[Any, Any, jax.Array], tuple[Any, int]]
+    update: Callable[[Any, Any, jax.Array, Limit], tuple[Any, int, int]]
     estimate: Callable[[Any], Estimate]
     name: str
     params: dict
     batch: int | None
     batch_multiple: int = 1
+    extra: Callable[[Any], dict] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +280,7 @@ def run(
       stop: a stopping rule (`shapley.stopping`), checked before every update.
       n: number of training samples (default `utility.n`).
       batch: draws per update (default `estimator.batch`, else `utility.chunk`); results
-        do not depend on it.
+        do not depend on it, and the last update is shortened to what is left of a budget.
       checkpoint: file path of the checkpoint (see the module docstring), or None.
       checkpoint_every: save after every this many updates.
       progress: show a tqdm bar on stderr with the rule's completion and evaluations/s.
@@ -297,8 +319,14 @@ def run(
             if stop.check(status):
                 reason = ", ".join(stop.fired(status))
                 break
-            state, used = estimator.update(state, utility, draw_keys(key, draws, batch))
-            draws, evaluations, previous = draws + batch, evaluations + int(used), current
+            left = stop.left(status)
+            limit = Limit(min(batch, left.draws), left.evaluations)
+            state, used, made = estimator.update(state, utility, draw_keys(key, draws, batch),
+                                                 limit)
+            if not (used or made):
+                raise ValuationError(f"{estimator.name} could not spend what is left of the "
+                                     f"budget ({limit}); raise the budget")
+            draws, evaluations, previous = draws + int(made), evaluations + int(used), current
             current = estimator.estimate(state)
             session_evals, updates = session_evals + int(used), updates + 1
             if checkpoint is not None and updates % int(checkpoint_every) == 0:

@@ -90,7 +90,7 @@ def test_bad_rules_raise(make):
 def test_runner_stops_at_the_first_check_where_the_rule_fires():
     game = lumpy(5)
     out = run(msr_banzhaf(batch=64), game, key=0, stop=max_evaluations(200), progress=False)
-    assert out.evaluations == 256 and out.draws == 256  # 4 updates of 64: 192 < 200 <= 256
+    assert out.evaluations == 200 and out.draws == 200  # 3 updates of 64, then 8 of 64 keys
     assert out.reason == "max_evaluations(200)"
     out = run(msr_banzhaf(batch=64), game, key=0,
               stop=stderr_below(0.05, min_updates=30) | max_draws(100_000), progress=False)

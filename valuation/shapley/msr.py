@@ -55,19 +55,22 @@ def msr_banzhaf(*, batch: int = 256) -> Estimator:
     def init(n):
         return MSRState(est.moments(n), est.moments(n))
 
-    def update(state, utility, keys):
+    def update(state, utility, keys, limit):
         n = state.inside.count.shape[0]
         inside, outside = state
+        take = int(min(keys.shape[0], limit.draws, limit.evaluations))  # one model per draw
         # One engine chunk of coalitions at a time: memory O(chunk * n), not O(batch * n).
+        # A chunk is scored whole (one compiled shape); its rows past `take` are padding.
         step = getattr(utility, "chunk", keys.shape[0])
-        for start in range(0, keys.shape[0], step):
+        for start in range(0, take, step):
             chunk_keys = keys[start:start + step]
+            rows = min(step, take - start)
             masks = np.asarray(bernoulli_masks(chunk_keys, n))
             scores = np.asarray(utility(masks.astype(np.float32),
                                         key=training_keys(chunk_keys)), np.float64)
-            inside = est.update(inside, scores, masks)
-            outside = est.update(outside, scores, ~masks)
-        return MSRState(inside, outside), int(keys.shape[0])
+            inside = est.update(inside, scores[:rows], masks[:rows])
+            outside = est.update(outside, scores[:rows], ~masks[:rows])
+        return MSRState(inside, outside), take, take
 
     def estimate(state):
         a, b = est.estimate(state.inside), est.estimate(state.outside)

@@ -74,16 +74,19 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
     def init(n):
         return OOBState(est.moments(n))
 
-    def update(state, utility, keys):
+    def update(state, utility, keys, limit):
         if not hasattr(utility, "fit"):
             raise ValuationError("Data-OOB trains bagged models itself: pass a Utility from "
                                  "make_utility, not a plain game function")
         n = state.moments.count.shape[0]
         x, y = jnp.asarray(utility.train.x), jnp.asarray(utility.train.y)
         moments = state.moments
-        # One chunk of resamples at a time: memory O(chunk * n), not O(batch * n).
-        for start in range(0, keys.shape[0], utility.chunk):
+        take = int(min(keys.shape[0], limit.draws, limit.evaluations))  # one model per draw
+        # One chunk of resamples at a time: memory O(chunk * n), not O(batch * n). A chunk
+        # is trained whole (one compiled shape); its rows past `take` are padding.
+        for start in range(0, take, utility.chunk):
             chunk_keys = keys[start:start + utility.chunk]
+            rows = min(utility.chunk, take - start)
             w = bootstrap_counts(chunk_keys, n)
             params = utility.fit(w, key=training_keys(chunk_keys))
             outputs = utility.predict_proba(params, x)
@@ -91,8 +94,8 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
                 scores = -(outputs - y[None, :]) ** 2  # minus the out-of-bag squared error
             else:
                 scores = _sample_scores(outputs, y, score)
-            moments = est.update(moments, np.asarray(scores), w == 0)
-        return OOBState(moments), int(keys.shape[0])
+            moments = est.update(moments, np.asarray(scores)[:rows], (w == 0)[:rows])
+        return OOBState(moments), take, take
 
     def estimate(state):
         return est.estimate(state.moments)

@@ -12,17 +12,20 @@ completion is the smaller):
 
 A convergence rule never counts a sample as converged before it has `min_updates` updates;
 budget rules (`max_evaluations`, `max_draws`, `max_time`) fire regardless. `completion`
-is a number in [0, 1] for the progress bar.
+is a number in [0, 1] for the progress bar. `left` is what the draw and evaluation budgets
+still allow (`runner.Limit`): the runner shortens the last update to it, so a run spends
+exactly its budget (`|` allows the smaller of two budgets, `&` the larger).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from ..errors import ValuationError
-from ..runner import Progress
+from ..runner import Limit, Progress
 
 __all__ = [
     "Rule",
@@ -47,6 +50,11 @@ class Rule:
         """Names of the elementary rules that fire now (the stopping reason)."""
         return [repr(self)] if self.check(progress) else []
 
+    def left(self, progress: Progress) -> Limit:
+        """Draws and evaluations this rule still allows (`math.inf`: it sets no budget)."""
+        del progress
+        return Limit()
+
     def __or__(self, other: Rule) -> Rule:
         return _Any((self, other))
 
@@ -67,6 +75,9 @@ class _Any(Rule):
     def fired(self, p):
         return [name for r in self.rules for name in r.fired(p)]
 
+    def left(self, p):  # the run stops at whichever budget is spent first
+        return Limit(*map(min, zip(*(r.left(p) for r in self.rules))))
+
     def __repr__(self):
         return " | ".join(map(repr, self.rules))
 
@@ -83,6 +94,9 @@ class _All(Rule):
 
     def fired(self, p):
         return [repr(self)] if self.check(p) else []
+
+    def left(self, p):  # the run goes on until every rule fires
+        return Limit(*map(max, zip(*(r.left(p) for r in self.rules))))
 
     def __repr__(self):
         return "(" + " & ".join(map(repr, self.rules)) + ")"
@@ -103,6 +117,9 @@ class _MaxEvaluations(Rule):
     def completion(self, p):
         return min(1.0, p.evaluations / self.limit)
 
+    def left(self, p):
+        return Limit(math.inf, max(0, self.limit - p.evaluations))
+
     def __repr__(self):
         return f"max_evaluations({self.limit})"
 
@@ -116,6 +133,9 @@ class _MaxDraws(Rule):
 
     def completion(self, p):
         return min(1.0, p.draws / self.limit)
+
+    def left(self, p):
+        return Limit(max(0, self.limit - p.draws), math.inf)
 
     def __repr__(self):
         return f"max_draws({self.limit})"
@@ -193,14 +213,15 @@ def _ranks(values: np.ndarray) -> np.ndarray:
 
 
 def max_evaluations(limit: int) -> Rule:
-    """Fire once `limit` utility evaluations (models trained) have been spent."""
+    """Fire once `limit` utility evaluations (models trained) have been spent; the runner
+    stops the last update there, so a run spends exactly `limit`."""
     _positive("max_evaluations", limit)
     return _MaxEvaluations(int(limit))
 
 
 def max_draws(limit: int) -> Rule:
     """Fire once `limit` Monte Carlo draws (permutations, coalitions, bootstrap models)
-    have been made."""
+    have been made; the runner shortens the last update, so a run makes exactly `limit`."""
     _positive("max_draws", limit)
     return _MaxDraws(int(limit))
 
