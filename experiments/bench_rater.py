@@ -1,23 +1,33 @@
-"""Data-rater measurement: noisy-label detection, transfer between target models, cost.
+"""Data-rater benchmark (issue 16): noisy labels on training and new rows, top rows, transfer, cost.
 
-Run `python -m experiments.bench_rater [--tasks ...] [--seeds ...] [--tmc-draws N]`. For each
-task of `experiments.tasks` (10 % flipped training labels, splits 60 / 20 / 20, digits capped
-at 300 training rows as in `bench_metalearner`) and seed:
+Run `python -m experiments.bench_rater [--tasks ...] [--seeds ...] [--tmc-max-rows N]
+[--out results]`. The tasks, seeds and splits of `bench_metalearner` (its `TASKS`, label
+noise `NOISE`, new rows = the test split with the task's noise under the seed stream 1 of
+`_seed`). For each task and seed:
 
-* a `DataRater` (defaults, seeded) is fitted with a logistic-regression target and with an
-  MLP target (hidden 64, the utility's gradient-descent solver);
-* noisy-label F1 / AUROC (the lowest values flagged) on the training rows and on new rows
-  (the test split with 10 % of its labels flipped, seed + 1, as in `bench_metalearner`),
-  beside KNN-Shapley (training rows), Data-OOB (200 bagged models, training rows) and 10-NN
-  label agreement (both);
-* transfer: each target's rater applied to the other target (`DataRater.for_target`), and the
-  share of its native detection AUROC above chance it keeps, `(auc_transfer - 0.5) /
-  (auc_native - 0.5)`, on the training rows;
-* cost: the rater's fit seconds (logistic target, including its features and the compile),
-  and with `--tmc-draws N` the seconds of an `N`-permutation TMC-Shapley run on the same
-  utility (`200 / N` times it estimates a 200-permutation run; it is labelled as such).
+* a `DataRater` (defaults, seeded) fitted with a logistic-regression target and with an
+  MLP target (hidden 64, the utility's solver), timed with JAX's caches cleared;
+* noisy-label F1 (flag the k lowest, k = flipped rows) and AUROC on the training rows and on
+  the new rows (neither the targets nor the raters saw them), beside: KNN-Shapley and Data-OOB
+  (256 bootstrap models) run on training + new rows (what valuing a new row costs them),
+  10-NN label agreement, the imitation meta-model (`MetaValuator(members=4, steps=1000)`
+  fitted to the training rows' values of that Data-OOB run; its training-row scores are
+  in-sample) and
+  DVRL where its environment exists (`dvrl.py`, else the reason is recorded);
+* top rows: test accuracy (the clean test split) of the logistic target trained on the
+  50 / 70 / 90 % highest-valued training rows, by the rater (each target), Data-OOB and
+  10-NN agreement, and on every row;
+* transfer: each target's rater applied to the other (`DataRater.for_target`) and the share
+  of the native rater's AUROC above chance it keeps, `(auc_moved - 0.5) / (auc_native -
+  0.5)`, on training and on new rows;
+* cost (first seed only): against a 200-permutation TMC-Shapley run on the same logistic
+  utility, measured when the task has at most `--tmc-max-rows` training rows; above, a
+  `--tmc-short`-permutation run is timed and scaled by 200 / that (labelled an estimate).
 
-Writes `results/bench_rater.csv` (one row per task and seed) and prints the mean over seeds.
+Writes `bench_rater_scores.csv` (task, seed, rows, method, f1, auroc),
+`bench_rater_top_rows.csv`, `bench_rater_runs.csv` (per task and seed: seconds, transfer),
+`bench_rater_summary.md` (the tables and each target met / missed) and `bench_rater.json` to
+`--out`.
 """
 
 from __future__ import annotations
@@ -26,92 +36,259 @@ import argparse
 import os
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 
-from metalearner.rater import DataRater
-from valuation import logistic_regression, make_utility, mlp
+from metalearner import DataRater, MetaValuator
+from valuation import ValuationResult, logistic_regression, make_utility, mlp
 from valuation.api import value
 from valuation.evaluate.noisy_labels import (
     detection_auroc,
     detection_f1,
     knn_label_agreement,
 )
+from valuation.results import package_versions, write_json, write_text
 from valuation.shapley import max_draws
 from valuation.tasks import make_task
 
-__all__ = ["bench_task", "main"]
+from .bench_metalearner import NOISE, TASKS, _cold, _concat, _seed
+from .dvrl import dvrl_values
+from .meta_report import markdown
 
-_CAP = {"digits": 300}
+__all__ = ["KEPT", "bench_task", "main", "summarize"]
+
+KEPT = (0.5, 0.7, 0.9)  # shares of training rows kept, highest values first
+OOB_BAGS = 256
+IMITATION = MetaValuator(members=4, steps=1000)
+TARGETS = ("logreg", "mlp")
 
 
-def _detection(prefix: str, values, noisy) -> dict:
-    return {f"{prefix}_f1": detection_f1(values, noisy),
-            f"{prefix}_auroc": detection_auroc(values, noisy)}
+def _target(name: str, n_classes: int):
+    return logistic_regression(n_classes) if name == "logreg" else mlp(n_classes, (64,))
 
 
-def bench_task(name: str, *, seed: int, tmc_draws: int = 0) -> dict:
-    """One row of measurements for a task and seed (module docstring)."""
-    task = make_task(name, noise=0.1, seed=seed)
-    train, noisy, valid = task.train, task.noisy, task.valid
-    cap = _CAP.get(name)
-    if cap is not None and train.n > cap:
-        train, noisy = train.subset(np.arange(cap)), noisy[:cap]
-    new, new_noisy = task.test.flip_labels(0.1, seed=seed + 1)
+def _top_rows_accuracy(utility, test, ranked: dict[str, np.ndarray], *, key) -> list[dict]:
+    """Test accuracy of `utility`'s target trained on each method's top `KEPT` rows, plus on
+    every row (one batched fit)."""
+    n = utility.n
+    rows, masks = [{"method": "all_rows", "kept": 1.0}], [np.ones(n, np.float32)]
+    for method, values in ranked.items():
+        order = np.argsort(-np.asarray(values, float), kind="stable")
+        for share in KEPT:
+            mask = np.zeros(n, np.float32)
+            mask[order[: round(share * n)]] = 1.0
+            rows.append({"method": method, "kept": share})
+            masks.append(mask)
+    probs = np.asarray(utility.predict_proba(utility.fit(np.stack(masks), key=key), test.x))
+    hits = probs.argmax(-1) == np.asarray(test.y)[None, :]
+    return [{**row, "test_accuracy": float(acc)} for row, acc in zip(rows, hits.mean(1))]
+
+
+def bench_task(name: str, seed: int, *, targets: tuple[str, ...] = TARGETS,
+               tmc_max_rows: int, tmc_short: int, timed: bool,
+               echo=print) -> tuple[list[dict], list[dict], dict]:
+    """Scores, top-rows accuracies and one run record for a task and split seed; raters
+    for `targets` only (transfer needs both)."""
+    task = make_task(name, noise=NOISE.get(name, 0.1), seed=seed)
+    train, valid = task.train, task.valid
+    new, new_noisy = task.flip(task.test, seed=_seed(seed, 1))
+    full = _concat(train, new)
+    noisy = {"train": task.noisy, "new": new_noisy}
     k = train.n_classes
-    utilities = {"logreg": make_utility(logistic_regression(k), train, valid),
-                 "mlp": make_utility(mlp(k, (64,)), train, valid)}
-    row = {"task": name, "seed": seed, "n_train": train.n, "n_new": new.n}
-    raters = {}
-    for target, utility in utilities.items():
-        start = time.perf_counter()
-        raters[target] = DataRater(seed=seed).fit(utility)
-        row[f"rater_{target}_s"] = time.perf_counter() - start
-        row.update(_detection(f"rater_{target}", raters[target].value().values, noisy))
-        row.update(_detection(f"new_rater_{target}", raters[target].predict(new).values,
-                              new_noisy))
-    for source, target in (("logreg", "mlp"), ("mlp", "logreg")):
-        moved = raters[source].for_target(utilities[target])
-        auc = detection_auroc(moved.value().values, noisy)
-        row[f"transfer_{source}_to_{target}_auroc"] = auc
-        native = row[f"rater_{target}_auroc"]
-        row[f"transfer_{source}_to_{target}_kept"] = (auc - 0.5) / (native - 0.5)
+    utilities = {t: make_utility(_target(t, k), train, valid) for t in TARGETS}
+    rated = [t for t in TARGETS if t in targets]
     u = utilities["logreg"]
-    row.update(_detection("knn_shapley", value(u, method="knn", progress=False).values,
-                          noisy))
-    oob = value(u, method="oob", seed=seed, stop=max_draws(200), progress=False)
-    row.update(_detection("data_oob", oob.values, noisy))
-    row.update(_detection("knn10", knn_label_agreement(train.x, train.y), noisy))
-    row.update(_detection("new_knn10", knn_label_agreement(
-        new.x, new.y, reference=(train.x, train.y)), new_noisy))
-    if tmc_draws:
-        start = time.perf_counter()
-        value(u, method="tmc", seed=seed, stop=max_draws(tmc_draws), progress=False)
-        row[f"tmc{tmc_draws}_s"] = time.perf_counter() - start
-        row["tmc200_s_estimated"] = row[f"tmc{tmc_draws}_s"] * 200 / tmc_draws
-    return row
+    run = {"task": name, "seed": seed, "n_train": train.n, "n_new": new.n}
+    values: dict[str, dict[str, np.ndarray]] = {}  # method -> rows -> values
+
+    raters = {}
+    for t in rated:
+        raters[t], cost = _cold(DataRater(seed=seed).fit, utilities[t])
+        run[f"rater_{t}_s"] = cost.seconds
+        values[f"rater_{t}"] = {"train": raters[t].value().values,
+                                "new": raters[t].predict(new).values}
+    for source, dest in _pairs(rated):
+        moved = raters[source].for_target(utilities[dest])
+        values[f"rater_{source}_on_{dest}"] = {"train": moved.value().values,
+                                               "new": moved.predict(new).values}
+
+    full_u = make_utility(_target("logreg", k), full, valid)
+    n = train.n
+    knn = value(full_u, method="knn", progress=False).values
+    values["knn_shapley"] = {"train": knn[:n], "new": knn[n:]}
+    oob = value(full_u, method="oob", seed=seed, stop=max_draws(OOB_BAGS), progress=False)
+    values["data_oob"] = {"train": oob.values[:n], "new": oob.values[n:]}
+    values["knn10_agreement"] = {
+        "train": knn_label_agreement(train.x, train.y),
+        "new": knn_label_agreement(new.x, new.y, reference=(train.x, train.y))}
+    imitation = IMITATION.fit(u, ValuationResult(
+        values=oob.values[:n], stderr=oob.stderr[:n], counts=oob.counts[:n], ids=train.ids,
+        method=oob.method))
+    values["imitation_meta"] = {"train": imitation.predict(train).values,
+                                "new": imitation.predict(new).values}
+    dvrl = dvrl_values(full, valid, seed=seed)
+    if isinstance(dvrl, str):
+        run["dvrl"] = dvrl
+    else:
+        values["dvrl"] = {"train": dvrl[0][:n], "new": dvrl[0][n:]}
+        run["dvrl"] = "ran"
+
+    scores = [{"task": name, "seed": seed, "rows": rows, "method": method,
+               "f1": detection_f1(v, noisy[rows]), "auroc": detection_auroc(v, noisy[rows])}
+              for method, by_rows in values.items() for rows, v in by_rows.items()]
+    got = {(s["method"], s["rows"]): s["auroc"] for s in scores}
+    for source, dest in _pairs(rated):
+        for rows in ("train", "new"):
+            native = got[f"rater_{dest}", rows]
+            run[f"kept_{source}_to_{dest}_{rows}"] = (
+                (got[f"rater_{source}_on_{dest}", rows] - 0.5) / (native - 0.5))
+
+    ranked = {m: values[m]["train"] for m in
+              (*(f"rater_{t}" for t in rated), "data_oob", "knn10_agreement")}
+    top = [{"task": name, "seed": seed, **row} for row in _top_rows_accuracy(
+        u, task.test, ranked, key=jax.random.PRNGKey(_seed(seed, 6)))]
+
+    if timed:
+        full_run = train.n <= tmc_max_rows
+        draws = 200 if full_run else tmc_short
+        _, tmc_cost = _cold(value, u, method="tmc", seed=seed, stop=max_draws(draws),
+                            progress=False)
+        run["tmc_permutations_run"] = draws
+        run["tmc200_s"] = tmc_cost.seconds * 200 / draws
+        run["tmc200_measured"] = full_run
+    echo(f"{name} seed {seed}: AUROC train/new " + "; ".join(
+        f"{m} {got[m, 'train']:.3f}/{got[m, 'new']:.3f}"
+        for m in (*(f"rater_{t}" for t in rated), "knn10_agreement")), flush=True)
+    return scores, top, run
+
+
+def _pairs(rated: list[str]) -> list[tuple[str, str]]:
+    """(source, destination) target pairs of the transfer, when both raters exist."""
+    return [("logreg", "mlp"), ("mlp", "logreg")] if len(rated) == 2 else []
+
+
+def summarize(scores: pd.DataFrame, top: pd.DataFrame, runs: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Markdown tables and the issue's targets (met / missed, with the numbers)."""
+    keys = ["task", "rows", "method"]
+    table = scores.groupby(keys)[["f1", "auroc"]].mean().assign(
+        auroc_sd=scores.groupby(keys)["auroc"].std(),
+        seeds=scores.groupby(keys)["auroc"].size()).reset_index()
+    parts = []
+    for rows in ("train", "new"):
+        part = table[table["rows"] == rows].set_index(["task", "method"])
+        parts.append(f"### {rows} rows: noisy-label AUROC, its sd over seeds, F1 (means)\n\n"
+                     f"{markdown(part[['auroc', 'auroc_sd', 'f1', 'seeds']])}")
+    acc = top.groupby(["task", "method", "kept"])["test_accuracy"].mean().unstack("kept")
+    parts.append(f"### Test accuracy of the logistic target on the top rows (mean over "
+                 f"seeds; columns: share kept)\n\n{markdown(acc)}")
+    kept = [c for c in runs.columns if c.startswith("kept_")]
+    if kept:
+        transfer = runs.groupby("task")[kept].agg(["mean", "min"])
+        transfer.columns = [f"{c} ({s})" for c, s in transfer.columns]
+        parts.append(f"### Transfer: share of the native AUROC above chance kept\n\n"
+                     f"{markdown(transfer.T, 2)}")
+    cost_cols = [c for c in ("rater_logreg_s", "rater_mlp_s", "tmc200_s", "tmc200_measured",
+                             "tmc_permutations_run") if c in runs.columns]
+    parts.append(f"### Cost, wall seconds, JAX caches cleared\n\n"
+                 f"{markdown(runs.set_index(['task', 'seed'])[cost_cols], 1)}")
+    targets = _targets(table, runs)
+    parts.append(f"### Targets\n\n{markdown(targets.set_index('target'))}")
+    return "\n\n".join(parts) + "\n", targets
+
+
+def _targets(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    new = table[table["rows"] == "new"].set_index(["task", "method"])
+    methods = set(new.index.get_level_values("method"))
+    rivals = [m for m in ("dvrl", "knn_shapley", "knn10_agreement") if m in methods]
+    out = []
+    for t in TARGETS:
+        rater = f"rater_{t}"
+        if rater not in methods:
+            continue
+        tasks = sorted({task for task, m in new.index if m == rater})
+        wins = [task for task in tasks
+                if new.loc[(task, rater), "f1"] >= max(new.loc[(task, m), "f1"] for m in rivals)]
+        out.append({"target": f"new-row F1 >= best of {'/'.join(rivals)} on >= 4 of 5 tasks "
+                              f"({t} rater)",
+                    "met": len(wins) >= 4,
+                    "numbers": f"{len(wins)} of {len(tasks)} tasks run: {wins}"})
+        sds = table[table["method"] == rater].set_index(["rows", "task"])["auroc_sd"]
+        out.append({"target": f"AUROC sd over seeds <= 0.02 on every task ({t} rater)",
+                    "met": bool((sds <= 0.02).all()),
+                    "numbers": "; ".join(f"{r} {task}: {v:.3f}" for (r, task), v in sds.items())})
+    if "tmc200_s" in runs.columns:
+        timed = runs.dropna(subset=["tmc200_s"])
+        out.append({"target": "rater fit (logistic target) <= TMC-200 (same utility)",
+                    "met": bool((timed["rater_logreg_s"] <= timed["tmc200_s"]).all()),
+                    "numbers": "; ".join(
+                        f"{r.task}: {r.rater_logreg_s:.1f} s vs {r.tmc200_s:.1f} s"
+                        f"{'' if r.tmc200_measured else ' (estimated)'}"
+                        for r in timed.itertuples())})
+    for source, dest in _pairs(list(TARGETS)):
+        cols = [f"kept_{source}_to_{dest}_{rows}" for rows in ("train", "new")]
+        if not set(cols) <= set(runs.columns):
+            continue
+        by_task = runs.dropna(subset=cols).groupby("task")[cols].mean()
+        out.append({"target": f"transfer {source} -> {dest} keeps >= 90 % (mean per task)",
+                    "met": bool((by_task >= 0.9).all().all()),
+                    "numbers": "; ".join(f"{task}: {a:.2f} train / {b:.2f} new"
+                                         for task, (a, b) in by_task.iterrows())})
+    return pd.DataFrame(out)
+
+
+def _write(out: str, tables: dict[str, pd.DataFrame], config: dict) -> None:
+    """The tables, the summary and the JSON under `out`; prints the summary."""
+    summary, targets = summarize(tables["scores"], tables["top_rows"], tables["runs"])
+    print(summary)
+    os.makedirs(out, exist_ok=True)
+    for stem, table in tables.items():
+        write_text(os.path.join(out, f"bench_rater_{stem}.csv"), table.to_csv(index=False))
+    write_text(os.path.join(out, "bench_rater_summary.md"), summary)
+    write_json(os.path.join(out, "bench_rater.json"),
+               {**config, "targets": targets.to_dict("records")})
+
+
+STEMS = ("scores", "top_rows", "runs")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=["breast_cancer", "wine"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--tmc-draws", type=int, default=0,
-                        help="time an N-permutation TMC run per task (0: skip)")
-    parser.add_argument("--out", default="results/bench_rater.csv")
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS,
+                        help="fit raters for these target models (transfer needs both)")
+    parser.add_argument("--tmc-max-rows", type=int, default=400,
+                        help="measure a full 200-permutation TMC run up to this many rows")
+    parser.add_argument("--tmc-short", type=int, default=16,
+                        help="permutations timed (and scaled) on larger tasks")
+    parser.add_argument("--combine", nargs="+", metavar="DIR",
+                        help="run nothing: report the tables of earlier runs in these folders")
+    parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    rows = []
+    if args.combine:
+        tables = {stem: pd.concat([pd.read_csv(os.path.join(d, f"bench_rater_{stem}.csv"))
+                                   for d in args.combine], ignore_index=True)
+                  for stem in STEMS}
+        _write(args.out, tables, {"combined": [os.path.abspath(d) for d in args.combine]})
+        return
+    start = time.perf_counter()
+    rows: dict[str, list] = {stem: [] for stem in STEMS}
+    config = {"tasks": args.tasks, "seeds": args.seeds, "targets": args.targets,
+              "noise": NOISE, "oob_bags": OOB_BAGS, "rater": DataRater().config(),
+              "imitation": IMITATION.config(), "tmc_max_rows": args.tmc_max_rows,
+              "tmc_short": args.tmc_short, "versions": package_versions()}
     for name in args.tasks:
         for seed in args.seeds:
-            rows.append(bench_task(name, seed=seed,
-                                   tmc_draws=args.tmc_draws if seed == args.seeds[0] else 0))
-            print(pd.Series(rows[-1]).to_string(), flush=True)
-    frame = pd.DataFrame(rows)
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    frame.to_csv(args.out, index=False)
-    summary = frame.drop(columns="seed").groupby("task").agg(["mean", "std"])
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(summary.T.to_string())
+            s, t, r = bench_task(name, seed, targets=tuple(args.targets),
+                                 tmc_max_rows=args.tmc_max_rows, tmc_short=args.tmc_short,
+                                 timed=seed == args.seeds[0])
+            rows["scores"] += s
+            rows["top_rows"] += t
+            rows["runs"].append(r)
+            # after every task and seed: a cut run keeps what it measured
+            _write(args.out, {stem: pd.DataFrame(v) for stem, v in rows.items()},
+                   {**config, "seconds": time.perf_counter() - start})
 
 
 if __name__ == "__main__":

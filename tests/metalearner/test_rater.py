@@ -1,6 +1,10 @@
 """DataRater: a flipped block is down-weighted on training and new rows; same seed, same
 rater; rows by content and columns by name; one interface with `value`."""
 
+import dataclasses
+import json
+
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +14,7 @@ from metalearner.rater import DataRater
 
 # Small and quick: the cheapest feature groups (one compiled feature program).
 FAST = {"outer_steps": 40, "warm_steps": 30, "k": 5, "folds": 3,
-        "groups": ("model", "label")}
+        "groups": ("model", "label"), "members": 2}
 N_FLIP_TRAIN, N_FLIP_NEW = 16, 8
 
 
@@ -39,7 +43,7 @@ def test_the_flipped_block_weighs_less_than_the_clean_block_on_training_and_new_
         assert values[:k].mean() < values[k:].mean()
         assert np.median(values[:k]) < np.percentile(values[k:], 25)
     # The outer objective (the inner copies' validation loss) went down.
-    assert rater.state.losses[-1] < rater.state.losses[0]
+    assert (rater.state.losses[:, -1] < rater.state.losses[:, 0]).all()  # every member
 
 
 def test_same_seed_gives_the_same_rater_and_values_through_value(task):
@@ -72,6 +76,34 @@ def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
         DataRater().value()
     with pytest.raises(va.ValuationError, match="at least 1"):
         DataRater(inner_steps=0)
+    with pytest.raises(va.ValuationError, match="at least 2"):
+        DataRater(members=1)
+
+
+def _only_member(rater, j):
+    """`rater` with every member replaced by its member `j`: that member's values, alone."""
+    s = rater.state
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a)[[j, j]], s.params)
+    state = dataclasses.replace(s, params=params, shift=s.shift[[j, j]])
+    return dataclasses.replace(rater, members=2, state=state)
+
+
+def test_the_ensemble_value_is_the_members_mean_and_its_stderr_their_spread(task):
+    _, new_rows, rater = task
+    for rows in (rater.state.train, new_rows):
+        alone = [_only_member(rater, j).predict(rows) for j in range(2)]
+        for one in alone:
+            np.testing.assert_array_equal(one.stderr, 0.0)  # identical members: no spread
+        per_member = np.stack([one.values for one in alone])
+        got = rater.predict(rows)
+        np.testing.assert_allclose(got.values, per_member.mean(0), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(got.stderr, per_member.std(0, ddof=1) / np.sqrt(2),
+                                   rtol=1e-10, atol=1e-12)
+        assert got.stderr.min() > 0  # members from different keys differ on every row
+    # Each member on its own also puts the flipped block below the clean one.
+    for j in range(2):
+        values = _only_member(rater, j).value().values
+        assert values[:N_FLIP_TRAIN].mean() < values[N_FLIP_TRAIN:].mean()
 
 
 @pytest.mark.slow
@@ -112,3 +144,15 @@ def test_save_and_load_give_the_same_values_for_the_same_target_only(task, tmp_p
     np.testing.assert_array_equal(loaded.value().ids, rater.value().ids)
     with pytest.raises(va.ValuationError, match="target model"):
         DataRater.load(path, va.mlp(2))
+
+
+def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, tmp_path):
+    utility, _, rater = task
+    path = tmp_path / "rater.npz"
+    rater.save(path)
+    sidecar = tmp_path / "rater.npz.json"
+    meta = json.loads(sidecar.read_text())
+    meta["format"] = "valuate.datarater/1"  # single rater, before the ensemble
+    sidecar.write_text(json.dumps(meta))
+    with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/1'.*fit and save"):
+        DataRater.load(path, utility.model)
