@@ -9,6 +9,8 @@ tasks. `DataRater` needs no teacher: it learns row weights from the target's val
 through its training (`metagrad`), and registers `value(..., method="rater")`.
 """
 
+from .acquisition import Labelling as Labelling
+from .acquisition import acquire_batch as acquire_batch
 from .features import DEFAULT_GROUPS as DEFAULT_GROUPS
 from .features import GROUPS as GROUPS
 from .features import MODEL_AGNOSTIC as MODEL_AGNOSTIC

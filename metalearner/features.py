@@ -227,6 +227,28 @@ class FeatureMap:
         same = (by_id >= 0) & ~conflict  # the id's own row (a duplicate keeps its id)
         return np.where(same, by_id, by_content).astype(np.int64)
 
+    def check_unlabelled_ids(self, data: Dataset, *, id_conflict: str = "error") -> None:
+        """For rows without labels: raise when an id names a training row whose features
+        differ from the row's (`id_conflict="error"`); `"new"` lets such rows be new.
+
+        Args:
+          data: samples with the target's columns in order (`conform`); labels ignored.
+        """
+        if id_conflict not in ID_CONFLICTS:
+            raise ValuationError(
+                f"id_conflict={id_conflict!r}; choose one of {ID_CONFLICTS}"
+            )
+        by_id = self._ref_index.get_indexer(np.asarray(data.ids))
+        known = by_id >= 0
+        differs = np.any(self.arrays["ref_x"][by_id[known]] != data.x[known], axis=1)
+        if differs.any() and id_conflict == "error":
+            ids = np.asarray(data.ids)[known][differs]
+            raise ValuationError(
+                f"{differs.sum()} rows carry the id of a training row but not its "
+                f"features, e.g. ids {ids[:5].tolist()}; give new rows their own ids, or "
+                "pass id_conflict='new' (CLI: --id-conflict new) to treat them as new rows"
+            )
+
     def __call__(self, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
         """Features of `data`'s samples, float32 `(data.n, f)`, columns as in `names`.
 
@@ -267,6 +289,17 @@ class FeatureMap:
                 cols.append(self._dynamics(x, y, fold_p))
             out.append(np.concatenate(cols, axis=1)[:size].astype(np.float32))
         return np.concatenate(out)
+
+    def label_probabilities(self, data: Dataset) -> np.ndarray:
+        """The target's label distribution `p(c | x)` for `data`'s rows, `(n, n_classes)`.
+
+        The mean of the `K` fold models' softmax outputs: the cross-fitted ensemble's
+        predictive distribution, what a new row's "model" features read. Labels are ignored
+        (the rows may be unlabelled); columns are matched by name (`conform`).
+        """
+        data = self.conform(data)
+        return np.asarray(_mean_softmax(self.model, self.folds, jnp.asarray(data.x)),
+                          np.float64)
 
     def _dynamics(self, x: np.ndarray, y: np.ndarray, own_fold: np.ndarray) -> np.ndarray:
         """The dynamics signals under each fold run `(K, m, 9)`, picked per row as in
@@ -470,6 +503,11 @@ def _pick(per_fold: jax.Array, own_fold: jax.Array) -> jax.Array:
     (`own_fold >= 0`), the mean over folds for a new row (`-1`)."""
     mine = per_fold[jnp.maximum(own_fold, 0), jnp.arange(per_fold.shape[1])]
     return jnp.where(own_fold[:, None] >= 0, mine, per_fold.mean(0))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _mean_softmax(model, folds, x):
+    return jax.vmap(lambda p: jax.nn.softmax(model.apply(p, x)))(folds).mean(0)
 
 
 @functools.partial(

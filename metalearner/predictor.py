@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from valuation import Dataset, Model, Utility, ValuationError, ValuationResult
+from valuation.data import from_arrays
 from valuation.results import package_versions
 
 from .features import DEFAULT_GROUPS, column_scale, features_for_utility
@@ -126,6 +127,16 @@ class MetaValuator:
     def feature_names(self) -> tuple[str, ...]:
         """Names of the features the fitted meta-model reads."""
         return self._fitted.features.names
+
+    @property
+    def teacher(self) -> str:
+        """The method whose values the meta-model learned (e.g. "knn_shapley")."""
+        return self._fitted.teacher
+
+    @property
+    def classes(self) -> tuple:
+        """The task's class labels, in code order."""
+        return self._fitted.classes
 
     @property
     def _fitted(self) -> _Fitted:
@@ -254,9 +265,70 @@ class MetaValuator:
           ValuationError: not fitted, missing or extra feature columns, labels the task
             does not know, an id conflict (with `id_conflict="error"`).
         """
+        start = time.perf_counter()
+        values, stderr = self._from_features(self.features(samples, id_conflict=id_conflict))
+        return self._result(values, stderr, samples.ids, start)
+
+    def label_probabilities(self, samples: Dataset | pd.DataFrame) -> np.ndarray:
+        """The target model's label distribution `p(c | x)` of `samples`, `(n, n_classes)`,
+        columns in the task's class order (`FeatureMap.label_probabilities`; labels, if
+        any, are ignored). `samples` as for `predict_unlabelled`."""
+        return self._fitted.features.label_probabilities(self.as_unlabelled(samples))
+
+    def predict_unlabelled(
+        self, samples: Dataset | pd.DataFrame, *, id_conflict: str = "error"
+    ) -> ValuationResult:
+        """Predicted values of rows whose labels are unknown: the value each would have once
+        labelled, in expectation over its label.
+
+        The meta-model's features read the label (loss, p(label), margin, ...), so each row
+        is valued under every candidate label `c`, giving `v(x, c)` with ensemble stderr
+        `s(x, c)`, and the values are averaged under the target's label distribution
+        `p(c | x)` (`label_probabilities`):
+
+          value  = sum_c p(c | x) v(x, c)
+          stderr = sqrt(sum_c p(c | x) [s(x, c)^2 + (v(x, c) - value)^2])
+
+        the total variance of the row's value once labelled (law of total variance): the
+        meta-model's uncertainty within a label plus the spread between labels.
+
+        Args:
+          samples: a `Dataset` (its labels are ignored) or a DataFrame of the training
+            set's feature columns (matched by name, any order, same scaling; the index holds
+            the ids).
+          id_conflict: a row whose id is a training row's id but whose features differ is
+            an error ("error", default) or a new row ("new").
+
+        Returns:
+          A `ValuationResult` like `predict`'s (method `"meta_<teacher>"`, counts = members),
+          with `extra["unlabelled"] = True`.
+
+        Raises:
+          ValuationError: not fitted, missing or extra feature columns, NaN features, an id
+            conflict (with `id_conflict="error"`).
+        """
         s = self._fitted
         start = time.perf_counter()
-        feats = _finite(self.features(samples, id_conflict=id_conflict), s.features.names)
+        data = s.features.conform(self.as_unlabelled(samples))
+        s.features.check_unlabelled_ids(data, id_conflict=id_conflict)
+        probs = s.features.label_probabilities(data)
+        probs = probs / probs.sum(1, keepdims=True)
+        per_label = [
+            self._from_features(s.features(
+                data.replace(y=np.full(data.n, c, np.int32)), id_conflict="new"))
+            for c in range(len(s.classes))
+        ]
+        v = np.stack([values for values, _ in per_label], axis=1)  # (n, k)
+        se = np.stack([stderr for _, stderr in per_label], axis=1)
+        values = (probs * v).sum(1)
+        stderr = np.sqrt((probs * (se**2 + (v - values[:, None]) ** 2)).sum(1))
+        result = self._result(values, stderr, data.ids, start)
+        return dataclasses.replace(result, extra={**result.extra, "unlabelled": True})
+
+    def _from_features(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw features `(n, f)` -> the ensemble's values and stderr in value units."""
+        s = self._fitted
+        feats = _finite(feats, s.features.names)
         z = np.asarray(
             predict_members(
                 s.ensemble.params, (feats - s.feature_mean) / s.feature_std
@@ -264,22 +336,41 @@ class MetaValuator:
             np.float64,
         )
         center, spread = z.mean(0), z.std(0, ddof=1)
-        values = self._decode(center)
         high, low = (self._decode(center + spread, clip=False),
                      self._decode(center - spread, clip=False))
-        stderr = np.abs(high - low) / 2
-        seconds = time.perf_counter() - start
+        return self._decode(center), np.abs(high - low) / 2
+
+    def _result(self, values: np.ndarray, stderr: np.ndarray, ids: np.ndarray,
+                start: float) -> ValuationResult:
+        s = self._fitted
         return ValuationResult(
             values=values,
             stderr=stderr,
-            counts=np.full(samples.n, self.members),
-            ids=samples.ids,
+            counts=np.full(len(ids), self.members),
+            ids=ids,
             method=f"meta_{s.teacher}",
             params={"meta": self.config(), "teacher": s.teacher, "target": s.target},
             seed=self.seed,
             versions=package_versions(),
-            extra={"seconds": seconds, "feature_names": list(s.features.names)},
+            extra={"seconds": time.perf_counter() - start,
+                   "feature_names": list(s.features.names)},
         )
+
+    def as_unlabelled(self, samples: Dataset | pd.DataFrame) -> Dataset:
+        """`samples` (a `Dataset`, or a DataFrame of feature columns indexed by id) as a
+        `Dataset` on the task's class list whose labels are placeholders (class 0)."""
+        s = self._fitted
+        if isinstance(samples, pd.DataFrame):
+            return from_arrays(samples.to_numpy(), np.full(len(samples), s.classes[0]),
+                               ids=samples.index.to_numpy(),
+                               feature_names=[str(c) for c in samples.columns],
+                               classes=s.classes)
+        if not isinstance(samples, Dataset):
+            raise ValuationError(
+                f"expected a valuation Dataset or a pandas DataFrame of feature columns, "
+                f"got {type(samples).__name__}"
+            )
+        return samples.replace(y=np.zeros(samples.n, np.int32), classes=s.classes)
 
     def _recode(self, samples: Dataset) -> Dataset:
         """`samples` with labels coded onto the task's class list."""

@@ -13,11 +13,13 @@ VALUATION = {
     "align_classes", "dynamics", "fit", "fit_logistic_newton", "from_equinox", "influence",
     "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
     "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
+    "acquire",  # issue 15: active learning
 }
 METALEARNER = {
     "DEFAULT_GROUPS", "DataRater", "EnsembleFit", "FeatureMap", "GROUPS", "LearnedValues", "MODEL_AGNOSTIC", "MetaValuator",
     "bootstrap_refits", "features_for_utility", "fine_tune", "fit_ensemble", "fit_tasks", "fold_refits",
     "learn_values", "make_task", "predict_members", "predict_ranks", "row_hash",
+    "Labelling", "acquire_batch",  # issue 15: active learning
 }
 
 

@@ -1,4 +1,5 @@
-"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `bench` and `demo`.
+"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `acquire`, `bench`
+and `demo`.
 
 Every failure the user can fix (a missing file, an unknown column, text in a feature column,
 NaN, an unknown method, an unwritable output path) ends with one line on stderr,
@@ -96,6 +97,19 @@ def _predict(args) -> int:
     if not args.quiet:
         print(f"predicted values of {sidecar['input']['rows']} rows -> {args.out}",
               file=sys.stderr)
+    return 0
+
+
+def _acquire(args) -> int:
+    from .acquire import acquire
+
+    sidecar = acquire(args.pool, meta_path=args.meta, batch=args.batch, out=args.out,
+                      weight=args.weight, kind=args.uncertainty, radius=args.radius, z=args.z,
+                      id_column=args.id_column, id_conflict=args.id_conflict)
+    if not args.quiet:
+        a = sidecar["acquisition"]
+        print(f"ranked {sidecar['input']['rows']} rows for labelling: batch of {a['batch']}, "
+              f"{a['harmful']} predicted harmful (last) -> {args.out}", file=sys.stderr)
     return 0
 
 
@@ -226,6 +240,35 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--z", type=float, default=Z, help=f"category width (default {Z})")
     pred.add_argument("--quiet", action="store_true")
     pred.set_defaults(run=_predict)
+
+    from metalearner.acquisition import DEFAULT_WEIGHT
+
+    acq = sub.add_parser("acquire", help="rank unlabelled rows for labelling with a meta-model",
+                         description="Rank the rows of POOL (no labels needed) for labelling: "
+                                     "predicted value once labelled mixed with the target "
+                                     "model's uncertainty, rows predicted harmful last, a "
+                                     "diversity guard for the batch.")
+    acq.add_argument("pool", metavar="POOL", help="table of unlabelled rows, .csv or .parquet")
+    acq.add_argument("--meta", required=True, help="meta-model written by valuate fit-meta")
+    acq.add_argument("--batch", type=int, required=True, help="rows to pick for labelling")
+    acq.add_argument("--out", default="ranked.csv", help="ranked table to write, .csv or "
+                                                        ".parquet (default ranked.csv)")
+    acq.add_argument("--weight", type=float, default=DEFAULT_WEIGHT,
+                     help="share of the uncertainty rank in the score, 0 (value only) to 1 "
+                          f"(uncertainty sampling); default {DEFAULT_WEIGHT}")
+    acq.add_argument("--uncertainty", choices=["entropy", "margin"], default="entropy")
+    acq.add_argument("--radius", type=float,
+                     help="diversity guard: skip a row within this distance of one already "
+                          "in the batch (standardized features; default the pool's median "
+                          "nearest-neighbour distance; 0 turns it off)")
+    acq.add_argument("--id-column", help="column of row ids (default: the recorded one, if "
+                                         "POOL has it; otherwise row numbers)")
+    acq.add_argument("--id-conflict", choices=["error", "new"], default="error",
+                     help="a row whose id names a training row but whose features differ: an "
+                          "error (default) or a new row")
+    acq.add_argument("--z", type=float, default=Z, help=f"category width (default {Z})")
+    acq.add_argument("--quiet", action="store_true")
+    acq.set_defaults(run=_acquire)
 
     demo = sub.add_parser("demo", help="value a bundled data set with injected label noise")
     demo.add_argument("--out", default="valuate-demo-values.csv", help="values table to write")

@@ -9,6 +9,7 @@ valuable). `value(...)` is the one entry point over all of them.
 from . import dynamics as dynamics
 from . import influence as influence
 from . import shapley as shapley
+from .acquisition import acquire as acquire
 from .api import METHODS as METHODS
 from .api import value as value
 from .bundled import load_bundled as load_bundled
