@@ -124,14 +124,22 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
     training x validation pairs, then sampled and truncated); `index` "exact" or "hnsw"
     (approximate neighbours, `shapley.neighbours`; epsilon at least 1e-3 there). With
     `utility.class_weight == "balanced"` each validation class weighs the same (the mean of
-    the per-class means), so the majority class's points do not decide alone.
+    the per-class means), so the majority class's points do not decide alone. A regression
+    target gets the K-NN regressor's game (minus its squared error; `knn` module docstring),
+    exact: `epsilon` must stay "auto" (or None) and `index` "exact".
     """
     del stop, checkpoint, checkpoint_every  # closed form, no training
     if index not in ("exact", "hnsw"):
         raise ValuationError(f"unknown index {index!r}; choose 'exact' or 'hnsw'")
+    regression = utility.task == "regression"
+    if regression and (epsilon not in ("auto", None) or index != "exact"):
+        raise ValuationError("KNN-Shapley's regression form is exact only: drop epsilon= "
+                             "and index= for a regression target")
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
     auto = knn.auto_settings(utility.train.n, utility.valid.n)
+    if regression:
+        auto = (None, auto[1])
     epsilon = auto[0] if epsilon == "auto" else epsilon
     valid_sample = auto[1] if valid_sample == "auto" else valid_sample
     search = None
@@ -139,11 +147,13 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
         epsilon = epsilon or 1e-3
         search = neighbours.hnsw_search(train_emb)
     yv = np.asarray(utility.valid.y)
-    groups = ([yv == c for c in np.unique(yv)] if utility.class_weight == "balanced"
+    groups = ([yv == c for c in np.unique(yv)]
+              if utility.class_weight == "balanced" and not regression
               else [np.ones(yv.shape, bool)])
     parts = [knn.knn_shapley(train_emb, utility.train.y, np.asarray(valid_emb)[g], yv[g],
                              k=k, epsilon=epsilon, valid_sample=valid_sample,
-                             key=jax.random.PRNGKey(seed), search=search, progress=progress)
+                             key=jax.random.PRNGKey(seed), search=search, progress=progress,
+                             regression=regression)
              for g in groups]
     estimate = Estimate(np.mean([p.values for p in parts], axis=0),
                         np.sqrt(np.sum([np.square(p.stderr) for p in parts], axis=0))
