@@ -209,8 +209,8 @@ SIGNALS = {
     "loss": (lambda t, e: -mean_loss(t.loss),
              "minus the mean training loss over epochs (Jiang et al. 2018)"),
     "loss_variability": (lambda t, e: loss_variability(t.loss),
-                         "variability of the training loss over epochs, ambiguous samples "
-                         "high (Swayamdipta et al. 2020)"),
+                         ("variability of the training loss over epochs, ambiguous "
+                          "samples high (Swayamdipta et al. 2020)")),
 }
 
 # The signals read from class probabilities, margins or correctness: undefined for a
