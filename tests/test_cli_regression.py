@@ -72,3 +72,33 @@ def test_task_regression_takes_whole_numbers_as_a_target(tmp_path):
         sidecar = json.load(f)
     assert sidecar["task"] == "regression" and sidecar["metric"] == "neg_mse"
     assert sidecar["input"]["task"] == "regression"
+
+
+def test_meta_learning_refuses_a_regression_target_in_one_line(tmp_path, capsys):
+    _run(tmp_path, "knn")
+    capsys.readouterr()
+    code = main(["fit-meta", str(tmp_path / "knn.csv"), "--out", str(tmp_path / "meta.npz")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "for classification targets" in lines[0]
+    assert not (tmp_path / "meta.npz").exists()
+    _diabetes_like().to_csv(tmp_path / "d.csv", index=False)
+    assert main(["value", str(tmp_path / "d.csv"), "--label", "y", "--method", "rater",
+                 "--out", str(tmp_path / "r.csv"), "--quiet"]) == 2
+    assert "for classification targets" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,extra", [("influence", ()), ("dynamics", ()),
+                                          ("loo", ("--model", "mlp"))])
+def test_influence_dynamics_and_the_mlp_regressor_through_the_cli(tmp_path, method, extra):
+    frame, sidecar = _run(tmp_path, method, *extra)
+    assert sidecar["task"] == "regression"
+    assert sidecar["model"] == ("mlp" if extra else "linear")
+    valued = frame[frame["category"] != "validation"]
+    assert np.isfinite(valued["value"]).all()
+    corrupted = valued["id"].isin([f"r{i:03d}" for i in range(8)])
+    assert valued.loc[corrupted, "value"].mean() < valued.loc[~corrupted, "value"].mean()
+    if method == "dynamics":  # minus the loss against the mean predictor's, var / 2
+        assert sidecar["method"] == "dynamics_loss"
+        assert sidecar["categories"]["reference"] == pytest.approx(-0.5, abs=1e-6)

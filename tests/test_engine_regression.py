@@ -116,3 +116,19 @@ def test_predictions_are_jittable_through_the_engine(diabetes):
     params = utility.fit(np.ones((1, train.n), np.float32))
     pred = jax.jit(utility.predict_proba)(params, valid.x)
     assert pred.shape == (1, valid.n)
+
+
+@pytest.mark.slow
+def test_mlp_regressor_fits_a_curve_that_ridge_cannot(rng):
+    """y = x^2 on [-2, 2]: a line explains none of it (R^2 about 0), one hidden layer of 16
+    nearly all; the warm solver retrains subsets from the full-data fit."""
+    x = rng.uniform(-2, 2, (80, 1))
+    y = (x[:, 0] ** 2 - 4 / 3) + 0.05 * rng.normal(size=80)
+    train, valid = va.regression_dataset(x[:60], y[:60]), va.regression_dataset(x[60:], y[60:])
+    ridge = va.make_utility(va.linear_regression(), train, valid, l2=1e-3)
+    net = va.make_utility(va.mlp(1, (16,)), train, valid, l2=1e-3)
+    assert net.solver == "warm"
+    half = np.ones((2, train.n), np.float32)
+    half[1, ::2] = 0.0  # the full set and every other row
+    assert np.all(ridge(half) < 0.1)
+    assert np.all(net(half) > 0.9), net(half)
