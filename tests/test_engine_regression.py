@@ -132,3 +132,20 @@ def test_mlp_regressor_fits_a_curve_that_ridge_cannot(rng):
     half[1, ::2] = 0.0  # the full set and every other row
     assert np.all(ridge(half) < 0.1)
     assert np.all(net(half) > 0.9), net(half)
+
+
+def test_reference_points_of_a_regression_target_are_the_mean_predictors_scores(diabetes):
+    from valuation.results import reference_point
+
+    y = diabetes[0].y.astype(np.float64)
+    sq = (y - y.mean()) ** 2  # squared errors of predicting the training mean
+    var = float(np.var(y))
+    assert reference_point("data_oob", 0, target_variance=var) == pytest.approx(-sq.mean())
+    assert reference_point("dynamics_loss", 0, target_variance=var) == pytest.approx(
+        -0.5 * sq.mean())
+    assert reference_point("dynamics_el2n", 0, target_variance=var) == pytest.approx(
+        -np.sqrt(sq.mean()))
+    assert reference_point("tmc_shapley", 0) == 0.0
+    assert reference_point("data_oob", 2) == 0.5  # classes: chance accuracy, as before
+    with pytest.raises(va.ValuationError, match="pass target_variance"):
+        reference_point("data_oob", 0)
