@@ -102,3 +102,16 @@ def test_influence_dynamics_and_the_mlp_regressor_through_the_cli(tmp_path, meth
     if method == "dynamics":  # minus the loss against the mean predictor's, var / 2
         assert sidecar["method"] == "dynamics_loss"
         assert sidecar["categories"]["reference"] == pytest.approx(-0.5, abs=1e-6)
+
+
+def test_a_validation_file_takes_the_training_files_task(tmp_path):
+    frame = _diabetes_like()
+    frame.iloc[:60].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[60:].assign(y=lambda f: np.round(f["y"])).to_csv(tmp_path / "valid.csv",
+                                                                 index=False)
+    assert main(["value", str(tmp_path / "train.csv"), "--label", "y", "--id-column", "rid",
+                 "--valid", str(tmp_path / "valid.csv"), "--method", "knn", "--out",
+                 str(tmp_path / "v.csv"), "--quiet"]) == 0
+    with open(tmp_path / "v.csv.json") as f:
+        sidecar = json.load(f)
+    assert sidecar["task"] == "regression" and sidecar["input"]["n_valid"] == 20

@@ -193,8 +193,9 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
         train, valid_set = data.subset(train_rows), data.subset(valid_rows)
     else:
         train = data
-        valid_set = _dataset(read_table(valid), **options, names=data.feature_names,
-                             what="the validation table's columns")
+        # the task is the training table's: a few validation targets may all be whole
+        valid_set = _dataset(read_table(valid), **{**options, "task": data.task},
+                             names=data.feature_names, what="the validation table's columns")
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
     target = None

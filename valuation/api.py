@@ -171,7 +171,8 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
 
 def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
                solver: str = "cg", **options):
-    """Influence of each sample on the validation log-loss, at the full-data optimum.
+    """Influence of each sample on the validation loss (log-loss; half the squared error
+    for a regression target), at the full-data optimum.
 
     Trains `utility.model` on all of `utility.train` with the utility's solver and L2, then
     calls `influence.influence` with `method=solver` ("exact", "cg", "lissa", "lowrank",
@@ -269,7 +270,10 @@ def value(
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
         "knn" (KNN-Shapley), "influence" (influence functions; `solver="cg"|"exact"|
         "lissa"|"lowrank"|"trak"`), "dynamics" (a learning-dynamics signal; `signal="aum"|
-        "confidence"|"forgetting"|"el2n"|"grand"|"alignment"`).
+        "confidence"|"forgetting"|"el2n"|"grand"|"alignment"|"loss"|"loss_variability"`).
+        A regression target (`data.task == "regression"`) is valued on the squared error
+        by every method except "trak", the class-only dynamics signals and "rater" (see
+        the README's table).
       valid: validation `Dataset` the utility scores models on (not needed for "oob").
       stop: stopping rule for Monte Carlo methods (`shapley.stopping`); default per method:
         100 permutations (tmc, beta), 5000 coalitions (banzhaf), 800 bagged models (oob);
