@@ -122,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     held = value.add_mutually_exclusive_group()
     held.add_argument("--valid", metavar="DATA", help="validation table (the same columns, in any order: matched by name)")
     held.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
-                      help="share of DATA held out (stratified) as validation data when "
-                           "--valid is not given; those rows get category 'validation' "
-                           "(default 0.2)")
+                      help="share of DATA held out (stratified by class) as validation "
+                           "data when --valid is not given; those rows get category "
+                           "'validation' (default 0.2)")
     value.add_argument("--model", default="auto",
                        help="target model: logreg (logistic regression; the default for "
                             "classes), linear (ridge regression; the default for a "
