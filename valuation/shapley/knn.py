@@ -227,7 +227,8 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     Returns:
       `Estimate(values (N,), stderr (N,), counts = validation points used)`: the mean
       over validation points of each training point's Shapley value for the KNN utility
-      (units: accuracy); stderr is 0 when every validation point is used.
+      (units: accuracy; squared target units with `regression`); stderr is 0 when every
+      validation point is used.
 
     Example:
       >>> est = knn_shapley([[0.0], [1.0]], [0, 1], [[0.1]], [0], k=1)
