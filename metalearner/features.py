@@ -373,7 +373,17 @@ def features_for_utility(
 
     Returns:
       A `FeatureMap`; `fmap(data)` gives the features of any samples of the task.
+
+    Raises:
+      ValuationError: a regression target (the feature groups need classes), unknown
+        groups, too few rows for `k` or `folds`.
     """
+    if utility.task == "regression":
+        # Every group reads classes (stratified folds, p(label), margins, same-label
+        # neighbours, class centroids); regression features are not built yet.
+        raise ValuationError("the meta-learner's features (and so MetaValuator, DataRater, "
+                             "`valuate fit-meta` and method 'rater') are for classification "
+                             "targets; a regression target's values cannot be learned yet")
     groups = tuple(groups)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups:

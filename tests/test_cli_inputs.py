@@ -55,8 +55,13 @@ BAD = {
     "valid has an extra column": (None, _table(20, 1).assign(f3=1.0), {}),
     "valid has an unseen class": (None, _set(_table(20, 1), "target", 0, "maybe"), {}),
     "header only": (_table().iloc[:0], None, {}),
-    "regression target": (_table(60).assign(target=np.arange(60) % 30 * 1.5 + 100), None, {}),
-    "non-integer float labels": (_table().assign(target=np.linspace(0, 1, 40)), None, {}),
+    "ambiguous whole-number labels": (_table(60).assign(target=np.arange(60) % 30 + 100),
+                                      None, {}),
+    "logreg on a regression target": (_table().assign(target=np.linspace(0, 1, 40)), None,
+                                      {"--model": "logreg"}),
+    "text labels as a regression target": (None, None, {"--task": "regression"}),
+    "balance on a regression target": (_table().assign(target=np.linspace(0, 1, 40)), None,
+                                       {"--balance": "on"}),
     "one class": (_table().assign(target="yes"), None, {}),
     "missing label": (_set(_table(), "target", 3, np.nan), None, {}),
     "duplicate ids": (_set(_table(), "rid", 3, "row000"), None, {}),
@@ -77,7 +82,10 @@ SAYS = {
     "valid misses a column": "missing columns ['f2']",
     "valid renames a column": "missing columns ['f1']; columns the model was not trained on ['g1']",
     "header only": "header (5 columns) but no rows",
-    "regression target": "looks like a regression target",
+    "ambiguous whole-number labels": "looks like a regression target",
+    "logreg on a regression target": "--model logreg does not fit a regression target",
+    "text labels as a regression target": "regression targets must be numbers",
+    "balance on a regression target": "regression target: drop --balance",
     "float32 overflow": "exceed the float32 range",
     "number column with a typo": "column 'f1' holds",
 }
@@ -139,13 +147,13 @@ def test_valid_columns_are_matched_by_name(tmp_path):
         pd.testing.assert_frame_equal(plain, shuffled)
 
 
-def test_regression_target_needs_to_be_called_classification(tmp_path, capsys):
-    frame = _table(100).assign(target=np.arange(100) % 25 * 1.5 + 100)  # 25 values
+def test_ambiguous_whole_numbers_need_a_task(tmp_path, capsys):
+    frame = _table(100).assign(target=np.arange(100) % 25 + 100)  # 25 whole-number values
     frame.to_csv(tmp_path / "data.csv", index=False)
     assert main(["value", str(tmp_path / "data.csv"), "--label", "target", "--method", "knn",
                  "--out", str(tmp_path / "v.csv")]) == 2
     line = capsys.readouterr().err.strip()
-    assert "regression" in line and "--task classification" in line
+    assert "--task regression" in line and "--task classification" in line
     _, sidecar = _value(tmp_path, tmp_path / "data.csv", "--method", "knn", "--task",
                         "classification")
     assert sidecar["input"]["task"] == "classification"

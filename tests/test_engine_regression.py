@@ -116,3 +116,36 @@ def test_predictions_are_jittable_through_the_engine(diabetes):
     params = utility.fit(np.ones((1, train.n), np.float32))
     pred = jax.jit(utility.predict_proba)(params, valid.x)
     assert pred.shape == (1, valid.n)
+
+
+@pytest.mark.slow
+def test_mlp_regressor_fits_a_curve_that_ridge_cannot(rng):
+    """y = x^2 on [-2, 2]: a line explains none of it (R^2 about 0), one hidden layer of 16
+    nearly all; the warm solver retrains subsets from the full-data fit."""
+    x = rng.uniform(-2, 2, (80, 1))
+    y = (x[:, 0] ** 2 - 4 / 3) + 0.05 * rng.normal(size=80)
+    train, valid = va.regression_dataset(x[:60], y[:60]), va.regression_dataset(x[60:], y[60:])
+    ridge = va.make_utility(va.linear_regression(), train, valid, l2=1e-3)
+    net = va.make_utility(va.mlp(1, (16,)), train, valid, l2=1e-3)
+    assert net.solver == "warm"
+    half = np.ones((2, train.n), np.float32)
+    half[1, ::2] = 0.0  # the full set and every other row
+    assert np.all(ridge(half) < 0.1)
+    assert np.all(net(half) > 0.9), net(half)
+
+
+def test_reference_points_of_a_regression_target_are_the_mean_predictors_scores(diabetes):
+    from valuation.results import reference_point
+
+    y = diabetes[0].y.astype(np.float64)
+    sq = (y - y.mean()) ** 2  # squared errors of predicting the training mean
+    var = float(np.var(y))
+    assert reference_point("data_oob", 0, target_variance=var) == pytest.approx(-sq.mean())
+    assert reference_point("dynamics_loss", 0, target_variance=var) == pytest.approx(
+        -0.5 * sq.mean())
+    assert reference_point("dynamics_el2n", 0, target_variance=var) == pytest.approx(
+        -np.sqrt(sq.mean()))
+    assert reference_point("tmc_shapley", 0) == 0.0
+    assert reference_point("data_oob", 2) == 0.5  # classes: chance accuracy, as before
+    with pytest.raises(va.ValuationError, match="pass target_variance"):
+        reference_point("data_oob", 0)

@@ -61,17 +61,27 @@ def test_numbers_beyond_float32_are_named_and_large_ones_survive_scaling():
     assert np.isfinite(scaled.x).all() and scaled.x.std() > 0.9  # not zeroed
 
 
-def test_regression_like_labels_are_refused_unless_classification_is_said():
+def test_task_is_inferred_from_the_labels_or_taken_as_said():
     x = np.zeros((100, 1))
-    y = np.arange(100) % 25 * 1.5
-    with pytest.raises(va.ValuationError, match="regression target.*task='classification'"):
-        from_arrays(x, y)
-    assert from_arrays(x, y, task="classification").n_classes == 25
+    whole = np.arange(100) % 25 + 100  # 25 distinct whole numbers: classes or a target?
+    with pytest.raises(va.ValuationError,
+                       match="regression target.*task='regression'.*task='classification'"):
+        from_arrays(x, whole)
+    assert from_arrays(x, whole, task="classification").n_classes == 25
+    as_target = from_arrays(x, whole, task="regression")
+    assert as_target.task == "regression" and as_target.y.dtype == np.float32
+    np.testing.assert_array_equal(as_target.y, whole)
     assert from_arrays(x, np.arange(100) % 10).n_classes == 10  # few classes: fine
-    with pytest.raises(va.ValuationError, match="non-integer numbers"):
-        from_arrays(x, np.linspace(0, 1, 100))
-
-
+    many_rows = np.zeros((1000, 1))  # 30 classes over 1,000 rows: 3 % of the rows, classes
+    assert from_arrays(many_rows, np.arange(1000) % 30).n_classes == 30
+    target = from_arrays(x, np.linspace(0, 1, 100))  # not whole numbers: a target
+    assert target.task == "regression" and target.classes == ()
+    with pytest.raises(va.ValuationError, match="class list was passed with task='regr"):
+        from_arrays(x, whole, classes=list(range(100, 125)), task="regression")
+    with pytest.raises(va.ValuationError, match="regression targets must be numbers"):
+        from_arrays(x, np.array(["a", "b"] * 50), task="regression")
+    with pytest.raises(va.ValuationError, match="unknown task"):
+        from_arrays(x, whole, task="ranking")
 def test_value_matches_validation_columns_by_name_and_checks_class_count():
     data = va.make_classification(60, 3, n_classes=3, seed=0)
     train, valid = data.split(0.6, 0.4, seed=0)

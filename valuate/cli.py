@@ -46,7 +46,8 @@ def _value(args) -> int:
         c, spent = sidecar["categories"], sidecar["extra"].get("evaluations")
         how = [f"metric {sidecar['metric']}"] if args.method in SCORED else []
         how += [f"{spent} models trained"] if spent else []
-        print(f"valued {sidecar['input']['n_train']} rows with {sidecar['method']}"
+        print(f"valued {sidecar['input']['n_train']} rows ({sidecar['task']}) with "
+              f"{sidecar['method']}"
               f"{' (' + ', '.join(how) + ')' if how else ''}: "
               f"{c['harmful']} harmful, {c['useless']} useless, {c['useful']} useful, "
               f"{c['validation']} validation -> {args.out} (+ {args.out}.json)",
@@ -136,15 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     held = value.add_mutually_exclusive_group()
     held.add_argument("--valid", metavar="DATA", help="validation table (the same columns, in any order: matched by name)")
     held.add_argument("--valid-fraction", type=float, default=0.2, metavar="F",
-                      help="share of DATA held out (stratified) as validation data when "
-                           "--valid is not given; those rows get category 'validation' "
-                           "(default 0.2)")
-    value.add_argument("--model", default="logreg", help="target model: logreg or mlp")
+                      help="share of DATA held out (stratified by class) as validation "
+                           "data when --valid is not given; those rows get category "
+                           "'validation' (default 0.2)")
+    value.add_argument("--model", default="auto",
+                       help="target model: logreg (logistic regression; the default for "
+                            "classes), linear (ridge regression; the default for a "
+                            "regression target) or mlp (one hidden layer of 64, either task)")
     value.add_argument("--method", required=True,
                        help="valuation method (listed above; `valuate methods`)")
     value.add_argument("--metric",
                        help="validation score: accuracy, balanced_accuracy or neg_log_loss "
-                            "(default accuracy, or balanced_accuracy on imbalanced classes)")
+                            "(default accuracy, or balanced_accuracy on imbalanced classes); "
+                            "for a regression target r2 (default) or neg_mse")
     value.add_argument("--balance", default="auto", choices=["auto", "on", "off"],
                        help="weigh classes equally (balanced accuracy; class weights for oob, "
                             "knn): auto when the rarest class holds under 40%% of an even "
@@ -154,9 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "two classes scores as its class-frequency predictor (frequency, "
                             "the default) or 0 (zero: pyDVL's convention, for values "
                             "comparable with its)")
-    value.add_argument("--task", default="auto", choices=["auto", "classification"],
-                       help="auto refuses a numeric label that looks like a regression "
-                            "target; classification takes its values as classes")
+    value.add_argument("--task", default="auto",
+                       choices=["auto", "classification", "regression"],
+                       help="auto: numbers that are not all whole are a regression target, "
+                            "whole numbers with more than 20 distinct values (and over 5%% of "
+                            "the rows) are refused as ambiguous, anything else is classes; "
+                            "classification / regression say which it is")
     value.add_argument("--no-encode", action="store_true",
                        help="take feature columns as they are (numeric, complete); by default "
                             "text columns are one-hot encoded (at most 20 columns each, rare "

@@ -16,6 +16,13 @@ metric becomes balanced accuracy (tmc, beta, banzhaf, loo), Data-OOB's bagged mo
 balanced class weights, and KNN-Shapley averages the validation classes equally. Influence
 (validation log-loss) and dynamics are not balanced; the summary warns.
 
+Regression: a numeric label that is not all whole numbers (or `task="regression"`) is a
+regression target (`valuation.data.infer_task`). The target is then scaled to zero mean and
+unit variance with the training statistics (recorded in the sidecar as "target_scaling"),
+the default model is ridge regression ("linear"), the default metric R^2, and the reference
+point of Data-OOB's minus squared errors is minus the training targets' variance (the mean
+predictor's error; see `reference_point`). The sidecar records the task.
+
 With a job folder, the running statistics are checkpointed there atomically; the same command
 run again after an interruption (SIGKILL included) continues from the last checkpoint and
 writes the values an uninterrupted run gives. Monte Carlo methods without `--job-dir` use the
@@ -39,6 +46,7 @@ from valuation import (
     Dataset,
     ValuationError,
     ValuationWarning,
+    linear_regression,
     load,
     logistic_regression,
     mlp,
@@ -59,9 +67,12 @@ from .table import (
 )
 
 __all__ = ["IMBALANCE", "MODELS", "SCORED", "Prepared", "encode_table", "file_sha256", "prepare",
-           "run_job"]
+           "run_job", "target_model"]
 
-MODELS = {"logreg": logistic_regression, "mlp": lambda k: mlp(k, hidden=(64,))}
+# name -> model for a data set with k classes (k = 0: a regression target, one real output)
+MODELS = {"logreg": logistic_regression, "linear": lambda k: linear_regression(),
+          "mlp": lambda k: mlp(k or 1, hidden=(64,))}
+CLASSIFIERS, REGRESSORS = ("logreg", "mlp"), ("linear", "mlp")
 IMBALANCE = 0.4  # imbalanced: the rarest class holds under this fraction of an even share
 MONTE_CARLO = ("tmc", "beta", "banzhaf", "oob")  # the methods --budget/--batch/--job-dir steer
 SCORED = ("tmc", "beta", "banzhaf", "loo")  # the methods that score models with the metric
@@ -77,8 +88,9 @@ def file_sha256(path: str) -> str:
 
 
 class Prepared(NamedTuple):
-    """The input rows, the standardised training and validation sets, the scaling and the
-    encoding (None with `encode=False`)."""
+    """The input rows, the standardised training and validation sets, the feature scaling,
+    the encoding (None with `encode=False`) and, for a regression target, the target's
+    scaling `{"mean", "std"}` (training statistics; None for classes)."""
 
     data: Dataset
     train: Dataset
@@ -86,6 +98,38 @@ class Prepared(NamedTuple):
     mean: np.ndarray
     std: np.ndarray
     encoding: dict | None = None
+    target: dict | None = None
+
+
+def target_model(name: str, train: Dataset):
+    """The `MODELS` entry `name` for `train`'s task ("auto": logreg for classes, linear
+    (ridge) for a regression target).
+
+    Raises:
+      ValuationError: an unknown name, or a model that does not fit the task.
+    """
+    if name == "auto":
+        name = "linear" if train.task == "regression" else "logreg"
+    if name not in MODELS:
+        raise ValuationError(f"unknown model {name!r}; choose one of auto, "
+                             f"{', '.join(MODELS)}")
+    fits = REGRESSORS if train.task == "regression" else CLASSIFIERS
+    if name not in fits:
+        raise ValuationError(f"--model {name} does not fit a {train.task} target; use "
+                             f"{' or '.join(fits)} (default {fits[0]})")
+    return name, MODELS[name](train.n_classes)
+
+
+def _scale_target(train: Dataset, valid: Dataset):
+    """Regression targets scaled to zero mean and unit variance with the training statistics
+    (computed in float64), so that every target model sees targets on the scale of its
+    initialisation; R^2 values do not change, squared errors are in units of the target's
+    variance."""
+    mean, std = float(np.mean(train.y, dtype=np.float64)), float(np.std(train.y,
+                                                                        dtype=np.float64))
+    std = std if std > 0 else 1.0
+    scaled = [d.replace(y=((d.y - mean) / std).astype(np.float32)) for d in (train, valid)]
+    return scaled[0], scaled[1], {"mean": mean, "std": std}
 
 
 def _features(frame: pd.DataFrame, label: str, id_column: str | None) -> list[str]:
@@ -151,11 +195,16 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
         train, valid_set = data.subset(train_rows), data.subset(valid_rows)
     else:
         train = data
-        valid_set = _dataset(read_table(valid), **options, names=data.feature_names,
-                             what="the validation table's columns")
+        # the task is the training table's: a few validation targets may all be whole
+        valid_set = _dataset(read_table(valid), **{**options, "task": data.task},
+                             names=data.feature_names, what="the validation table's columns")
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
-    return Prepared(data, train, valid_set, np.asarray(mean), np.asarray(std), encoding)
+    target = None
+    if train.task == "regression":
+        train, valid_set, target = _scale_target(train, valid_set)
+    return Prepared(data, train, valid_set, np.asarray(mean), np.asarray(std), encoding,
+                    target)
 
 
 def balance_plan(train: Dataset, method: str, metric: str | None,
@@ -175,6 +224,13 @@ def balance_plan(train: Dataset, method: str, metric: str | None,
     """
     if balance not in ("auto", "on", "off"):
         raise ValuationError(f"unknown --balance {balance!r}; choose auto, on or off")
+    if train.task == "regression":
+        if balance == "on":
+            raise ValuationError("--balance on weighs classes, but this is a regression "
+                                 "target: drop --balance")
+        return {"metric": metric or "r2"}, {"imbalanced": False, "mode": balance,
+                                            "applied": False, "metric": metric or "r2",
+                                            "class_weight": None, "warning": None}
     counts = np.bincount(train.y, minlength=train.n_classes)
     shares = counts / counts.sum()
     rarest = int(np.argmin(shares))
@@ -226,7 +282,7 @@ def run_job(
     label: str,
     out: str,
     method: str,
-    model: str = "logreg",
+    model: str = "auto",
     metric: str | None = None,
     id_column: str | None = None,
     valid: str | None = None,
@@ -245,9 +301,11 @@ def run_job(
 ) -> dict:
     """Run one valuation job end to end; returns the sidecar dict it wrote.
 
-    `metric=None` is accuracy, or balanced accuracy when classes are balanced (`balance`).
-    `degenerate` ("frequency" or "zero", `valuation.utility`) sets how the subset-scoring
-    methods (`SCORED`) score a subset with fewer than two classes; None keeps the default.
+    `metric=None` is accuracy, or balanced accuracy when classes are balanced (`balance`);
+    r2 for a regression target. `model="auto"` is logreg for classes, linear (ridge) for a
+    regression target (`target_model`). `degenerate` ("frequency" or "zero",
+    `valuation.utility`) sets how the subset-scoring methods (`SCORED`) score a subset with
+    fewer than two classes; None keeps the default.
     The sidecar's "warnings" list what the user should know (imbalance, values all equal,
     no error bars).
 
@@ -255,8 +313,9 @@ def run_job(
       ValuationError: any problem with the inputs or the output path, before work starts.
     """
     check_output(out, inputs=[p for p in (data_path, valid) if p is not None])
-    if model not in MODELS:
-        raise ValuationError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if model not in ("auto", *MODELS):
+        raise ValuationError(f"unknown model {model!r}; choose one of auto, "
+                             f"{', '.join(MODELS)}")
     from valuation.api import (  # the value families load after cheap checks
         METHODS,
         value,
@@ -276,9 +335,10 @@ def run_job(
         raise ValuationError(f"--degenerate only changes the methods that score subsets "
                              f"({', '.join(SCORED)}); {method} does not: drop it")
     start = time.perf_counter()
-    data, train, valid_set, _, _, encoding = prepare(
+    data, train, valid_set, _, _, encoding, target = prepare(
         data_path, label=label, id_column=id_column, valid=valid,
         valid_fraction=valid_fraction, seed=seed, task=task, encode=encode)
+    model, target_net = target_model(model, train)
     utility_options, balance_record = balance_plan(train, method, metric, balance)
     if degenerate is not None:
         utility_options["degenerate"] = degenerate
@@ -294,7 +354,7 @@ def run_job(
         checkpoint = os.path.join(job_dir, "checkpoint.npz")  # the runner makes the folder
     with warnings.catch_warnings(record=True) as caught:  # into the sidecar, printed once
         warnings.simplefilter("always", ValuationWarning)
-        result = value(train, MODELS[model](train.n_classes), method=method, valid=valid_set,
+        result = value(train, target_net, method=method, valid=valid_set,
                        stop=None if budget is None else max_evaluations(budget), seed=seed,
                        progress=progress, checkpoint=checkpoint,
                        utility_options=utility_options,
@@ -305,7 +365,8 @@ def run_job(
         if not issubclass(w.category, ValuationWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     valued = time.perf_counter()
-    reference = reference_point(result.method, train.n_classes)
+    variance = float(np.var(train.y, dtype=np.float64)) if train.task == "regression" else None
+    reference = reference_point(result.method, train.n_classes, target_variance=variance)
     frame = values_frame(result, data.ids, z=z, reference=reference)
     flat = _flat_warning(result, method, utility_options["metric"])
     signless = no_error_bars(result.stderr)
@@ -333,6 +394,8 @@ def run_job(
                   "task": task, "encode": encode,
                   "rows": data.n, "n_train": train.n, "n_valid": valid_set.n},
         "encoding": encoding,
+        "task": train.task,
+        "target_scaling": target,
         "model": model,
         "metric": utility_options["metric"],
         "balance": balance_record,

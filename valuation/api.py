@@ -150,14 +150,22 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
     training x validation pairs, then sampled and truncated); `index` "exact" or "hnsw"
     (approximate neighbours, `shapley.neighbours`; epsilon at least 1e-3 there). With
     `utility.class_weight == "balanced"` each validation class weighs the same (the mean of
-    the per-class means), so the majority class's points do not decide alone.
+    the per-class means), so the majority class's points do not decide alone. A regression
+    target gets the K-NN regressor's game (minus its squared error; `knn` module docstring),
+    exact: `epsilon` must stay "auto" (or None) and `index` "exact".
     """
     del stop, checkpoint, checkpoint_every  # closed form, no training
     if index not in ("exact", "hnsw"):
         raise ValuationError(f"unknown index {index!r}; choose 'exact' or 'hnsw'")
+    regression = utility.task == "regression"
+    if regression and (epsilon not in ("auto", None) or index != "exact"):
+        raise ValuationError("KNN-Shapley's regression form is exact only: drop epsilon= "
+                             "and index= for a regression target")
     start = time.perf_counter()
     train_emb, valid_emb = knn.embeddings(utility, embedding)
     auto = knn.auto_settings(utility.train.n, utility.valid.n)
+    if regression:
+        auto = (None, auto[1])
     epsilon = auto[0] if epsilon == "auto" else epsilon
     valid_sample = auto[1] if valid_sample == "auto" else valid_sample
     search = None
@@ -165,11 +173,13 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
         epsilon = epsilon or 1e-3
         search = neighbours.hnsw_search(train_emb)
     yv = np.asarray(utility.valid.y)
-    groups = ([yv == c for c in np.unique(yv)] if utility.class_weight == "balanced"
+    groups = ([yv == c for c in np.unique(yv)]
+              if utility.class_weight == "balanced" and not regression
               else [np.ones(yv.shape, bool)])
     parts = [knn.knn_shapley(train_emb, utility.train.y, np.asarray(valid_emb)[g], yv[g],
                              k=k, epsilon=epsilon, valid_sample=valid_sample,
-                             key=jax.random.PRNGKey(seed), search=search, progress=progress)
+                             key=jax.random.PRNGKey(seed), search=search, progress=progress,
+                             regression=regression)
              for g in groups]
     estimate = Estimate(np.mean([p.values for p in parts], axis=0),
                         np.sqrt(np.sum([np.square(p.stderr) for p in parts], axis=0))
@@ -187,7 +197,8 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
 
 def _influence(utility, *, seed, stop, progress, checkpoint, checkpoint_every,
                solver: str = "cg", **options):
-    """Influence of each sample on the validation log-loss, at the full-data optimum.
+    """Influence of each sample on the validation loss (log-loss; half the squared error
+    for a regression target), at the full-data optimum.
 
     Trains `utility.model` on all of `utility.train` with the utility's solver and L2, then
     calls `influence.influence` with `method=solver` ("exact", "cg", "lissa", "lowrank",
@@ -285,7 +296,10 @@ def value(
         Shapley), "banzhaf" (MSR Data Banzhaf), "loo" (leave-one-out), "oob" (Data-OOB),
         "knn" (KNN-Shapley), "influence" (influence functions; `solver="cg"|"exact"|
         "lissa"|"lowrank"|"trak"`), "dynamics" (a learning-dynamics signal; `signal="aum"|
-        "confidence"|"forgetting"|"el2n"|"grand"|"alignment"`).
+        "confidence"|"forgetting"|"el2n"|"grand"|"alignment"|"loss"|"loss_variability"`).
+        A regression target (`data.task == "regression"`) is valued on the squared error
+        by every method except "trak", the class-only dynamics signals and "rater" (see
+        the README's table).
       valid: validation `Dataset` the utility scores models on (not needed for "oob").
       stop: stopping rule for Monte Carlo methods (`shapley.stopping`); default per method:
         100 permutations (tmc, beta), 5000 coalitions (banzhaf), 800 bagged models (oob);

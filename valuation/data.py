@@ -22,10 +22,12 @@ import pandas as pd
 from .errors import ValuationError
 
 __all__ = [
+    "TASKS",
     "Dataset",
     "align_classes",
     "from_arrays",
     "from_dataframe",
+    "infer_task",
     "load",
     "match_columns",
     "read_table",
@@ -279,29 +281,45 @@ def _check_float32_range(x: np.ndarray, feature_names: Sequence[str]) -> np.ndar
     return x
 
 
-_MAX_NUMERIC_CLASSES = 20
+TASKS = ("auto", "classification", "regression")
+_MAX_NUMERIC_CLASSES = 20  # whole-number labels with more distinct values than this ...
+_MAX_CLASS_SHARE = 0.05  # ... and than this share of the rows look like a regression target
 
 
-def _check_task(y: np.ndarray, task: str) -> None:
-    """Refuse numeric labels that look like a regression target, unless told otherwise.
+def infer_task(y: np.ndarray, task: str = "auto") -> str:
+    """"classification" or "regression" for labels `y` `(n,)` and the user's `task`.
 
-    A float label column with non-integer values, or a numeric one with more than 20 distinct
-    values and fewer than 10 rows per value on average (e.g. scikit-learn's diabetes: 214
-    values over 442 rows), would silently become a many-class problem.
+    With `task="auto"`: non-numeric labels are classes; numbers that are not all whole
+    numbers are a regression target; whole numbers with more than 20 distinct values that
+    are also more than 5 % of the rows (e.g. scikit-learn's diabetes: 214 values over 442
+    rows) are refused, since they could be either and taking them as classes would silently
+    make a many-class problem. "classification" and "regression" are taken as said.
+
+    Raises:
+      ValuationError: an unknown `task`, non-numeric labels with `task="regression"`, or
+        ambiguous whole-number labels with `task="auto"`.
     """
-    if task not in ("auto", "classification"):
-        _fail(f"unknown task {task!r}", "pass task='auto' or task='classification'")
-    if task == "classification" or not np.issubdtype(y.dtype, np.number):
-        return
-    how = ("valuate values classification targets only (regression is not supported yet); "
-           "if the labels really are classes, say so with task='classification' "
-           "(CLI: --task classification)")
+    if task not in TASKS:
+        _fail(f"unknown task {task!r}", f"pass task= one of {list(TASKS)} (CLI: --task)")
+    numeric = np.issubdtype(y.dtype, np.number) and y.dtype != bool
+    if task == "regression":
+        if not numeric:
+            _fail(f"regression targets must be numbers, got labels such as {y[0]!r}",
+                  "pass numeric targets, or task='classification' (CLI: --task "
+                  "classification) for class labels")
+        return task
+    if task == "classification" or not numeric:
+        return "classification"
     if np.issubdtype(y.dtype, np.floating) and not np.all(y == np.round(y)):
-        _fail("labels are non-integer numbers, which looks like a regression target", how)
+        return "regression"
     n_values = len(np.unique(y))
-    if n_values > _MAX_NUMERIC_CLASSES and len(y) < 10 * n_values:
-        _fail(f"the numeric label column has {n_values} distinct values over {len(y)} rows, "
-              "which looks like a regression target", how)
+    if n_values > _MAX_NUMERIC_CLASSES and n_values > _MAX_CLASS_SHARE * len(y):
+        _fail(f"the numeric label column has {n_values} distinct whole numbers over {len(y)} "
+              "rows, which looks like a regression target",
+              "say which it is: task='regression' (CLI: --task regression) for a real-valued "
+              "target, or task='classification' (CLI: --task classification) if they really "
+              "are classes")
+    return "classification"
 
 
 def _features_and_names(x: Any, feature_names: Sequence[str] | None):
@@ -349,15 +367,15 @@ def from_arrays(
       feature_names: names of the `d` columns; default `x0..x{d-1}`.
       classes: the class list, in code order; default the sorted unique labels. Pass it to
         keep a class that is absent from this table (e.g. a validation split).
-      task: "auto" refuses numeric labels that look like a regression target (non-integer
-        floats, or more than 20 distinct values with under 10 rows each on average);
-        "classification" takes them as classes. Passing `classes` also says it is
-        classification.
+      task: "auto", "classification" or "regression" (`infer_task`): with "auto",
+        numbers that are not all whole are a regression target (the result is then
+        `regression_dataset(x, y, ...)`), and whole numbers with too many distinct values
+        are refused. Passing `classes` says it is classification.
 
     Raises:
       ValuationError: empty data, wrong shapes, NaN/inf, non-numeric or float32-overflowing
-        features, a regression-like label, fewer than two classes, duplicate ids, labels
-        outside `classes`.
+        features, ambiguous whole-number labels, fewer than two classes, duplicate ids,
+        labels outside `classes`, `classes` with `task="regression"`.
     """
     x, names = _features_and_names(x, feature_names)
     y = np.asarray(y)
@@ -371,7 +389,11 @@ def from_arrays(
               "pass exactly one label per row")
     if pd.isna(pd.Series(y, dtype=object)).any():
         _fail("some labels are missing (NaN/None)", "drop or label those rows")
-    _check_task(y, "classification" if classes is not None else task)
+    if classes is not None and task == "regression":
+        _fail("a class list was passed with task='regression'",
+              "drop classes= for a regression target")
+    if infer_task(y, "classification" if classes is not None else task) == "regression":
+        return _regression(x, names, y, ids)
     if np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     if classes is None:
@@ -549,7 +571,12 @@ def regression_dataset(
         duplicate ids.
     """
     x, names = _features_and_names(x, feature_names)
-    y = np.asarray(y)
+    return _regression(x, names, np.asarray(y), ids)
+
+
+def _regression(x: np.ndarray, names: tuple, y: np.ndarray, ids: Any) -> Dataset:
+    """A regression `Dataset` from checked features `(n, d)` and their names; checks the
+    targets `(n,)` and ids."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
@@ -562,6 +589,9 @@ def regression_dataset(
     if not np.all(np.isfinite(y)):
         _fail(f"{int((~np.isfinite(y)).sum())} targets are NaN or infinite",
               "drop or impute those rows")
+    if np.any(np.abs(y) > np.finfo(np.float32).max):
+        _fail("targets exceed the float32 range (+/-3.4e38) the computation uses",
+              "rescale the target (e.g. divide by a power of ten or take a log)")
     ids = _unique_ids(ids, x.shape[0])
     return Dataset(x=x, y=y.astype(np.float32), ids=ids, classes=(),
                    feature_names=names)

@@ -41,11 +41,33 @@ __all__ = [
 Z = 1.96
 
 
-def reference_point(method: str, n_classes: int) -> float:
-    """The value that separates harmful from useful samples for a method: 0 for
-    marginal-contribution values and margins, chance `1 / n_classes` for Data-OOB's
-    out-of-bag scores."""
-    return 1.0 / n_classes if method == "data_oob" else 0.0
+def reference_point(method: str, n_classes: int, *, target_variance: float | None = None
+                    ) -> float:
+    """The value that separates harmful from useful samples for a method.
+
+    0 for marginal-contribution values (Shapley, Banzhaf, leave-one-out, KNN-Shapley,
+    influence) and margins. For scores of how well a sample itself is predicted, the score of
+    a predictor that knows nothing: Data-OOB's out-of-bag accuracy against chance
+    `1 / n_classes`; for a regression target (`n_classes == 0`), whose scores are minus
+    squared errors, the constant prediction of the training mean, whose mean squared error
+    is `target_variance` (the training targets' variance): Data-OOB `-target_variance`,
+    the dynamics loss (half the squared error) `-target_variance / 2` and its EL2N
+    (`-|residual|`) `-sqrt(target_variance)`.
+
+    Raises:
+      ValuationError: a regression target without `target_variance`.
+    """
+    if n_classes:
+        return 1.0 / n_classes if method == "data_oob" else 0.0
+    chance = {"data_oob": 1.0, "dynamics_loss": 0.5, "dynamics_el2n": None}
+    if method not in chance:
+        return 0.0
+    if target_variance is None:
+        raise ValuationError(f"the reference point of {method} on a regression target is the "
+                             "mean predictor's error: pass target_variance=")
+    if method == "dynamics_el2n":
+        return -float(np.sqrt(target_variance))
+    return -chance[method] * float(target_variance)
 
 
 def categorize(values: np.ndarray, stderr: np.ndarray, *, z: float = Z,

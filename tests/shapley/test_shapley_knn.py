@@ -41,6 +41,50 @@ def test_closed_form_equals_exact_enumeration(k):
     assert np.all(got.stderr == 0) and np.all(got.counts == 4)
 
 
+def knn_regression_game(xt, yt, xv, yv, k):
+    """U(S) = mean over validation points of -(f(S) - y)^2, f(S) the sum of the targets of the
+    min(K, |S|) nearest members of S divided by K (Jia et al. 2019, K-NN regression)."""
+    d = ((xv[:, None, :] - xt[None, :, :]) ** 2).sum(-1)
+
+    def utility(mask):
+        members = np.flatnonzero(mask)
+        total = 0.0
+        for v in range(len(xv)):
+            nearest = members[np.argsort(d[v, members], kind="stable")[:k]]
+            total -= (np.sum(yt[nearest]) / k - yv[v]) ** 2
+        return total / len(xv)
+
+    return Game(len(xt), utility)
+
+
+@pytest.mark.parametrize("k", [1, 3, 12])
+def test_regression_closed_form_equals_exact_enumeration(k):
+    rng = np.random.default_rng(10 + k)
+    xt, yt = rng.normal(size=(10, 2)), rng.normal(2.0, 1.0, 10)
+    xv, yv = rng.normal(size=(4, 2)), rng.normal(2.0, 1.0, 4)
+    got = knn_shapley(xt, yt, xv, yv, k=k, regression=True)
+    game = knn_regression_game(xt, yt, xv, yv, k)
+    want = exact_shapley(game).values
+    np.testing.assert_allclose(got.values, want, atol=2e-5 * np.abs(want).max())
+    # efficiency: the values share out U(N) - U(empty)
+    total = game(np.ones((1, 10)))[0] - game(np.zeros((1, 10)))[0]
+    assert got.values.sum() == pytest.approx(total, abs=1e-5 * np.abs(want).sum())
+
+
+def test_regression_values_through_value_and_their_errors():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    data = va.regression_dataset(x, x @ np.array([1.0, -2.0, 0.5]) + rng.normal(size=120))
+    train, valid = data.split(0.7, 0.3, seed=0)
+    result = va.value(train, method="knn", valid=valid, k=5, progress=False)
+    direct = knn_shapley(train.x, train.y, valid.x, valid.y, k=5, regression=True)
+    np.testing.assert_allclose(result.values, direct.values)
+    with pytest.raises(ValuationError, match="regression form is exact only"):
+        va.value(train, method="knn", valid=valid, epsilon=1e-3, progress=False)
+    with pytest.raises(ValuationError, match="exact only"):
+        knn_shapley(train.x, train.y, valid.x, valid.y, epsilon=0.01, regression=True)
+
+
 def test_chunking_and_row_order_do_not_change_values():
     rng = np.random.default_rng(0)
     xt, yt = rng.normal(size=(300, 5)), rng.integers(0, 2, 300)

@@ -42,6 +42,12 @@ class Trace(NamedTuple):
     model. Logits are `z = apply(params, x)`, `p = softmax(z)`, `y` the given label, `e_y`
     its one-hot vector and `h = embed(params, x)` the input of the last layer.
 
+    For a regression target (`n_classes == 0`) the residual `r = f(x) - y` of the one real
+    output takes the place of `p - e_y`: loss is the squared loss `r^2 / 2` the model trains
+    on, error_norm `|r|`, grad_norm `|r| sqrt(||h||^2 + 1)` and alignment
+    `r_i [h_i, 1] . mean_v r_v [h_v, 1]`; prob and margin are NaN and correct is False (the
+    class-only signals refuse a regression trace).
+
     Attributes:
       loss: cross-entropy `-log p_y`, in nats.
       prob: probability of the given label, `p_y`.
@@ -71,14 +77,19 @@ class Trace(NamedTuple):
 
 
 def _last_layer_grad(model: Model, params: Params, x: jax.Array, y: jax.Array, k: int):
-    """Residuals `p - e_y` `(n, k)` and last-layer inputs `[h, 1]` `(n, width + 1)`.
+    """Residuals `p - e_y` `(n, k)` (for a regression target, `k == 0`: `f(x) - y`,
+    `(n, 1)`) and last-layer inputs `[h, 1]` `(n, width + 1)`.
 
-    The per-sample gradient of the cross-entropy with respect to `(W, b)` of `z = h W + b` is
-    the outer product `[h, 1]^T (p - e_y)`.
+    The per-sample gradient of the cross-entropy (of the squared loss) with respect to
+    `(W, b)` of `z = h W + b` is the outer product `[h, 1]^T residual`.
     """
     logits = model.apply(params, x)
     h = model.embed(params, x)
-    residual = jax.nn.softmax(logits, axis=-1) - jax.nn.one_hot(y, k, dtype=logits.dtype)
+    if k == 0:
+        residual = logits - y[:, None]
+    else:
+        residual = (jax.nn.softmax(logits, axis=-1)
+                    - jax.nn.one_hot(y, k, dtype=logits.dtype))
     hb = jnp.concatenate([h, jnp.ones(h.shape[:-1] + (1,), h.dtype)], axis=-1)
     return logits, residual, hb
 
@@ -86,10 +97,16 @@ def _last_layer_grad(model: Model, params: Params, x: jax.Array, y: jax.Array, k
 def _checkpoint_stats(model: Model, params: Params, x, y, xv, yv, k: int):
     """The seven statistics of `Trace` at one checkpoint, each `(n,)`."""
     logits, residual, hb = _last_layer_grad(model, params, x, y, k)
-    onehot = jax.nn.one_hot(y, k, dtype=bool)
-    z_y = jnp.sum(jnp.where(onehot, logits, 0.0), axis=-1)
-    z_other = jnp.max(jnp.where(onehot, -jnp.inf, logits), axis=-1)
-    loss = jax.nn.logsumexp(logits, axis=-1) - z_y
+    if k == 0:  # regression: no probabilities, margins or correctness
+        loss = 0.5 * residual[:, 0] ** 2
+        prob = margin = jnp.full(y.shape, jnp.nan, logits.dtype)
+        correct = jnp.zeros(y.shape, bool)
+    else:
+        onehot = jax.nn.one_hot(y, k, dtype=bool)
+        z_y = jnp.sum(jnp.where(onehot, logits, 0.0), axis=-1)
+        z_other = jnp.max(jnp.where(onehot, -jnp.inf, logits), axis=-1)
+        loss = jax.nn.logsumexp(logits, axis=-1) - z_y
+        prob, correct, margin = jnp.exp(-loss), z_y > z_other, z_y - z_other
     error = jnp.linalg.norm(residual, axis=-1)
     grad_norm = error * jnp.linalg.norm(hb, axis=-1)
     if xv is None:
@@ -99,7 +116,7 @@ def _checkpoint_stats(model: Model, params: Params, x, y, xv, yv, k: int):
         g_valid = hb_v.T @ res_v / xv.shape[0]  # (width + 1, k): mean validation gradient
         # <[h_i,1]^T r_i, G>_F = [h_i,1] G r_i^T: the per-sample gradients are never formed.
         alignment = jnp.einsum("na,ac,nc->n", hb, g_valid, residual)
-    return (loss, jnp.exp(-loss), z_y > z_other, z_y - z_other, error, grad_norm, alignment)
+    return (loss, prob, correct, margin, error, grad_norm, alignment)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "k"))
@@ -127,8 +144,9 @@ def trajectory(
     Args:
       model: the target model; needs `model.embed` (the last layer's input).
       checkpoints: params with two leading axes `(seeds, epochs)`, as `record` returns them.
-      x: features `(m, d)`, float32; y: label codes `(m,)` in `[0, n_classes)`.
-      n_classes: number of outputs of the model.
+      x: features `(m, d)`, float32; y: label codes `(m,)` in `[0, n_classes)` (real
+        targets for a regression target).
+      n_classes: number of outputs of the model; 0 for a regression target (one output).
       valid: validation set (same class codes) for the gradient alignment; None gives NaN.
 
     Returns:
@@ -138,11 +156,12 @@ def trajectory(
         raise ValuationError(f"model {model.name!r} has no `embed` (the input of its last "
                              "layer), which the gradient statistics need; use "
                              "models.mlp / models.logistic_regression or give it an embed")
+    label = jnp.float32 if n_classes == 0 else jnp.int32
     x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y, jnp.int32)
+    y = jnp.asarray(y, label)
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValuationError(f"x must be (m, d) and y (m,), got {x.shape} and {y.shape}")
-    if y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+    if n_classes and y.size and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValuationError(f"label codes must lie in [0, {n_classes}); re-code new samples "
                              "onto the training classes with data.align_classes")
     leads = {tuple(a.shape[:2]) for a in jax.tree_util.tree_leaves(checkpoints)}
@@ -153,7 +172,7 @@ def trajectory(
                              "checkpoints)")
     xv = yv = None
     if valid is not None:
-        xv, yv = jnp.asarray(valid.x, jnp.float32), jnp.asarray(valid.y, jnp.int32)
+        xv, yv = jnp.asarray(valid.x, jnp.float32), jnp.asarray(valid.y, label)
     stats = _trajectory(model, checkpoints, x, y, xv, yv, n_classes)
     return Trace(*(np.asarray(s) for s in stats))
 
@@ -162,13 +181,15 @@ def trajectory(
                                              "batch_size"))
 def _train(model, x, y, weights, keys, l2, *, steps, save_every, optimizer, batch_size):
     """`fit` vmap-ed over keys (and labels, when `y` is `(seeds, n)`; and weights, when
-    given as `(seeds, n)`; None is weight 1 for every sample)."""
+    given as `(seeds, n)`; None is weight 1 for every sample); float targets train on the
+    squared loss."""
     w_axis = None if weights is None else 0
     weights = jnp.ones(x.shape[0], jnp.float32) if weights is None else weights
+    loss = "squared" if jnp.issubdtype(y.dtype, jnp.floating) else "cross_entropy"
 
     def one(y_, w, key):
         return fit(model, x, y_, w, key=key, steps=steps, optimizer=optimizer, l2=l2,
-                   batch_size=batch_size, save_every=save_every)
+                   batch_size=batch_size, save_every=save_every, loss=loss)
 
     return jax.vmap(one, in_axes=(0 if y.ndim == 2 else None, w_axis, 0))(y, weights, keys)
 
@@ -203,7 +224,9 @@ def train_checkpoints(
     """Train one model per key and keep the params after every epoch.
 
     Args:
-      x: `(n, d)`; y: `(n,)`, or `(seeds, n)` for different labels per run; keys `(seeds, 2)`.
+      x: `(n, d)`; y: `(n,)`, or `(seeds, n)` for different labels per run (int labels, or
+        float targets of a regression target, trained on the squared loss); keys
+        `(seeds, 2)`.
       epochs, steps_per_epoch, batch_size, optimizer, l2, weights: see `record`.
 
     Returns:
@@ -212,7 +235,9 @@ def train_checkpoints(
     spe = _schedule(x.shape[0], epochs, steps_per_epoch, batch_size)
     if weights is not None:
         weights = jnp.asarray(weights, jnp.float32)
-    _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32),
+    y = np.asarray(y)
+    y = y.astype(np.float32) if np.issubdtype(y.dtype, np.floating) else y.astype(np.int32)
+    _, saved = _train(model, jnp.asarray(x, jnp.float32), jnp.asarray(y),
                       weights, keys, jnp.float32(l2),
                       steps=epochs * spe, save_every=spe, optimizer=optimizer,
                       batch_size=batch_size)

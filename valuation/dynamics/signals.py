@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ValuationError
 
 __all__ = [
+    "CLASS_SIGNALS",
     "SIGNALS",
     "alignment",
     "aum",
@@ -27,6 +28,8 @@ __all__ = [
     "forgetting_events",
     "forgetting_value",
     "grand",
+    "loss_variability",
+    "mean_loss",
     "never_learned",
     "region",
     "variability",
@@ -155,6 +158,23 @@ def grand(grad_norm: np.ndarray, epoch: int) -> np.ndarray:
     return _at(grad_norm, epoch)
 
 
+def mean_loss(loss: np.ndarray) -> np.ndarray:
+    """Mean training loss over epochs (cross-entropy, or the squared loss `r^2 / 2` of a
+    regression target): the loss-trajectory score of small-loss selection (Jiang et al.,
+    "MentorNet", ICML 2018; Arazo et al., "Unsupervised Label Noise Modeling and Loss
+    Correction", ICML 2019). High = hard, mislabelled or, for a regression target, an
+    outlying target."""
+    return np.mean(loss, axis=-2)
+
+
+def loss_variability(loss: np.ndarray) -> np.ndarray:
+    """Standard deviation over epochs of the training loss (population, divisor = epochs):
+    the data-map variability of Swayamdipta et al. 2020 read on the loss instead of `p_y`,
+    so that it exists for a regression target too. High = the model's fit of the sample
+    kept changing (ambiguous)."""
+    return np.std(loss, axis=-2)
+
+
 def alignment(align: np.ndarray) -> np.ndarray:
     """Gradient alignment with the validation set, summed over checkpoints.
 
@@ -186,4 +206,14 @@ SIGNALS = {
     "alignment": (lambda t, e: alignment(t.alignment),
                   ("summed last-layer gradient alignment with the validation set "
                    "(Pruthi et al. 2020; Wang et al. 2024)")),
+    "loss": (lambda t, e: -mean_loss(t.loss),
+             "minus the mean training loss over epochs (Jiang et al. 2018)"),
+    "loss_variability": (lambda t, e: loss_variability(t.loss),
+                         ("variability of the training loss over epochs, ambiguous "
+                          "samples high (Swayamdipta et al. 2020)")),
 }
+
+# The signals read from class probabilities, margins or correctness: undefined for a
+# regression target (the others read the loss and the residual).
+CLASS_SIGNALS = ("confidence", "variability", "correctness", "forgetting", "aum",
+                 "aum_threshold")

@@ -40,6 +40,15 @@ def _key_and_seed(key: Any) -> tuple[jax.Array, int | None]:
     return key, None
 
 
+def _check_signal(signal: str, regression: bool) -> None:
+    """A class-only signal on a regression target -> one error naming the ones that work."""
+    if regression and signal in sg.CLASS_SIGNALS:
+        works = [s for s in SIGNAL_NAMES if s not in sg.CLASS_SIGNALS]
+        raise ValuationError(f"dynamics signal {signal!r} reads class probabilities or "
+                             f"margins, which a regression target has not; use one of "
+                             f"{works} (default 'loss')")
+
+
 def _run(checkpoints: Any, r: int) -> Any:
     """Run `r` of checkpoints with a leading run axis, keeping that axis (length 1)."""
     return jax.tree_util.tree_map(lambda a: a[r:r + 1], checkpoints)
@@ -72,6 +81,7 @@ def signal_values(
         raise ValuationError(f"unknown dynamics signal {signal!r}; choose one of "
                              f"{sorted(sg.SIGNALS)}")
     seeds, epochs, n = trace.shape
+    _check_signal(signal, bool(n) and bool(np.isnan(trace.prob).all()))  # regression trace
     if signal == "alignment" and np.isnan(trace.alignment).all():
         raise ValuationError("the alignment signal needs a validation set; pass valid= when "
                              "recording")
@@ -93,7 +103,7 @@ def dynamics_values(
     train: Dataset,
     valid: Dataset | None = None,
     *,
-    signal: str = "aum",
+    signal: str | None = None,
     key: Any,
     epochs: int = 30,
     steps_per_epoch: int | None = None,
@@ -109,8 +119,11 @@ def dynamics_values(
       model: the target model (needs `embed`).
       train: training set; valid: validation set (needed by `signal="alignment"`).
       signal: one of `SIGNAL_NAMES`: "confidence", "variability", "correctness",
-        "forgetting", "aum", "el2n", "grand", "alignment" (see `signals.SIGNALS`), or
-        "aum_threshold" (`aum_threshold_values`; `seeds` and `early_epoch` unused).
+        "forgetting", "aum", "el2n", "grand", "alignment", "loss", "loss_variability" (see
+        `signals.SIGNALS`), or "aum_threshold" (`aum_threshold_values`; `seeds` and
+        `early_epoch` unused). Default "aum", or "loss" for a regression target, which takes
+        "el2n" (`-|residual|`), "grand", "alignment", "loss" and "loss_variability" only
+        (`signals.CLASS_SIGNALS` need classes).
       key: a `jax.random.PRNGKey` or an int seed.
       epochs, steps_per_epoch, batch_size, optimizer, l2: training schedule (see `record`).
       seeds: independent training runs (one `vmap`); the values are their mean and `stderr`
@@ -128,9 +141,12 @@ def dynamics_values(
       >>> r.method, len(r)
       ('dynamics_forgetting', 60)
     """
+    if signal is None:
+        signal = "loss" if train.task == "regression" else "aum"
     if signal not in SIGNAL_NAMES:
         raise ValuationError(f"unknown dynamics signal {signal!r}; choose one of "
                              f"{list(SIGNAL_NAMES)}")
+    _check_signal(signal, train.task == "regression")
     if signal == "alignment" and valid is None:
         raise ValuationError("signal='alignment' scores gradients against a validation set; "
                              "pass valid=")
@@ -154,7 +170,7 @@ def dynamics_from_utility(
     progress: bool = False,
     checkpoint: Any = None,
     checkpoint_every: int = 1,
-    signal: str = "aum",
+    signal: str | None = None,
     epochs: int = 30,
     steps_per_epoch: int | None = None,
     seeds: int = 3,

@@ -6,9 +6,11 @@ top-level entries named in `layers`, e.g. `("out",)` for the last layer of `mode
 the rest, which is held fixed. The selected leaves are raveled into one vector `theta` of
 shape `(p,)`; every gradient, Hessian-vector product and projection works on that vector.
 
-Loss contract: the per-sample loss is the softmax cross-entropy of `model.apply`,
-`ce_i(theta) = CE(apply(theta, x_i), y_i)`, *without* the L2 term: the penalty belongs to
-the objective, not to any one sample (see `training.weighted_objective`).
+Loss contract: the per-sample loss is the training loss of `training.sample_losses`: the
+softmax cross-entropy of `model.apply`, `ce_i(theta) = CE(apply(theta, x_i), y_i)`, or for a
+regression target (`loss="squared"`, float targets) half the squared error
+`(apply(theta, x_i) - y_i)^2 / 2`; *without* the L2 term: the penalty belongs to the
+objective, not to any one sample (see `training.weighted_objective`).
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
 from ..errors import ValuationError
 from ..models import Model
+from ..training import sample_losses as training_losses
 from ..training import weighted_objective
 
-__all__ = ["Flat", "chunk_size", "flatten", "grad_chunk", "per_sample_grads"]
+__all__ = ["Flat", "chunk_size", "flatten", "grad_chunk", "loss_of", "per_sample_grads"]
 
 Params = Any
 
@@ -87,35 +89,44 @@ def flatten(params: Params, layers: Sequence[str] | None = None) -> Flat:
     return Flat(theta, lambda t: {**fixed, **unravel(t)}, layers)
 
 
+def loss_of(data) -> str:
+    """The training loss of a `Dataset`'s task: "squared" for a regression target, else
+    "cross_entropy" (`training.sample_losses`)."""
+    return "squared" if data.task == "regression" else "cross_entropy"
+
+
 def sample_losses(
-    model: Model, flat: Flat, theta: jax.Array, x: jax.Array, y: jax.Array
+    model: Model, flat: Flat, theta: jax.Array, x: jax.Array, y: jax.Array,
+    loss: str = "cross_entropy",
 ) -> jax.Array:
-    """Cross-entropy of each sample, shape `(batch,)`, at `theta`."""
-    logits = model.apply(flat.params(theta), x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    """Each sample's loss (module docstring), shape `(batch,)`, at `theta`."""
+    return training_losses(model.apply(flat.params(theta), x), y, loss)
 
 
-def mean_objective(model: Model, flat: Flat, l2: float) -> Callable[..., jax.Array]:
+def mean_objective(
+    model: Model, flat: Flat, l2: float, loss: str = "cross_entropy"
+) -> Callable[..., jax.Array]:
     """`(theta, x, y) -> J(theta)`, the training objective at weight 1 on every sample.
 
-    `J = (sum_i ce_i + l2/2 ||W||^2) / n` exactly as in `training.weighted_objective`, so its
-    Hessian is the curvature of the objective the model was trained on.
+    `J = (sum_i loss_i + l2/2 ||W||^2) / n` exactly as in `training.weighted_objective`, so
+    its Hessian is the curvature of the objective the model was trained on (for ridge
+    regression `(X^T X + l2 I_w) / n`, the bias unpenalised).
     """
 
     def objective(theta, x, y):
         ones = jnp.ones(x.shape[0], x.dtype)
-        return weighted_objective(model, flat.params(theta), x, y, ones, l2)
+        return weighted_objective(model, flat.params(theta), x, y, ones, l2, loss)
 
     return objective
 
 
 def grad_chunk(
-    model: Model, flat: Flat
+    model: Model, flat: Flat, loss: str = "cross_entropy"
 ) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
-    """`(theta, x (c, d), y (c,)) -> (c, p)` per-sample CE gradients (vmap of grad)."""
+    """`(theta, x (c, d), y (c,)) -> (c, p)` per-sample loss gradients (vmap of grad)."""
 
     def one(theta, xi, yi):
-        return sample_losses(model, flat, theta, xi[None], yi[None])[0]
+        return sample_losses(model, flat, theta, xi[None], yi[None], loss)[0]
 
     return jax.vmap(jax.grad(one), in_axes=(None, 0, 0))
 
@@ -146,8 +157,9 @@ def per_sample_grads(
     layers: Sequence[str] | None = None,
     chunk: int | None = None,
     memory_budget: float = 2e8,
+    loss: str = "cross_entropy",
 ) -> np.ndarray:
-    """Gradients of each sample's cross-entropy with respect to the selected parameters.
+    """Gradients of each sample's loss with respect to the selected parameters.
 
     The samples are processed `chunk` at a time (last chunk padded, so one compile); only the
     result `(n, p)` is materialised. For large models stream chunks through `grad_chunk`
@@ -158,6 +170,7 @@ def per_sample_grads(
       x: features `(n, d)`; y: int labels `(n,)`.
       layers: restrict to these top-level param keys (see `flatten`).
       chunk: samples per compiled call; default from `memory_budget` (bytes).
+      loss: "cross_entropy" (int labels) or "squared" (float targets; `loss_of(data)`).
 
     Returns:
       float32 array `(n, p)`, rows in sample order, columns in `flatten(params, layers)` order.
@@ -170,10 +183,11 @@ def per_sample_grads(
       (5, 4)
     """
     flat = flatten(params, layers)
-    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+    label = jnp.float32 if loss == "squared" else jnp.int32
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, label)
     n = x.shape[0]
     chunk = chunk or chunk_size(flat.dim, memory_budget=memory_budget, n=n)
-    fn = jax.jit(grad_chunk(model, flat))
+    fn = jax.jit(grad_chunk(model, flat, loss))
     return np.concatenate(
         [
             np.asarray(fn(flat.theta, xc, yc))[:size]

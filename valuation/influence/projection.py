@@ -125,6 +125,10 @@ def trak(
       counts = n_valid), or `(result, matrix)` when `return_matrix`.
     """
     t0 = time.perf_counter()
+    if train.task == "regression":
+        raise ValuationError("TRAK's kernel is a classifier's expected Fisher over its "
+                             "classes, undefined for a regression target; use influence "
+                             "method 'exact' or 'cg' (the squared loss), or 'tracin'")
     ensemble = list(params) if isinstance(params, (list, tuple)) else [params]
     if dim is not None and not (isinstance(dim, int) and dim >= 1):
         raise ValuationError(f"dim must be a positive int or None, got {dim!r}")

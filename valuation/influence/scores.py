@@ -15,7 +15,14 @@ with `H` the Hessian of the training objective `J = (sum_i ce_i + l2/2 ||W||^2) 
 (`training.weighted_objective` at unit weights; the `1/n` comes from that normalisation:
 the weighted optimum solves `sum_j w_j grad ce_j + l2 W = 0`, and setting `w_i = 0` is a
 step of `-1` along `d theta / d w_i = -(n H)^-1 grad ce_i`). This is minus Koh & Liang's
-`I_up,loss / n`. Values are in nats of mean validation cross-entropy.
+`I_up,loss / n`. Values are in nats of mean validation cross-entropy; for a regression target
+(`train.task == "regression"`) every `ce` above is the squared loss `(f(x) - y)^2 / 2` the
+engine trains on (`grads.loss_of`), and values are in units of half the mean squared
+validation error. For ridge regression (a quadratic objective, `H = (X^T X + l2 I_w) / n`
+exactly) the only approximations left are the first-order expansion of the validation loss
+and the missing leverage factor `1 / (1 - h_i)` of the exact leave-one-out update, so
+influence and actual retraining agree to `O(h_i)` (tested in
+`tests/influence/test_influence_regression.py`).
 
 Validation blocks and error bars. The validation set is cut into `B` contiguous blocks
 (`valid_blocks`; default one per validation point). Attribution `A[i, b]` is sample i's
@@ -46,7 +53,15 @@ from ..errors import ValuationError
 from ..models import Model
 from ..training import weighted_objective
 from .attribution import block_grads, finish, key_record, prepare, shares, stream
-from .grads import Flat, chunk_size, flatten, grad_chunk, mean_objective, padded_chunks
+from .grads import (
+    Flat,
+    chunk_size,
+    flatten,
+    grad_chunk,
+    loss_of,
+    mean_objective,
+    padded_chunks,
+)
 from .hvp import hvp
 from .projection import trak
 from .solvers import SOLVERS, Curvature, Solver, cg
@@ -58,7 +73,8 @@ Params = Any
 
 
 def curvature(
-    model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float
+    model: Model, flat: Flat, x: jax.Array, y: jax.Array, *, l2: float,
+    loss: str = "cross_entropy",
 ) -> Curvature:
     """HVPs of the training objective `J` at `flat.theta`, full-data and mini-batch.
 
@@ -69,14 +85,14 @@ def curvature(
 
     def batch_objective(theta, xb, yb):
         w = jnp.full((xb.shape[0],), n / xb.shape[0], xb.dtype)
-        return weighted_objective(model, flat.params(theta), xb, yb, w, l2)
+        return weighted_objective(model, flat.params(theta), xb, yb, w, l2, loss)
 
     def batch_hvp(key, v, size):
         idx = jax.random.choice(key, n, (size,), replace=False)
         return hvp(batch_objective, flat.theta, x[idx], y[idx])(v)
 
     return Curvature(
-        hvp(mean_objective(model, flat, l2), flat.theta, x, y), flat.dim, batch_hvp
+        hvp(mean_objective(model, flat, l2, loss), flat.theta, x, y), flat.dim, batch_hvp
     )
 
 
@@ -130,9 +146,10 @@ def influence_function(
     train, valid, avg, (xt, yt), (xv, yv) = prepare(train, valid, valid_blocks)
     flat = flatten(params, layers)
     chunk = chunk or chunk_size(flat.dim, memory_budget=memory_budget, n=train.n)
-    grad_fn = jax.jit(grad_chunk(model, flat))
+    loss = loss_of(train)
+    grad_fn = jax.jit(grad_chunk(model, flat, loss))
 
-    inverse = solver(curvature(model, flat, xt, yt, l2=l2), key=key)
+    inverse = solver(curvature(model, flat, xt, yt, l2=l2, loss=loss), key=key)
     gv = block_grads(grad_fn, flat.theta, xv, yv, avg, chunk)  # (B, p)
     s = inverse.apply(gv.T) / train.n  # (p, B): (1/n) H^-1 g_b
     t_solve = time.perf_counter() - t0

@@ -35,7 +35,7 @@ from ..data import Dataset
 from ..errors import ValuationError
 from ..models import Model
 from .attribution import finish, prepare, shares, stream
-from .grads import chunk_size, flatten, grad_chunk, padded_chunks
+from .grads import chunk_size, flatten, grad_chunk, loss_of, padded_chunks
 
 __all__ = ["tracin"]
 
@@ -100,7 +100,7 @@ def tracin(
 
     def grads_at(params_c, x, y):  # (c, p) at one checkpoint
         flat = flatten(params_c, layers)
-        return grad_chunk(model, flat)(flat.theta, x, y)
+        return grad_chunk(model, flat, loss_of(train))(flat.theta, x, y)
 
     @jax.jit
     def valid_part(

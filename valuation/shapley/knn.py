@@ -29,6 +29,29 @@ At scale, two approximations, each with a stated error:
   and its standard error `sqrt((1 - m/M) var / m)` (finite-population correction: 0 when
   m = M). Counts are m.
 
+Regression (`regression=True`; Jia et al. 2019, section 4's K-NN regression, whose
+utility is minus the squared error of the K-NN mean): with targets `t_j = y_{a_j}` sorted
+by distance to a validation point (x, y) and `f(S) = (1/K) sum_{j <= min(K, |S|)}
+t_{a_j(S)}` (divided by K also when |S| < K, as in the classification game),
+`U(S) = -(f(S) - y)^2`. Its Shapley values, derived here as for Theorem 1 (two neighbouring
+ranks i, i+1 differ only in coalitions where i would be among the K nearest; there
+`U(S + i) - U(S + (i+1)) = (t_{i+1} - t_i)/K * ((2 A + t_i + t_{i+1})/K - 2 y)`, with `A` the
+sum of the other K-1 nearest members' targets, whose expectation under the Shapley
+distribution is linear in the t_j):
+
+    P_i = min(K, i) / i
+    q_i = m (m - 1) / (2 i (i - 1)),  m = min(K, i)         (q_1 = 0)
+    r_j = M (M + 1) / (2 (j - 1)(j - 2)),  M = min(K-1, j-2) (j >= 3)
+    E_i = q_i sum_{j < i} t_j + sum_{j >= i+2} r_j t_j
+    s_{a_N} = -(t_N / K) ((2 q_N sum_{j < N} t_j + t_N P_N) / K - 2 y P_N)
+    s_{a_i} = s_{a_{i+1}} + (t_{i+1} - t_i) / K * ((2 E_i + (t_i + t_{i+1}) P_i) / K - 2 y P_i)
+
+(`q_i` is the probability that a given nearer point is among the K nearest members of a
+coalition where i is too, `r_j` the same for a farther point j.) Units: squared target
+units per validation point, summing to `U(N) - U(empty) = y^2 - (f(N) - y)^2`. Every value
+depends on all N targets, so the top-K* truncation does not apply: regression values are
+exact (validation subsampling still does).
+
 Memory: `O(chunk * N)` for the distances of a chunk of validation points (default about 32
 million distances per chunk, 128 MB in float32) plus `O(N)` accumulators; time
 `O(M N d)` for the distances and `O(M N)` for the selection.
@@ -82,6 +105,32 @@ def _order_top(xt, sq_t, xv, *, kstar):
     """The `kstar` nearest training points, nearest first, `(c, kstar)` int32 (one
     `lax.top_k` per row: a partial selection, ~4x cheaper than a full sort at N = 800k)."""
     return jax.lax.top_k(_scores(xt, sq_t, xv), kstar)[1].astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("k",))
+def _ranked_values_regression(order, yt, yv, *, k):
+    """Values `(c, N)` of each validation point's training points ranked by `order` (all N,
+    nearest first) in the K-NN regression game (module docstring's recursion)."""
+    t = yt[order]  # (c, N) targets, nearest first
+    n = t.shape[1]
+    i = jnp.arange(1, n + 1, dtype=t.dtype)
+    m = jnp.minimum(k, i)
+    p = m / i  # P_i
+    q = jnp.where(i > 1, m * (m - 1) / (2 * i * jnp.maximum(i - 1, 1)), 0.0)
+    big_m = jnp.minimum(k - 1, i - 2)
+    r = jnp.where(i >= 3, big_m * (big_m + 1) / (2 * (i - 1) * jnp.maximum(i - 2, 1)), 0.0)
+    before = jnp.cumsum(t, axis=1) - t  # sum_{j < i} t_j
+    weighted = r * t
+    after = jnp.cumsum(weighted[:, ::-1], axis=1)[:, ::-1]  # sum_{j >= i} r_j t_j
+    far = jnp.concatenate([after[:, 2:], jnp.zeros_like(after[:, :2])], axis=1)  # j >= i+2
+    e = q * before + far
+    y = yv[:, None]
+    lo, hi = t[:, :-1], t[:, 1:]
+    step = (hi - lo) / k * ((2 * e[:, :-1] + (lo + hi) * p[:-1]) / k - 2 * y * p[:-1])
+    last = -(t[:, -1:] / k) * ((2 * q[-1] * before[:, -1:] + t[:, -1:] * p[-1]) / k
+                               - 2 * y * p[-1])
+    tail = jnp.cumsum(step[:, ::-1], axis=1)[:, ::-1]
+    return jnp.concatenate([tail, jnp.zeros_like(last)], axis=1) + last
 
 
 @functools.partial(jax.jit, static_argnames=("k", "n"))
@@ -151,11 +200,13 @@ def _check(xt, yt, xv, yv, k, epsilon, valid_sample, key):
 def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: int = 10,
                 epsilon: float | None = None, valid_sample: int | None = None,
                 key: jax.Array | None = None, chunk: int | None = None,
-                search: Search | None = None, progress: bool = False) -> Estimate:
+                search: Search | None = None, progress: bool = False,
+                regression: bool = False) -> Estimate:
     """KNN-Shapley values of the training points (Jia et al., VLDB 2019).
 
     Args:
-      x_train: `(N, d)` features or embeddings; y_train: `(N,)` int labels.
+      x_train: `(N, d)` features or embeddings; y_train: `(N,)` int labels (real targets
+        with `regression=True`).
       x_valid: `(M, d)`; y_valid: `(M,)`, same label coding.
       k: neighbours of the KNN classifier.
       epsilon: None for exact values (a full sort per validation point), or the error
@@ -170,11 +221,14 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
       search: a neighbour search such as `neighbours.hnsw_search(x_train)` (approximate:
         see its module) instead of the exact one; needs `epsilon`.
       progress: show a progress bar over validation chunks on stderr.
+      regression: value the K-NN regressor's game, minus its squared error (module
+        docstring); exact only (no `epsilon`, no `search`).
 
     Returns:
       `Estimate(values (N,), stderr (N,), counts = validation points used)`: the mean
       over validation points of each training point's Shapley value for the KNN utility
-      (units: accuracy); stderr is 0 when every validation point is used.
+      (units: accuracy; squared target units with `regression`); stderr is 0 when every
+      validation point is used.
 
     Example:
       >>> est = knn_shapley([[0.0], [1.0]], [0, 1], [[0.1]], [0], k=1)
@@ -182,8 +236,12 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
       [1.0, 0.0]
     """
     xt, xv = np.asarray(x_train, np.float32), np.asarray(x_valid, np.float32)
-    yt, yv = np.asarray(y_train, np.int32), np.asarray(y_valid, np.int32)
+    label = np.float32 if regression else np.int32
+    yt, yv = np.asarray(y_train, label), np.asarray(y_valid, label)
     _check(xt, yt, xv, yv, k, epsilon, valid_sample, key)
+    if regression and (epsilon is not None or search is not None):
+        raise ValuationError("KNN-Shapley's regression form is exact only (every value "
+                             "depends on all targets): drop epsilon= and search= (index=)")
     if search is not None and epsilon is None:
         raise ValuationError("a neighbour index returns the K* nearest points only: pass "
                              "epsilon (e.g. 1e-3) with it")
@@ -199,7 +257,7 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     chunk = int(chunk or max(1, min(m, budget // max(n, 1))))
     pad = -m % chunk
     xv = np.concatenate([xv, np.zeros((pad, xv.shape[1]), np.float32)])
-    yv = np.concatenate([yv, np.zeros(pad, np.int32)])
+    yv = np.concatenate([yv, np.zeros(pad, label)])
     xt_j, yt_j = jnp.asarray(xt), jnp.asarray(yt)
     sq_t = jnp.sum(xt_j * xt_j, axis=1)
     total, squares = np.zeros(n), np.zeros(n)  # float64 across chunks
@@ -215,7 +273,10 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
             order = _order_full(xt_j, sq_t, xc)
         else:
             order = _order_top(xt_j, sq_t, xc, kstar=kstar)
-        s = _ranked_values(order, yt_j, jnp.asarray(yv[sl]), k=int(k), n=n)
+        if regression:
+            s = _ranked_values_regression(order, yt_j, jnp.asarray(yv[sl]), k=int(k))
+        else:
+            s = _ranked_values(order, yt_j, jnp.asarray(yv[sl]), k=int(k), n=n)
         # per-point sums on the host, padding rows dropped: numpy's bincount is ~40x
         # faster than an XLA CPU scatter here, and accumulates in float64
         rows = min(chunk, m - start)
