@@ -1,11 +1,17 @@
 """Shared fixtures: small, deterministic data sets (no downloads)."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
 from split_helpers import standardized_split
 
 import valuation as va
+
+# Tests leave the user's cache folder alone: `value(...)` would switch JAX's persistent
+# compilation cache on there (set VALUATE_COMPILE_CACHE to a folder to use one).
+os.environ.setdefault("VALUATE_COMPILE_CACHE", "off")
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,11 @@ NaN, an unknown method, an unwritable output path) ends with one line on stderr,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import metadata
 
+from valuation.compile_cache import ENV, enable_compile_cache
 from valuation.errors import ValuationError
 
 from .table import Z
@@ -284,11 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--noise", type=float, default=0.1, help="share of labels to flip")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+    for compiling in (value, bench, fit, pred, demo):
+        compiling.add_argument("--no-compile-cache", action="store_true",
+                               help="do not read or write compiled programs in the user "
+                                    f"cache folder (same as {ENV}=off)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "no_compile_cache", False):
+        os.environ[ENV] = "off"  # also for `value(...)`, which would switch it on
+    else:
+        enable_compile_cache()
     try:
         return args.run(args)
     except ValuationError as err:

@@ -14,6 +14,7 @@ from .api import METHODS as METHODS
 from .api import value as value
 from .bundled import load_bundled as load_bundled
 from .bundled import make_classification as make_classification
+from .compile_cache import enable_compile_cache as enable_compile_cache
 from .data import Dataset as Dataset
 from .data import align_classes as align_classes
 from .data import load as load

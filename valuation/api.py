@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .compile_cache import enable_compile_cache
 from .data import Dataset
 from .distributed import ShardedUtility, ray_run, shard
 from .dynamics import dynamics_from_utility
@@ -286,6 +287,11 @@ def value(
 ) -> ValuationResult:
     """Value every training sample for a target model.
 
+    The first call switches on JAX's persistent compilation cache in the user cache folder
+    (`compile_cache.enable_compile_cache`; `VALUATE_COMPILE_CACHE=off` turns it off), so
+    later processes skip the compiles; within one process the engine keeps its compiled
+    programs anyway.
+
     Args:
       data: the training `Dataset`, or a ready `Utility` (then `model`, `valid` and
         `utility_options` are ignored). With several local devices (GPUs), the utility's
@@ -330,6 +336,7 @@ def value(
     """
     if method not in METHODS:
         raise ValuationError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    enable_compile_cache()  # compiled programs persist across processes (`compile_cache`)
     entry = METHODS[method]
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValuationError(f"seed must be an int, got {seed!r}")

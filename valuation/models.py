@@ -2,6 +2,10 @@
 
 Where it sits: what the training engine trains and every value family differentiates.
 
+The built-in constructors return one `Model` object per configuration (`logistic_regression(3)
+is logistic_regression(3)`), so that the engine's compiled programs, cached per model, are
+reused by a second utility for the same model.
+
 A `Model` is `init(key, x) -> params` and `apply(params, x) -> logits`, with `x` of shape
 `(batch, d)` and logits of shape `(batch, n_classes)`. Params are dicts keyed by layer name.
 `embed(params, x)` (optional) gives the penultimate-layer representation, shape
@@ -18,6 +22,7 @@ Bring your own network:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -52,6 +57,7 @@ def n_params(params: Params) -> int:
     return int(sum(p.size for p in jax.tree_util.tree_leaves(params)))
 
 
+@functools.cache
 def logistic_regression(n_classes: int) -> Model:
     """Logistic regression with scikit-learn's parametrisations (`LogisticRegression`).
 
@@ -86,6 +92,7 @@ def logistic_regression(n_classes: int) -> Model:
     return Model(init, apply, embed, name=f"logistic_regression(n_classes={n_classes})")
 
 
+@functools.cache
 def linear_regression() -> Model:
     """A linear model with one real output, `x @ w + b`: the ridge-regression target (trained
     in closed form by the engine; scikit-learn's `Ridge(alpha=l2)`). Params start at zero.
@@ -122,7 +129,12 @@ def mlp(
     Params: `{"dense_0": {"w", "b"}, ..., "out": {"w", "b"}}`; `embed` returns the last hidden
     layer's activations, shape `(batch, hidden[-1])`.
     """
-    hidden = tuple(int(h) for h in hidden)
+    return _mlp(int(n_classes), tuple(int(h) for h in hidden), activation)
+
+
+@functools.lru_cache(maxsize=64)
+def _mlp(n_classes: int, hidden: tuple[int, ...], activation: Callable) -> Model:
+    """`mlp`'s cached builder: one `Model` per (classes, widths, activation)."""
 
     def init(key, x):
         sizes = (x.shape[-1],) + hidden + (n_classes,)

@@ -36,7 +36,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -288,66 +288,106 @@ def _full_logistic(x, y, base, n_classes: int, l2: float):
     return jax.tree_util.tree_map(lambda a: a[0], full)
 
 
+_full_logistic_jit = jax.jit(_full_logistic, static_argnums=(3, 4))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """Everything a utility's compiled programs close over (the arrays are arguments): two
+    utilities with equal specs share their programs, so a second `make_utility` (a second
+    `value` call) on data of the same shapes compiles nothing. The built-in model
+    constructors return one `Model` per configuration, which makes their specs equal."""
+
+    model: Model
+    metric: Metric
+    solver: str
+    steps: int
+    l2: float
+    tol: float
+    optimizer: Any
+    batch_size: int | None
+    n_classes: int
+    task: str
+    shared: bool  # "pcg": the full data's preconditioner, scaled, for every subset
+    degenerate: str  # how a subset with fewer than two classes scores ("frequency" | "zero")
+
+
+class _Programs(NamedTuple):
+    full: Callable | None  # jitted data -> the full-data params every subset starts from
+    fit: Callable  # jitted (data, weights (B, n), keys (B, 2)) -> batched params
+    score: Callable  # jitted (data, weights, keys) -> scores (B,)
+
+
+def _spec(u: Utility) -> _Spec:
+    big_d = u.train.d + 1
+    # Many samples per parameter: a random subset's curvature is the full data's, scaled.
+    shared = u.solver == "pcg" and u.n >= 20 * big_d
+    return _Spec(u.model, u.metric, u.solver, u.steps, u.l2, u.tol, u.optimizer, u.batch_size,
+                 u.train.n_classes, u.task, shared, u.degenerate)
+
+
 def _compiled(u: Utility):
     """(data, jitted fit, jitted score) for one utility (cached on the instance).
 
     The data (training and validation arrays, the warm start) are arguments of the compiled
-    functions, not constants folded into them.
+    functions, not constants folded into them; the programs come from `_programs`, shared by
+    every utility with the same `_Spec`.
     """
     k = u.train.n_classes
     data = {"xt": jnp.asarray(u.train.x), "yt": jnp.asarray(u.train.y),
             "xv": jnp.asarray(u.valid.x), "yv": jnp.asarray(u.valid.y),
             "base": jnp.asarray(class_weights(u.train.y, k) if u.class_weight == "balanced"
                                 else np.ones(u.n, np.float32))}
+    big_d = u.train.d + 1
+    if u.solver in ("closed_form", "pcg") and u.n * big_d * big_d * 4 <= _OUTER_BYTES:
+        x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
+        data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
+    programs = _programs(_spec(u))
+    if programs.full is not None:
+        data["full"] = programs.full(data)
+    return data, programs.fit, programs.score
 
-    regression = u.task == "regression"
+
+@functools.lru_cache(maxsize=32)
+def _programs(spec: _Spec) -> _Programs:
+    """The jitted programs of a utility with this spec (kept for the process's lifetime,
+    the 32 most recent specs)."""
+    k, regression = spec.n_classes, spec.task == "regression"
     loss = "squared" if regression else "cross_entropy"
-    if u.solver == "closed_form":
-        big_d = u.train.d + 1
-        if u.n * big_d * big_d * 4 <= _OUTER_BYTES:
-            x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
-            data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
-
+    full = None
+    if spec.solver == "closed_form":
         def fit_batch(d, weights, keys):
             del keys
-            return glm.fit_ridge(d["xt"], d["yt"], weights, l2=u.l2, outer=d.get("outer"))
-    elif u.solver == "pcg":
-        full = jax.jit(_full_logistic, static_argnums=(3, 4))(
-            data["xt"], data["yt"], data["base"], k, u.l2)
-        data["full"] = full
-        big_d = u.train.d + 1
-        if u.n * big_d * big_d * 4 <= _OUTER_BYTES:
-            x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
-            data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
-        # Many samples per parameter: a random subset's curvature is the full data's, scaled.
-        shared = u.n >= 20 * big_d
+            return glm.fit_ridge(d["xt"], d["yt"], weights, l2=spec.l2, outer=d.get("outer"))
+    elif spec.solver == "pcg":
+        def full(d):
+            return _full_logistic_jit(d["xt"], d["yt"], d["base"], k, spec.l2)
 
         def fit_batch(d, weights, keys):
             del keys
             return glm.fit_logistic(d["xt"], d["yt"], weights, n_classes=k, init=d["full"],
-                                    l2=u.l2, tol=u.tol, max_steps=u.steps, shared=shared,
-                                    outer=d.get("outer"))
-    elif u.solver == "newton":
+                                    l2=spec.l2, tol=spec.tol, max_steps=spec.steps,
+                                    shared=spec.shared, outer=d.get("outer"))
+    elif spec.solver == "newton":
         # Warm start from the full-data solution: subsets' optima lie near it, so a few
         # Newton steps reach float32 precision (see training.fit_logistic_newton).
-        data["full"] = jax.jit(_full_logistic, static_argnums=(3, 4))(
-            data["xt"], data["yt"], data["base"], k, u.l2)
+        def full(d):
+            return _full_logistic_jit(d["xt"], d["yt"], d["base"], k, spec.l2)
 
         def fit_batch(d, weights, keys):
             del keys
-            return fit_logistic_newton(d["xt"], d["yt"], weights, n_classes=k, l2=u.l2,
-                                       steps=u.steps, init=d["full"])
-    elif u.solver == "warm":
-        def full_fit(d):
+            return fit_logistic_newton(d["xt"], d["yt"], weights, n_classes=k, l2=spec.l2,
+                                       steps=spec.steps, init=d["full"])
+    elif spec.solver == "warm":
+        @jax.jit
+        def full(d):
             # From a fixed initialisation: the optimizer's steps, then conjugate gradients
             # until the objective stops improving at all (or 500 steps).
             ones = d["base"]
-            start = fit(u.model, d["xt"], d["yt"], ones, key=jax.random.PRNGKey(0),
-                        steps=300, optimizer=u.optimizer, l2=u.l2, loss=loss)
-            return fit_warm(u.model, d["xt"], d["yt"], ones, init_params=start, l2=u.l2,
-                            loss=loss, max_steps=500, tol=0.0)
-
-        data["full"] = jax.jit(full_fit)(data)
+            start = fit(spec.model, d["xt"], d["yt"], ones, key=jax.random.PRNGKey(0),
+                        steps=300, optimizer=spec.optimizer, l2=spec.l2, loss=loss)
+            return fit_warm(spec.model, d["xt"], d["yt"], ones, init_params=start,
+                            l2=spec.l2, loss=loss, max_steps=500, tol=0.0)
 
         def fit_batch(d, weights, keys):
             del keys
@@ -356,37 +396,38 @@ def _compiled(u: Utility):
             else:
                 counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)
                 trained = jnp.sum(counts > 0, axis=1) >= 2  # others are scored apart
-            caps = jnp.where(trained, u.steps, 0)
+            caps = jnp.where(trained, spec.steps, 0)
 
             def fit_one(w, cap):
-                return fit_warm(u.model, d["xt"], d["yt"], w, init_params=d["full"], l2=u.l2,
-                                loss=loss, max_steps=cap, tol=u.tol)
+                return fit_warm(spec.model, d["xt"], d["yt"], w, init_params=d["full"],
+                                l2=spec.l2, loss=loss, max_steps=cap, tol=spec.tol)
 
             return jax.vmap(fit_one)(weights, caps)
     else:
         def fit_batch(d, weights, keys):
             def fit_one(w, key):
-                return fit(u.model, d["xt"], d["yt"], w, key=key, steps=u.steps,
-                           optimizer=u.optimizer, l2=u.l2, batch_size=u.batch_size, loss=loss)
+                return fit(spec.model, d["xt"], d["yt"], w, key=key, steps=spec.steps,
+                           optimizer=spec.optimizer, l2=spec.l2, batch_size=spec.batch_size,
+                           loss=loss)
 
             return jax.vmap(fit_one)(weights, keys)
 
     def score_regression(d, weights, keys):
-        pred = _predict(u.model, fit_weighted(d, weights, keys), d["xv"], "regression")
-        trained = jax.vmap(u.metric, in_axes=(0, None))(pred, d["yv"])  # (B,)
-        const = (0.0 if u.degenerate == "zero"
-                 else u.metric(jnp.full_like(d["yv"], jnp.mean(d["yt"])), d["yv"]))
+        pred = _predict(spec.model, fit_weighted(d, weights, keys), d["xv"], "regression")
+        trained = jax.vmap(spec.metric, in_axes=(0, None))(pred, d["yv"])  # (B,)
+        const = (0.0 if spec.degenerate == "zero"
+                 else spec.metric(jnp.full_like(d["yv"], jnp.mean(d["yt"])), d["yv"]))
         return jnp.where(weights.sum(axis=1) > 0, trained, const)
 
     def score_batch(d, weights, keys):
         if regression:
             return score_regression(d, weights, keys)
-        probs = _predict(u.model, fit_weighted(d, weights, keys), d["xv"])  # (B, n_valid, k)
-        trained = jax.vmap(u.metric, in_axes=(0, None))(probs, d["yv"])
+        probs = _predict(spec.model, fit_weighted(d, weights, keys), d["xv"])  # (B, n_valid, k)
+        trained = jax.vmap(spec.metric, in_axes=(0, None))(probs, d["yv"])
         counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)  # (B, k)
         freq = (counts + 1.0) / (counts.sum(axis=1, keepdims=True) + k)
-        const = (jnp.zeros_like(trained) if u.degenerate == "zero"
-                 else jax.vmap(u.metric, in_axes=(0, None))(
+        const = (jnp.zeros_like(trained) if spec.degenerate == "zero"
+                 else jax.vmap(spec.metric, in_axes=(0, None))(
                      jnp.broadcast_to(freq[:, None, :], probs.shape), d["yv"]))
         degenerate = jnp.sum(counts > 0, axis=1) < 2
         return jnp.where(degenerate, const, trained)
@@ -396,7 +437,7 @@ def _compiled(u: Utility):
         # degenerate-subset rules) is still the plain weight vector.
         return fit_batch(d, weights * d["base"][None, :], keys)
 
-    return data, jax.jit(fit_weighted), jax.jit(score_batch)
+    return _Programs(full, jax.jit(fit_weighted), jax.jit(score_batch))
 
 
 _OUTER_BYTES = 512e6  # precompute [x_i x_i^T] (n, D*D) for the preconditioner up to this size
