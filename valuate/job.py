@@ -118,7 +118,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     split, encoding and scaling, which is what lets `valuate fit-meta` rebuild the training set
     a values table was computed on. The validation table's columns are matched by name.
     """
-    frame = read_table(data_path)
+    frame = read_table(data_path, keep=(label, id_column))
     if (label not in frame.columns or len(frame) == 0
             or (id_column is not None and id_column not in frame.columns)):
         load(frame, label=label, id_column=id_column)  # raises the error saying what is off
@@ -143,7 +143,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
         train, valid_set = data.subset(train_rows), data.subset(valid_rows)
     else:
         train = data
-        valid_set = _dataset(read_table(valid), **options, names=data.feature_names,
+        valid_set = _dataset(read_table(valid, keep=(label, id_column)), **options, names=data.feature_names,
                              what="the validation table's columns")
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
