@@ -341,3 +341,42 @@ def test_fit_meta_finds_a_moved_data_file_by_its_contents(tmp_path, capsys):
                  "--steps", "50", "--data", str(moved), "--quiet"]) == 0
     assert main(["fit-meta", str(tmp_path / "values.csv"), "--out", out, "--valid-data",
                  str(moved), "--quiet"]) == 2  # no --valid file was used
+
+
+def test_parquet_read_in_batches_as_float32_gives_the_csv_values(tmp_path, monkeypatch):
+    """Parquet is streamed in record batches (here 7 rows each), feature columns as float32,
+    ids and column names kept; the values equal the CSV route's to the last bit."""
+    from valuation import data
+
+    monkeypatch.setattr(data, "PARQUET_BATCH_ROWS", 7)
+    table = _table(60)
+    table["f1"] = table["f1"] * 1e5  # a wide range: float32 rounding shows if misapplied
+    table.to_csv(tmp_path / "data.csv", index=False, float_format="%.17g")
+    table[["f2", "target", "rid", "f0", "f1"]].to_parquet(tmp_path / "data.parquet")
+    read = data.read_table(tmp_path / "data.parquet", keep=("target", "rid"))
+    assert list(read.columns) == ["f2", "target", "rid", "f0", "f1"]
+    assert all(read[c].dtype == np.float32 for c in ("f0", "f1", "f2"))
+    assert read["rid"].tolist() == table["rid"].tolist()
+    np.testing.assert_array_equal(read["f1"], table["f1"].astype(np.float32))
+    from_csv, _ = _value(tmp_path, tmp_path / "data.csv", "--method", "knn", out="a.csv")
+    from_parquet, _ = _value(tmp_path, tmp_path / "data.parquet", "--method", "knn",
+                             out="b.csv")
+    pd.testing.assert_frame_equal(from_csv, from_parquet)
+
+
+def test_parquet_keeps_float64_ids_and_out_of_range_columns(tmp_path, capsys):
+    from valuation import data
+
+    table = _table(20).drop(columns="rid")
+    table["fid"] = np.arange(20) + 16_777_217.0  # not representable in float32
+    table.to_parquet(tmp_path / "data.parquet")
+    read = data.read_table(tmp_path / "data.parquet", keep=("target", "fid"))
+    assert read["fid"].dtype == np.float64 and read["fid"].iloc[0] == 16_777_217.0
+    table["f0"] = table["f0"].astype(object)
+    table.loc[3, "f0"] = 1e39
+    table["f0"] = table["f0"].astype(np.float64)
+    table.to_parquet(tmp_path / "huge.parquet")
+    assert data.read_table(tmp_path / "huge.parquet")["f0"].dtype == np.float64
+    code = main(["value", str(tmp_path / "huge.parquet"), "--label", "target", "--method",
+                 "knn", "--no-encode", "--out", str(tmp_path / "v.csv"), "--quiet"])
+    assert code == 2 and "float32 range" in capsys.readouterr().err

@@ -170,7 +170,7 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     split, encoding and scaling, which is what lets `valuate fit-meta` rebuild the training set
     a values table was computed on. The validation table's columns are matched by name.
     """
-    frame = read_table(data_path)
+    frame = read_table(data_path, keep=(label, id_column))
     if (label not in frame.columns or len(frame) == 0
             or (id_column is not None and id_column not in frame.columns)):
         load(frame, label=label, id_column=id_column)  # raises the error saying what is off
@@ -196,8 +196,9 @@ def prepare(data_path: str, *, label: str, id_column: str | None, valid: str | N
     else:
         train = data
         # the task is the training table's: a few validation targets may all be whole
-        valid_set = _dataset(read_table(valid), **{**options, "task": data.task},
-                             names=data.feature_names, what="the validation table's columns")
+        valid_set = _dataset(read_table(valid, keep=(label, id_column)),
+                             **{**options, "task": data.task}, names=data.feature_names,
+                             what="the validation table's columns")
     train, (mean, std) = train.standardize()
     valid_set, _ = valid_set.standardize(mean, std)
     target = None

@@ -188,7 +188,8 @@ def fit_logistic(
       refresh_every: every this many steps, the subsets still running get a preconditioner
         from their own current curvature (one more batched product); 0: never (the
         curvature at `init` throughout).
-      outer: optional precomputed `[x_i x_i^T]` of the design with bias, `(n, D*D)`.
+      outer: optional precomputed `[x_i x_i^T]` of the design with bias, `(n, D*D)`;
+        without it, shared mode forms each Gram matrix `X^T diag(v) X` directly.
       return_info: also return `{"steps": (), "used": (B,), "grad_max": (B,)}`.
 
     Returns:
@@ -207,18 +208,25 @@ def fit_logistic(
     pen = jnp.ones((big_d, 1, 1), dtype).at[-1].set(0.0)  # the bias is not penalised
 
     # Preconditioner: M_w = X^T diag(w c) X + l2 E (+ a tiny ridge), one GEMM for the batch.
-    if outer is None:
+    if outer is None and not shared:
         outer = (x1[:, :, None] * x1[:, None, :]).reshape(n, big_d * big_d)
     eye = jnp.eye(big_d, dtype=dtype)
 
+    def grams(wc):  # (b, n) -> (b, D, D): X^T diag(wc_j) X for each row j
+        if outer is not None:
+            return (wc @ outer).reshape(wc.shape[0], big_d, big_d)
+        # Shared mode needs per-subset products only on a rare refresh: one (n, D)
+        # temporary per model instead of the (n, D*D) products (1.4 GB at n = 800k, d = 20).
+        return jax.lax.map(lambda v: x1.T @ (v[:, None] * x1), wc)
+
     def inverse_of(wc):  # (B, n) weights times curvatures -> (B, D, D)
-        gram = (wc @ outer).reshape(batch, big_d, big_d)
+        gram = grams(wc)
         scale = jnp.trace(gram, axis1=1, axis2=2) / big_d
         gram = gram + jnp.diag(l2 * pen[:, 0, 0])[None] + (1e-6 * scale + 1e-6)[:, None, None] * eye
         return spd_inverse(gram)
 
     def inverse_of_one(c):  # (n,) curvatures of all samples -> (D, D)
-        gram = (c @ outer).reshape(big_d, big_d) + jnp.diag(l2 * pen[:, 0, 0])
+        gram = grams(c[None])[0] + jnp.diag(l2 * pen[:, 0, 0])
         return spd_inverse(gram[None] + 1e-6 * eye)[0]
 
     def curvature_of(p):  # (n, m, B) -> (B, n): the weights c_i (module docstring)

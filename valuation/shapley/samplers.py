@@ -46,22 +46,21 @@ def bernoulli_masks(keys: jax.Array, n: int, p: float = 0.5) -> jax.Array:
     return jax.vmap(lambda k: jax.random.bernoulli(k, p, (n,)))(keys)
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _bootstrap_picks(keys, n):
-    return jax.vmap(lambda k: jax.random.randint(k, (n,), 0, n))(keys)
-
-
 def bootstrap_counts(keys: jax.Array, n: int) -> np.ndarray:
     """Bootstrap resamples as weights: how often each of `n` samples is drawn in `n` draws
     with replacement, `(b, n)` float32 (Efron 1979). A sample with count 0 is out-of-bag.
 
-    The picks are keyed draws on the device; the counting is numpy's `bincount` on the
-    host, ~20x faster than an XLA CPU scatter-add at n = 200k.
+    Row j is drawn on the host by numpy's PCG64 generator seeded with the two words of
+    `keys[j]`, so it depends on that key alone (as every keyed draw here). Cost per row: `n`
+    integer draws and one `bincount`, ~28 ms at n = 800k (XLA's threefry `randint` on CPU
+    is ~6x slower); memory `4 b n` bytes for the result plus `16 n` for one row's temporaries.
     """
-    picks = np.asarray(_bootstrap_picks(keys, n), np.int64)
-    rows = picks.shape[0]
-    flat = (picks + n * np.arange(rows)[:, None]).reshape(-1)
-    return np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float32)
+    words = np.asarray(jax.random.key_data(keys) if jax.dtypes.issubdtype(
+        keys.dtype, jax.dtypes.prng_key) else keys, np.uint32)
+    out = np.empty((words.shape[0], n), np.float32)
+    for row, seed in zip(out, words):
+        row[:] = np.bincount(np.random.default_rng(seed).integers(0, n, n), minlength=n)
+    return out
 
 
 def log_permutation_probability(n: int) -> np.ndarray:
