@@ -13,6 +13,7 @@ VALUATION = {
     "align_classes", "dynamics", "fit", "fit_logistic_newton", "from_equinox", "influence",
     "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
     "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
+    "Selection", "select",
 }
 METALEARNER = {
     "DEFAULT_GROUPS", "DataRater", "EnsembleFit", "FeatureMap", "GROUPS", "LearnedValues", "MODEL_AGNOSTIC", "MetaValuator",
