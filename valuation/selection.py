@@ -11,23 +11,26 @@ stays within `keep` of the full set's. Two strategies build the candidates:
   dropped before any other row, whatever their value.
 * "coverage": coverage-centric selection (Zheng et al., "Coverage-centric Coreset Selection
   for High Pruning Rates", ICLR 2023, Algorithm 1), with strata by class as well as by value:
-  the reliably harmful rows go first (the paper's hard cut-off), the rest are split into
-  strata by class and equal-width value band, and the budget is shared out over the strata,
-  smallest stratum first, each taking at most an equal share of what is left, drawn at random
-  (seeded) within the stratum. At high prune rates every class and every band of values keeps
-  rows, where "top" keeps only the easiest ones.
+  the rows valued below the reference point go first (the paper's hard cut-off; the reliably
+  harmful ones before the others), the rest are split into strata by class and equal-width
+  value band, and the budget is shared out over the strata, smallest stratum first, each
+  taking at most an equal share of what is left, its highest-valued rows first (the paper
+  draws at random within a stratum; the values order the rows of a band, and a harmful row
+  that the error bars do not flag sits at the bottom of its band). At high prune rates every class and every band of values keeps rows, where "top" keeps only
+  the easiest ones.
 
 The choice is confirmed on rows that took no part in it: the validation data is split
 (stratified, seeded) into a selection part and a confirmation part, or a separate `confirm`
-data set is the confirmation part. The same candidates are scored on the confirmation rows by
-a second batched call (the solvers are deterministic, so these are the same models), and the
-chosen subset's confirmation score gets a paired bootstrap standard error against the full
-set's.
+data set is the confirmation part. Every candidate that holds each training class (plus the
+full set) is trained in one batch (`Utility.fit`, in chunks of the utility's size) and each
+model is scored on both parts; only the selection scores choose. The chosen subset's
+confirmation score gets a bootstrap standard error, and its gap to the full set's a paired one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,12 +39,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .data import Dataset
+from .data import Dataset, align_classes
 from .errors import ValuationError
 from .evaluate.point_removal import order_masks
 from .models import Model, linear_regression, logistic_regression
 from .results import ValuationResult, Z, categorize, reference_point
-from .utility import Utility, make_utility
+from .utility import Utility, _chunks, _per_model_keys, make_utility
 
 __all__ = ["FRACTIONS", "STRATEGIES", "Selection", "candidate_masks", "coverage_masks",
            "keep_order", "select"]
@@ -63,22 +66,23 @@ def keep_order(values: np.ndarray, stderr: np.ndarray, *, reference: float,
 
 
 def coverage_masks(values: np.ndarray, stderr: np.ndarray, y: np.ndarray,
-                   fractions: Sequence[float], *, reference: float, seed: int,
-                   z: float = Z, bands: int = 10) -> np.ndarray:
+                   fractions: Sequence[float], *, reference: float, z: float = Z,
+                   bands: int = 10) -> np.ndarray:
     """Coverage-centric subsets (Zheng et al. 2023, Algorithm 1; strata by class x value band).
 
-    For a budget of `m = round(f * n)` rows: with `m` at least the rows not reliably harmful,
-    keep them all plus the best-valued harmful rows; otherwise split the non-harmful rows into
-    strata by class and by `bands` equal-width bands of their values, visit the strata from
-    the smallest up (ties by class, then band) and give each `min(size, remaining // strata
-    left)` rows drawn at random, so the budget is spent exactly.
+    The paper's hard cut-off is the reference point: rows valued below it (harmful-looking)
+    are pruned before the others. For a budget of `m = round(f * n)` rows: with `m` at least
+    the rows at or above the reference, keep them all and fill up in `keep_order` (the
+    reliably harmful rows last); otherwise split those rows into strata by class and by
+    `bands` equal-width bands of their values, visit the strata from the smallest up (ties by
+    class, then band) and give each `min(size, remaining // strata left)` rows, its
+    highest-valued first (the paper draws them at random), so the budget is spent exactly.
 
     Args:
       values, stderr: `(n,)` values and their standard errors.
       y: `(n,)` integer class codes of the rows.
       fractions: kept shares of the rows.
       reference: the value separating harmful from useful rows (`results.reference_point`).
-      seed: seed of the draws within strata (fraction `j` draws from `default_rng([seed, j])`).
       z: standard errors on each side of a value for "reliably harmful".
       bands: equal-width value bands per class.
 
@@ -88,8 +92,7 @@ def coverage_masks(values: np.ndarray, stderr: np.ndarray, y: np.ndarray,
     values, y = np.asarray(values, float), np.asarray(y)
     n = values.size
     order = keep_order(values, stderr, reference=reference, z=z)
-    harmful = categorize(values, stderr, z=z, reference=reference) == "harmful"
-    pool = np.flatnonzero(~harmful)
+    pool = np.flatnonzero(values >= reference)  # the cut-off: every row valued below it
     masks = order_masks(order, fractions, remove=False)  # budgets at or above the pool
     if pool.size == 0:
         return masks
@@ -102,21 +105,21 @@ def coverage_masks(values: np.ndarray, stderr: np.ndarray, y: np.ndarray,
     labels, sizes = np.unique(stratum, return_counts=True)
     visit = labels[np.lexsort((labels, sizes))]
     members = [pool[stratum == s] for s in visit]
+    members = [rows[np.argsort(-values[rows], kind="stable")] for rows in members]
     for j, f in enumerate(fractions):
         budget = round(f * n)
         if budget >= pool.size:
             continue
-        rng = np.random.default_rng([seed, j])
         masks[j] = 0.0
         for left, rows in zip(range(len(members), 0, -1), members):
             take = min(rows.size, budget // left)
-            masks[j, rng.choice(rows, size=take, replace=False)] = 1.0
+            masks[j, rows[:take]] = 1.0
             budget -= take
     return masks
 
 
 def candidate_masks(values: ValuationResult, train: Dataset, fractions: Sequence[float], *,
-                    strategy: str, seed: int, z: float = Z, bands: int = 10) -> np.ndarray:
+                    strategy: str, z: float = Z, bands: int = 10) -> np.ndarray:
     """The candidate subsets of one strategy, 0/1 weights `(len(fractions), train.n)`.
 
     `values` must already be aligned with `train`'s rows (`ValuationResult.align`).
@@ -128,7 +131,7 @@ def candidate_masks(values: ValuationResult, train: Dataset, fractions: Sequence
     if strategy == "coverage":
         y = train.y if train.classes else np.zeros(train.n, np.int64)
         return coverage_masks(values.values, values.stderr, y, fractions,
-                              reference=reference, seed=seed, z=z, bands=bands)
+                              reference=reference, z=z, bands=bands)
     raise ValuationError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
 
 
@@ -153,7 +156,7 @@ class Selection:
       method: the values' method.
       selection_ids, confirmation_ids: ids of the rows of each split (disjoint when the
         confirmation split comes from `valid`).
-      seed: seed of the split, the coverage draws and the bootstrap.
+      seed: seed of the split and the bootstrap.
     """
 
     kept: np.ndarray
@@ -207,19 +210,35 @@ def _aligned(values: ValuationResult, train: Dataset) -> ValuationResult:
     return values.align(train.ids)
 
 
-def _bootstrap(utility: Utility, confirm: Dataset, masks: np.ndarray, *, seed: int,
-               draws: int) -> tuple[float, float]:
-    """Bootstrap standard errors over confirmation rows: of the first model's score and of
-    the difference between the first and the second model's (paired: same resampled rows)."""
-    probs = utility.predict_proba(utility.fit(masks), confirm.x)  # (2, m, k) or (2, m)
-    y, key = jnp.asarray(confirm.y), jax.random.PRNGKey(seed)
+def _predictions(utility: Utility, masks: np.ndarray, xs: Sequence[np.ndarray], *,
+                 key: jax.Array) -> list[jax.Array]:
+    """Train one model per mask with the utility's solver (in chunks of `utility.chunk`, the
+    last one padded, so one compile) and predict each of `xs`: per entry `(B, m, k)` class
+    probabilities, or `(B, m)` predictions for a regression target."""
+    keys = _per_model_keys(key, masks.shape[0])
+    parts: list[list[jax.Array]] = [[] for _ in xs]
+    for w, k, rows in _chunks(masks, keys, min(utility.chunk, masks.shape[0])):
+        params = utility.fit(w, key=k)
+        for part, x in zip(parts, xs):
+            part.append(utility.predict_proba(params, x)[:rows])
+    return [jnp.concatenate(part) for part in parts]
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "draws"))
+def _bootstrap(probs: jax.Array, y: jax.Array, key: jax.Array, *, metric,
+               draws: int) -> jax.Array:
+    """Scores of two models on `draws` bootstrap resamples of the rows, `(draws, 2)`.
+
+    probs: `(2, m, k)` class probabilities (or `(2, m)` predictions) of the two models; both
+    are scored on the same resampled rows, so their difference is paired.
+    """
+    m = y.shape[0]
 
     def score(i):  # one resample of the m rows, drawn inside the loop: memory O(m)
-        idx = jax.random.randint(jax.random.fold_in(key, i), (confirm.n,), 0, confirm.n)
-        return jax.vmap(utility.metric, in_axes=(0, None))(probs[:, idx], y[idx])
+        idx = jax.random.randint(jax.random.fold_in(key, i), (m,), 0, m)
+        return jax.vmap(metric, in_axes=(0, None))(probs[:, idx], y[idx])
 
-    scores = np.asarray(jax.lax.map(score, jnp.arange(draws)), float)  # (draws, 2)
-    return float(scores[:, 0].std(ddof=1)), float((scores[:, 0] - scores[:, 1]).std(ddof=1))
+    return jax.lax.map(score, jnp.arange(draws))
 
 
 def select(
@@ -255,7 +274,7 @@ def select(
       strategies: candidate builders, names in `STRATEGIES`.
       bands: value bands per class of the "coverage" strategy.
       z: standard errors on each side of a value for "reliably harmful".
-      seed: seed of the split, the coverage draws and the bootstrap.
+      seed: seed of the split and the bootstrap.
       draws: bootstrap resamples of the confirmation rows.
       utility_options: keyword arguments of `make_utility` (metric, l2, solver, ...).
 
@@ -297,39 +316,44 @@ def select(
     if model is None:
         model = (linear_regression() if train.task == "regression"
                  else logistic_regression(train.n_classes))
-    options = utility_options or {}
-    choose_u = make_utility(model, train, chooser, **options)
-    confirm_u = make_utility(model, train, confirm, **options)
+    utility = make_utility(model, train, chooser, **(utility_options or {}))
+    confirm = align_classes(train, confirm)[1]
 
     fractions = [float(f) for f in fr]
-    blocks = [candidate_masks(values, train, fractions, strategy=s, seed=seed, z=z,
+    blocks = [candidate_masks(values, train, fractions, strategy=s, z=z,
                               bands=bands) for s in strategies]
     masks = np.concatenate([*blocks, np.ones((1, train.n), np.float32)])
     labels = [(s, f) for s in strategies for f in fractions] + [("full", 1.0)]
-    chosen_scores, confirm_scores = choose_u(masks), confirm_u(masks)
-    if train.classes:
+    if train.classes:  # eligible: every class of the training set kept
         onehot = np.eye(train.n_classes, dtype=np.float32)[train.y]
-        present = (masks @ onehot > 0) | (onehot.sum(axis=0) == 0)
-        eligible = present.all(axis=1)
+        eligible = ((masks @ onehot > 0) | (onehot.sum(axis=0) == 0)).all(axis=1)
     else:
         eligible = masks.sum(axis=1) > 0
+    # One batch trains every eligible candidate; each model is scored on both splits.
+    key_fit, key_boot = jax.random.split(jax.random.PRNGKey(seed))
+    probs = _predictions(utility, masks[eligible], [utility.valid.x, confirm.x], key=key_fit)
+    scores = np.full((2, len(labels)), np.nan)
+    for row, (p, data) in enumerate(zip(probs, (utility.valid, confirm))):
+        scores[row, eligible] = np.asarray(
+            jax.vmap(utility.metric, in_axes=(0, None))(p, jnp.asarray(data.y)))
+    chosen_scores, confirm_scores = scores
     curve = pd.DataFrame({"strategy": [s for s, _ in labels],
                           "fraction": [f for _, f in labels],
                           "n_kept": masks.sum(axis=1).astype(np.int64), "eligible": eligible,
                           "selection": chosen_scores, "confirmation": confirm_scores})
     full = len(labels) - 1
     ok = eligible & (chosen_scores >= chosen_scores[full] - keep)
-    ok[full] = True
     # The smallest qualifying subset; among equal sizes the best selection score.
-    best = int(np.lexsort((np.arange(len(labels)), -chosen_scores, masks.sum(axis=1),
-                           ~ok))[0])
-    stderr, gap_stderr = _bootstrap(confirm_u, confirm, masks[[best, full]], seed=seed,
-                                    draws=draws)
+    best = int(np.lexsort((np.arange(len(labels)), -np.nan_to_num(chosen_scores, nan=-np.inf),
+                           masks.sum(axis=1), ~ok))[0])
+    at = np.cumsum(eligible) - 1  # row of each eligible candidate among the trained ones
+    boot = np.asarray(_bootstrap(probs[1][at[[best, full]]], jnp.asarray(confirm.y), key_boot,
+                                 metric=utility.metric, draws=draws), float)
     return Selection(
         kept=train.ids[masks[best] > 0], fraction=labels[best][1], strategy=labels[best][0],
         curve=curve, selection_score=float(chosen_scores[best]),
-        confirmation=float(confirm_scores[best]), confirmation_stderr=stderr,
+        confirmation=float(confirm_scores[best]), confirmation_stderr=float(boot[:, 0].std(ddof=1)),
         full_selection=float(chosen_scores[full]),
-        full_confirmation=float(confirm_scores[full]), gap_stderr=gap_stderr,
-        keep=float(keep), metric=choose_u.metric_name, method=values.method,
+        full_confirmation=float(confirm_scores[full]), gap_stderr=float((boot[:, 0] - boot[:, 1]).std(ddof=1)),
+        keep=float(keep), metric=utility.metric_name, method=values.method,
         selection_ids=chooser.ids, confirmation_ids=confirm.ids, seed=seed)
