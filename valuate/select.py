@@ -13,7 +13,9 @@ scaling), matches the values to the training rows by id and writes
   their bootstrap standard errors, the full set's, the settings and the inputs.
 
 `--valid` and `--confirm` replace the validation data and add a separate confirmation set;
-they are encoded and scaled like the training rows and their columns matched by name.
+they are encoded and scaled like the training rows and their columns matched by name. Values
+that scored models on the validation rows (all but Data-OOB and dynamics) have seen the
+confirmation rows taken from them; the summary warns, and `--confirm` avoids it.
 
 One batched call per split trains every candidate (about 40 models of the target), so a run
 takes seconds to minutes and keeps no checkpoints: an interrupted run is simply run again.
@@ -99,6 +101,11 @@ def run_select(data_path: str, *, values_path: str, out: str, keep: float = 0.00
     in_data_order = np.argsort(pd.Index(prepared.data.ids).get_indexer(chosen.kept))
     kept = values.align(chosen.kept[in_data_order]).to_dataframe()[["id", "value"]]
     warnings = []
+    blind = job["method"] == "data_oob" or job["method"].startswith("dynamics")
+    if confirm is None and valid is None and not blind:
+        warnings.append(f"{job['method']} values were computed on the validation rows that "
+                        "also confirm here: the confirmation is unseen by the choice, not by "
+                        "the values; pass --confirm FILE for a fully independent figure")
     if source.get("sha256") and file_sha256(data_path) != source["sha256"]:
         warnings.append(f"{data_path!r} is not the file that was valued (its SHA-256 "
                         "differs); rows were matched by id")

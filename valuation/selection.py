@@ -4,7 +4,8 @@ Where it sits: after valuation. `select(train, valid, values)` turns a `Valuatio
 the training set into candidate subsets at a grid of kept fractions, trains every candidate
 as one batch through the utility engine (subsets are weight vectors, as in the removal curves
 of `evaluate.point_removal`) and keeps the smallest subset whose score on a selection split
-stays within `keep` of the full set's. Two strategies build the candidates:
+stays within `keep` of the full set's, as do all larger subsets of its strategy. Two
+strategies build the candidates:
 
 * "top": the highest-valued rows; rows reliably harmful (their whole error bar below the
   method's reference point, `results.categorize` against `results.reference_point`) are
@@ -279,9 +280,11 @@ def select(
       utility_options: keyword arguments of `make_utility` (metric, l2, solver, ...).
 
     Returns:
-      A `Selection`. A candidate qualifies when it holds every training class and its
-      selection score is at least the full set's minus `keep`; the smallest qualifying
-      fraction wins (its best-scoring strategy); none qualifying keeps the full set.
+      A `Selection`. A candidate is within tolerance when it holds every training class and
+      its selection score is at least the full set's minus `keep`; it qualifies when every
+      larger candidate of its strategy is within tolerance too (a lone lucky point on a
+      small selection split does not count). The smallest qualifying fraction wins (its
+      best-scoring strategy); none qualifying keeps the full set.
 
     Example:
       >>> import valuation as va
@@ -319,7 +322,7 @@ def select(
     utility = make_utility(model, train, chooser, **(utility_options or {}))
     confirm = align_classes(train, confirm)[1]
 
-    fractions = [float(f) for f in fr]
+    fractions = sorted({float(f) for f in fr})
     blocks = [candidate_masks(values, train, fractions, strategy=s, z=z,
                               bands=bands) for s in strategies]
     masks = np.concatenate([*blocks, np.ones((1, train.n), np.float32)])
@@ -343,6 +346,10 @@ def select(
                           "selection": chosen_scores, "confirmation": confirm_scores})
     full = len(labels) - 1
     ok = eligible & (chosen_scores >= chosen_scores[full] - keep)
+    # A candidate qualifies when it and every larger one of its strategy are within `keep`:
+    # on a small selection split a lone lucky point would otherwise win.
+    per_strategy = ok[:full].reshape(len(strategies), len(fractions))
+    ok[:full] = np.flip(np.logical_and.accumulate(np.flip(per_strategy, 1), 1), 1).ravel()
     # The smallest qualifying subset; among equal sizes the best selection score.
     best = int(np.lexsort((np.arange(len(labels)), -np.nan_to_num(chosen_scores, nan=-np.inf),
                            masks.sum(axis=1), ~ok))[0])
