@@ -14,6 +14,7 @@ VALUATION = {
     "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
     "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
     "acquire",  # issue 15: active learning
+    "Selection", "select",
 }
 METALEARNER = {
     "DEFAULT_GROUPS", "DataRater", "EnsembleFit", "FeatureMap", "GROUPS", "LearnedValues", "MODEL_AGNOSTIC", "MetaValuator",

@@ -1,5 +1,5 @@
-"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `acquire`, `bench`
-and `demo`.
+"""The `valuate` command line: `value`, `methods`, `fit-meta`, `predict`, `select`,
+`acquire`, `bench` and `demo`.
 
 Every failure the user can fix (a missing file, an unknown column, text in a feature column,
 NaN, an unknown method, an unwritable output path) ends with one line on stderr,
@@ -113,6 +113,24 @@ def _acquire(args) -> int:
         a = sidecar["acquisition"]
         print(f"ranked {sidecar['input']['rows']} rows for labelling: batch of {a['batch']}, "
               f"{a['harmful']} predicted harmful (last) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _select(args) -> int:
+    from .select import run_select
+
+    summary = run_select(args.data, values_path=args.values, out=args.out,
+                         keep=args.keep_accuracy, valid=args.valid, confirm=args.confirm,
+                         selection_share=args.selection_share, seed=args.seed, z=args.z)
+    for warning in summary["warnings"]:
+        print(f"valuate: warning: {warning}", file=sys.stderr)
+    if not args.quiet:
+        print(f"kept {summary['n_kept']} of {summary['n_train']} training rows "
+              f"({100 * summary['fraction']:.0f} %, {summary['strategy']}): "
+              f"{summary['metric']} {summary['confirmation']:.4f} +/- "
+              f"{summary['confirmation_stderr']:.4f} on {summary['n_confirmation']} "
+              f"confirmation rows (full set {summary['full_confirmation']:.4f}) -> "
+              f"{args.out} (+ {args.out}.json, {summary['curve']})", file=sys.stderr)
     return 0
 
 
@@ -250,6 +268,27 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--z", type=float, default=Z, help=f"category width (default {Z})")
     pred.add_argument("--quiet", action="store_true")
     pred.set_defaults(run=_predict)
+
+    sel = sub.add_parser("select", help="keep the fewest training rows that keep the score",
+                         description="The smallest subset of the valued training rows of "
+                                     "DATA whose target model scores within --keep-accuracy "
+                                     "of the full set's on a selection split, confirmed on "
+                                     "validation rows it never saw.")
+    sel.add_argument("data", metavar="DATA", help="the valued table, .csv or .parquet")
+    sel.add_argument("--values", required=True, help="values table written by valuate value")
+    sel.add_argument("--keep-accuracy", type=float, default=0.005, metavar="TOL",
+                     help="tolerance in metric units (default 0.005: half a point)")
+    sel.add_argument("--valid", help="validation table (default: the values' own)")
+    sel.add_argument("--confirm", help="confirmation table (default: part of the "
+                                       "validation rows, see --selection-share)")
+    sel.add_argument("--selection-share", type=float, default=0.5, metavar="F",
+                     help="share of the validation rows that selects; the rest confirm")
+    sel.add_argument("--out", required=True, help="kept ids to write, .csv or .parquet")
+    sel.add_argument("--seed", type=int, default=0, help="seed of the split and the draws")
+    sel.add_argument("--z", type=float, default=Z,
+                     help=f"standard errors for 'reliably harmful' (default {Z})")
+    sel.add_argument("--quiet", action="store_true")
+    sel.set_defaults(run=_select)
 
     from metalearner.acquisition import DEFAULT_WEIGHT
 

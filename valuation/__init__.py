@@ -28,6 +28,8 @@ from .models import logistic_regression as logistic_regression
 from .models import mlp as mlp
 from .results import ValuationResult as ValuationResult
 from .runner import run as run
+from .selection import Selection as Selection
+from .selection import select as select
 from .training import fit as fit
 from .training import fit_logistic_newton as fit_logistic_newton
 from .utility import Utility as Utility
