@@ -9,7 +9,7 @@ import metalearner
 import valuation as va
 
 VALUATION = {
-    "METHODS", "Dataset", "Model", "Utility", "ValuationError", "ValuationResult",
+    "METHODS", "Dataset", "Model", "Utility", "ValuationError", "ValuationResult", "ValuationWarning",
     "align_classes", "dynamics", "fit", "fit_logistic_newton", "from_equinox", "influence",
     "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
     "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
