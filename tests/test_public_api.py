@@ -10,7 +10,8 @@ import valuation as va
 
 VALUATION = {
     "METHODS", "Dataset", "Model", "Utility", "ValuationError", "ValuationResult",
-    "align_classes", "dynamics", "enable_compile_cache", "fit", "fit_logistic_newton", "from_equinox", "influence",
+    "ValuationWarning", "align_classes", "dynamics", "enable_compile_cache", "fit",
+    "fit_logistic_newton", "from_equinox", "influence",
     "linear_regression", "load", "load_bundled", "logistic_regression", "make_classification",
     "make_utility", "mlp", "regression_dataset", "run", "shapley", "value",
     "acquire",  # issue 15: active learning

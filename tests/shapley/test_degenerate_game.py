@@ -18,10 +18,16 @@ def tiny(blobs):
     return train.subset(rows), valid
 
 
-def test_zero_game_scores_degenerate_subsets_exactly_zero(tiny):
+@pytest.fixture(scope="module")
+def games(tiny):
+    """The utilities of the two games on `tiny`, compiled once for the module."""
+    return tuple(va.make_utility(va.logistic_regression(2), *tiny, degenerate=game)
+                 for game in ("frequency", "zero"))
+
+
+def test_zero_game_scores_degenerate_subsets_exactly_zero(tiny, games):
     train, valid = tiny
-    freq = va.make_utility(va.logistic_regression(2), train, valid)
-    zero = va.make_utility(va.logistic_regression(2), train, valid, degenerate="zero")
+    freq, zero = games
     one_class = (train.y == 1).astype(np.float32)
     both = np.zeros(train.n, np.float32)
     both[[0, train.n - 1]] = 1.0
@@ -34,19 +40,20 @@ def test_zero_game_scores_degenerate_subsets_exactly_zero(tiny):
     assert freq.describe()["degenerate"] == "frequency"
 
 
-def test_exact_shapley_of_the_two_games_differs_as_predicted(tiny):
+def test_exact_shapley_of_the_two_games_differs_as_predicted(tiny, games):
     # The games differ by G(S) = U_frequency(S) [S has < 2 classes], and Shapley values are
     # linear in the game: phi_zero = phi_frequency - phi(G). By efficiency the totals differ
     # by U_frequency(empty) = 1/2 (a uniform guess's accuracy).
-    train, valid = tiny
-    freq = va.make_utility(va.logistic_regression(2), train, valid)
-    zero = va.make_utility(va.logistic_regression(2), train, valid, degenerate="zero")
-    y = np.asarray(train.y)
+    train, _ = tiny
+    freq, zero = games
+    y, n = np.asarray(train.y), train.n
+    masks = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # every coalition, as exact does
+    scores = freq(masks.astype(np.float32))
 
     def degenerate_part(mask):
         if len(np.unique(y[mask])) >= 2:
             return 0.0
-        return freq(mask.astype(np.float32))
+        return scores[int(np.sum(mask << np.arange(n)))]
 
     phi_freq, phi_zero = exact_shapley(freq).values, exact_shapley(zero).values
     phi_g = exact_shapley(Game(train.n, degenerate_part)).values

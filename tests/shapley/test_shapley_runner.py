@@ -7,7 +7,13 @@ from shapley_games import Game, lumpy
 import valuation as va
 from valuation import ValuationError
 from valuation.runner import run
-from valuation.shapley import data_oob, max_draws, msr_banzhaf, tmc_shapley
+from valuation.shapley import (
+    data_oob,
+    max_draws,
+    max_evaluations,
+    msr_banzhaf,
+    tmc_shapley,
+)
 
 
 def _values(estimator, game, *, key=0, draws=32, batch=None, **kw):
@@ -84,6 +90,21 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, every):
     # a finished job run again returns at once, with no new draws
     again = _values(est, Crashing(game, 0), draws=80, checkpoint=path)
     np.testing.assert_array_equal(again.estimate.values, full.estimate.values)
+
+
+def test_budget_cut_tmc_resumed_equals_uninterrupted(tmp_path):
+    # an evaluation budget no batch divides, interrupted after 2 utility calls (updates)
+    game, est = lumpy(6), tmc_shapley(truncation_rtol=0.1)
+    stop = max_evaluations(101)
+    full = run(est, game, key=2, stop=stop, batch=4, progress=False)
+    path = tmp_path / "state.npz"
+    with pytest.raises(KeyboardInterrupt):
+        run(est, Crashing(game, 2), key=2, stop=stop, batch=4, checkpoint=path,
+            progress=False)
+    resumed = run(est, game, key=2, stop=stop, batch=4, checkpoint=path, progress=False)
+    assert resumed.resumed and resumed.evaluations == full.evaluations == 101
+    np.testing.assert_array_equal(resumed.estimate.values, full.estimate.values)
+    np.testing.assert_array_equal(resumed.state.cuts, full.state.cuts)
 
 
 def test_continuing_with_a_larger_budget_equals_one_long_run(tmp_path):
