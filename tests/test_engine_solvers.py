@@ -1,5 +1,6 @@
 """The batched solvers of `valuation.glm` against scikit-learn and against themselves."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -160,3 +161,27 @@ def test_warm_solver_reaches_the_convex_optimum(cancer):
                                   max_steps=500, tol=0.0)
     exact = va.fit_logistic_newton(x, y, w[None], n_classes=2, steps=12)
     np.testing.assert_allclose(params["linear"]["w"], exact["linear"]["w"][0], atol=2e-3)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_gram_matrices_without_the_outer_products_give_the_same_fit(multiclass, rng,
+                                                                    monkeypatch, shared):
+    """Past `OUTER_BYTES` each Gram matrix is formed directly (no `(n, D*D)` products):
+    the same models, up to the solver's tolerance (compared by their probabilities: the
+    10-class biases are loosely determined, see BIAS_ATOL)."""
+    train, _ = multiclass
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    k = train.n_classes
+    full = va.make_utility(va.logistic_regression(k), train, train).fit_full()
+    masks = (rng.random((6, train.n)) < rng.random((6, 1))).astype(np.float32)
+    options = {"n_classes": k, "init": full, "tol": 1e-5, "shared": shared,
+               "refresh_every": 3}
+    x1 = np.concatenate([train.x, np.ones((train.n, 1), np.float32)], axis=1)
+    products = jnp.asarray((x1[:, :, None] * x1[:, None, :]).reshape(train.n, -1))
+    with_products = glm.fit_logistic(x, y, masks, outer=products, **options)
+    monkeypatch.setattr(glm, "OUTER_BYTES", 0)
+    direct = glm.fit_logistic(x, y, masks, **options)
+    model = va.logistic_regression(k)
+    probs = [jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(p, x), axis=-1)
+             for p in (with_products, direct)]
+    np.testing.assert_allclose(np.asarray(probs[0]), np.asarray(probs[1]), atol=2e-3)

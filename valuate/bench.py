@@ -48,6 +48,8 @@ from valuation.results import atomic_write, write_text
 from valuation.shapley.stopping import max_evaluations
 from valuation.tasks import Task, make_task
 
+from .bench_scale import SIZES, run_scale
+
 __all__ = ["PRESETS", "Preset", "run_bench", "summarize"]
 
 
@@ -94,7 +96,7 @@ PRESETS = {
                    reference_budget=80.0,
                    fractions=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5), n_random=5),
     # Cost versus size: methods whose cost does not grow with a per-sample budget.
-    "scale": Preset(tasks=("synthetic_1k", "synthetic_10k", "synthetic_100k"),
+    "scale-tasks": Preset(tasks=("synthetic_1k", "synthetic_10k", "synthetic_100k"),
                     methods=("random", "knn", "oob"), budget=0.005, metric="neg_log_loss",
                     reference=None, reference_budget=0.0,
                     fractions=(0.0, 0.1, 0.2, 0.3), n_random=3),
@@ -238,11 +240,25 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
               plots: bool = True, progress: bool = True) -> pd.DataFrame:
     """Run a preset (optionally with other tasks / methods) and write its outputs to `out`.
 
+    The presets "scale" and "scale-quick" run the scale benchmark instead
+    (`valuate.bench_scale.run_scale`: KNN-Shapley errors, big-CSV jobs, seconds per
+    evaluation against n).
+
     Returns:
-      The tidy results table (columns task, method, measure, order, fraction, value).
+      The tidy results table (columns task, method, measure, order, fraction, value); for
+      the scale presets the three scale tables stacked, with a column `part`.
     """
+    if preset in SIZES:  # the scale benchmark (`valuate.bench_scale`): its own tables
+        if tasks or methods:
+            raise ValuationError(f"--tasks and --methods do not apply to the {preset} preset "
+                                 "(its sizes and methods are fixed); drop them")
+        record = run_scale(out, SIZES[preset], seed=seed, plots=plots, progress=progress)
+        return pd.concat([pd.DataFrame(record[part]).assign(part=part)
+                          for part in ("knn_error", "cli", "per_evaluation")],
+                         ignore_index=True)
     if preset not in PRESETS:
-        raise ValuationError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise ValuationError(f"unknown preset {preset!r}; choose one of "
+                             f"{', '.join([*PRESETS, *SIZES])}")
     config = PRESETS[preset]
     methods = tuple(methods or config.methods)
     unknown = sorted((set(methods) | {config.reference}) - set(METHODS) - set(BASELINES) - {None})

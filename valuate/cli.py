@@ -220,8 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Methods x tasks: noisy-label detection, removal "
                                        "curves, rank correlation, time and memory.")
     bench.add_argument("--preset", default="full",
-                       help="quick (CI, under a minute), full (5 tasks x 7 methods) or scale "
-                            "(synthetic 1k-100k rows: time and memory); default full")
+                       help="quick (CI, under a minute), full (5 tasks x 7 methods), "
+                            "scale-tasks (synthetic 1k-100k rows: time and memory), scale "
+                            "(KNN-Shapley errors, 1M-row jobs, seconds per evaluation "
+                            "against n; ~30 min) or scale-quick; default full")
     bench.add_argument("--quick", dest="preset", action="store_const", const="quick",
                        help="same as --preset quick")
     bench.add_argument("--out", default="valuate-bench", help="folder for the results")

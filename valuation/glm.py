@@ -52,10 +52,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ABSENT", "fit_logistic", "fit_ridge", "n_outputs", "spd_inverse"]
+__all__ = ["ABSENT", "OUTER_BYTES", "fit_logistic", "fit_ridge", "n_outputs", "spd_inverse"]
 
 Params = Any
 
+OUTER_BYTES = 512e6  # the (n, D*D) products [x_i x_i^T] are formed up to this size
 ABSENT = -1e4  # the bias of a class absent from a subset: its probability is exactly 0
 _MASK = -1e4
 
@@ -189,7 +190,8 @@ def fit_logistic(
         from their own current curvature (one more batched product); 0: never (the
         curvature at `init` throughout).
       outer: optional precomputed `[x_i x_i^T]` of the design with bias, `(n, D*D)`;
-        without it, shared mode forms each Gram matrix `X^T diag(v) X` directly.
+        without it they are formed when no larger than `OUTER_BYTES` and not `shared`,
+        otherwise each Gram matrix `X^T diag(v) X` is formed directly.
       return_info: also return `{"steps": (), "used": (B,), "grad_max": (B,)}`.
 
     Returns:
@@ -208,15 +210,16 @@ def fit_logistic(
     pen = jnp.ones((big_d, 1, 1), dtype).at[-1].set(0.0)  # the bias is not penalised
 
     # Preconditioner: M_w = X^T diag(w c) X + l2 E (+ a tiny ridge), one GEMM for the batch.
-    if outer is None and not shared:
+    if outer is None and not shared and n * big_d * big_d * 4 <= OUTER_BYTES:
         outer = (x1[:, :, None] * x1[:, None, :]).reshape(n, big_d * big_d)
     eye = jnp.eye(big_d, dtype=dtype)
 
     def grams(wc):  # (b, n) -> (b, D, D): X^T diag(wc_j) X for each row j
         if outer is not None:
             return (wc @ outer).reshape(wc.shape[0], big_d, big_d)
-        # Shared mode needs per-subset products only on a rare refresh: one (n, D)
-        # temporary per model instead of the (n, D*D) products (1.4 GB at n = 800k, d = 20).
+        # Past OUTER_BYTES, or in shared mode (per-subset products only on a rare refresh):
+        # one (n, D) temporary per model instead of the (n, D*D) products (1.4 GB at
+        # n = 800k, d = 20).
         return jax.lax.map(lambda v: x1.T @ (v[:, None] * x1), wc)
 
     def inverse_of(wc):  # (B, n) weights times curvatures -> (B, D, D)

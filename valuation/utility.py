@@ -440,7 +440,7 @@ def _programs(spec: _Spec) -> _Programs:
     return _Programs(full, jax.jit(fit_weighted), jax.jit(score_batch))
 
 
-_OUTER_BYTES = 512e6  # precompute [x_i x_i^T] (n, D*D) for the preconditioner up to this size
+_OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
 
 
 def _auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,

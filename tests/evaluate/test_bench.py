@@ -35,3 +35,33 @@ def test_bench_quick_writes_table_summary_and_figures(tmp_path):
     assert all(f"| {m} |" in summary for m in preset.methods)
     assert (out / "removal_breast_cancer.png").exists()
     assert (out / "values_breast_cancer.png").exists()
+
+
+def test_scale_preset_runs_the_scale_benchmark_at_a_tiny_size(tmp_path, monkeypatch):
+    """`valuate bench --preset scale-quick` with its sizes shrunk: every part's table, the
+    exact KNN row agrees with itself, the truncated ones stay within their bound."""
+    import json
+
+    from valuate import bench_scale
+    from valuate.cli import main
+
+    tiny = bench_scale.ScaleSizes(knn=(300, 40), cli=(200,), oob_budget=8,
+                                  evaluations=(200, 400))
+    monkeypatch.setitem(bench_scale.SIZES, "scale-quick", tiny)
+    out = tmp_path / "scale"
+    assert main(["bench", "--preset", "scale-quick", "--out", str(out), "--quiet",
+                 "--no-plots"]) == 0
+    record = json.loads((out / "scale.json").read_text())
+    knn = pd.read_csv(out / "knn_error.csv")
+    exact = knn[knn["variant"] == "exact"].iloc[0]
+    assert exact["max_abs_error"] == 0 and exact["spearman"] > 0.999
+    eps = knn[knn["variant"] == "top-K* eps=0.01"].iloc[0]
+    assert eps["max_abs_error"] <= 0.01
+    cli = pd.read_csv(out / "cli.csv")
+    assert sorted(cli["method"]) == ["knn", "oob"] and (cli["n_train"] == 160).all()
+    assert cli.set_index("method").loc["oob", "models"] >= 8
+    evals = pd.read_csv(out / "per_evaluation.csv")
+    assert set(evals["n"]) == {200, 400} and (evals["seconds_per_eval"] > 0).all()
+    assert set(record["slopes"]) == {"oob", "banzhaf"}
+    assert main(["bench", "--preset", "scale-quick", "--methods", "knn", "--out",
+                 str(out), "--quiet"]) == 2

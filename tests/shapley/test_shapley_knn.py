@@ -199,19 +199,3 @@ def test_auto_settings_sort_at_most_the_exact_budget():
     for n, m in [(5_000, 10**6), (300_000, 5_000), (10**7, 10**5)]:
         epsilon, sample = auto_settings(n, m)
         assert epsilon is not None or n * (sample or m) <= EXACT_PAIRS
-
-
-def test_descending_order_sorts_every_row_largest_first():
-    from valuation.shapley.knn import _descending_order
-
-    rng = np.random.default_rng(3)
-    scores = rng.standard_normal((5, 300)).astype(np.float32)
-    scores[0, :7] = 0.0
-    scores[1, :4] = -0.0
-    scores[2, :9] = 2.5  # ties
-    scores[3] *= 1e30
-    order = _descending_order(scores)
-    assert order.dtype == np.int32
-    for row, idx in zip(scores, order):
-        assert sorted(idx.tolist()) == list(range(300))  # a permutation
-        np.testing.assert_array_equal(row[idx], -np.sort(-row))
