@@ -89,6 +89,7 @@ def test_confirmation_is_scored_on_rows_never_used_to_choose(pool, chosen):
     assert 0 < chosen.confirmation_stderr < 0.2 and 0 <= chosen.gap_stderr < 0.2
 
 
+@pytest.mark.slow  # two selections
 def test_the_choice_never_looks_at_the_confirmation_rows(pool):
     train, valid, _, _, values = pool
     chooser, confirm = valid.split(0.5, 0.5, seed=1)
@@ -119,6 +120,7 @@ def test_bad_values_are_one_clear_error(pool):
         va.select(train, valid, values, fractions=(0.5, 1.0))
 
 
+@pytest.mark.slow  # a valuation job and a selection job
 def test_cli_select_writes_kept_ids_curve_and_summary(tmp_path, capsys):
     data, values, out = (str(tmp_path / f) for f in ("d.csv", "v.csv", "kept.csv"))
     small_table(60, seed=1).to_csv(data, index=False)

@@ -17,8 +17,8 @@ strategies build the candidates:
   value band, and the budget is shared out over the strata, smallest stratum first, each
   taking at most an equal share of what is left, its highest-valued rows first (the paper
   draws at random within a stratum; the values order the rows of a band, and a harmful row
-  that the error bars do not flag sits at the bottom of its band). At high prune rates every class and every band of values keeps rows, where "top" keeps only
-  the easiest ones.
+  that the error bars do not flag sits at the bottom of its band). At high prune rates
+  every class and every band of values keeps rows, where "top" keeps only the easiest ones.
 
 The choice is confirmed on rows that took no part in it: the validation data is split
 (stratified, seeded) into a selection part and a confirmation part, or a separate `confirm`
@@ -225,6 +225,28 @@ def _predictions(utility: Utility, masks: np.ndarray, xs: Sequence[np.ndarray], 
     return [jnp.concatenate(part) for part in parts]
 
 
+def _eligible(masks: np.ndarray, train: Dataset) -> np.ndarray:
+    """`(B,)` whether each subset keeps every class of the training set (for a regression
+    target: any row at all); the others are neither trained nor chosen."""
+    if not train.classes:
+        return masks.sum(axis=1) > 0
+    onehot = np.eye(train.n_classes, dtype=np.float32)[train.y]
+    return ((masks @ onehot > 0) | (onehot.sum(axis=0) == 0)).all(axis=1)
+
+
+def _score(utility: Utility, masks: np.ndarray, eligible: np.ndarray, confirm: Dataset, *,
+           key: jax.Array) -> tuple[np.ndarray, np.ndarray, jax.Array]:
+    """Train the eligible subsets as one batch; score each model on the utility's validation
+    rows and on `confirm`. Returns both `(B,)` score vectors (NaN where not eligible) and the
+    confirmation predictions of the trained models."""
+    probs = _predictions(utility, masks[eligible], [utility.valid.x, confirm.x], key=key)
+    scores = np.full((2, masks.shape[0]), np.nan)
+    for row, (p, data) in enumerate(zip(probs, (utility.valid, confirm))):
+        scores[row, eligible] = np.asarray(
+            jax.vmap(utility.metric, in_axes=(0, None))(p, jnp.asarray(data.y)))
+    return scores[0], scores[1], probs[1]
+
+
 @functools.partial(jax.jit, static_argnames=("metric", "draws"))
 def _bootstrap(probs: jax.Array, y: jax.Array, key: jax.Array, *, metric,
                draws: int) -> jax.Array:
@@ -327,19 +349,10 @@ def select(
                               bands=bands) for s in strategies]
     masks = np.concatenate([*blocks, np.ones((1, train.n), np.float32)])
     labels = [(s, f) for s in strategies for f in fractions] + [("full", 1.0)]
-    if train.classes:  # eligible: every class of the training set kept
-        onehot = np.eye(train.n_classes, dtype=np.float32)[train.y]
-        eligible = ((masks @ onehot > 0) | (onehot.sum(axis=0) == 0)).all(axis=1)
-    else:
-        eligible = masks.sum(axis=1) > 0
-    # One batch trains every eligible candidate; each model is scored on both splits.
+    eligible = _eligible(masks, train)
     key_fit, key_boot = jax.random.split(jax.random.PRNGKey(seed))
-    probs = _predictions(utility, masks[eligible], [utility.valid.x, confirm.x], key=key_fit)
-    scores = np.full((2, len(labels)), np.nan)
-    for row, (p, data) in enumerate(zip(probs, (utility.valid, confirm))):
-        scores[row, eligible] = np.asarray(
-            jax.vmap(utility.metric, in_axes=(0, None))(p, jnp.asarray(data.y)))
-    chosen_scores, confirm_scores = scores
+    chosen_scores, confirm_scores, confirm_probs = _score(utility, masks, eligible, confirm,
+                                                          key=key_fit)
     curve = pd.DataFrame({"strategy": [s for s, _ in labels],
                           "fraction": [f for _, f in labels],
                           "n_kept": masks.sum(axis=1).astype(np.int64), "eligible": eligible,
@@ -354,13 +367,15 @@ def select(
     best = int(np.lexsort((np.arange(len(labels)), -np.nan_to_num(chosen_scores, nan=-np.inf),
                            masks.sum(axis=1), ~ok))[0])
     at = np.cumsum(eligible) - 1  # row of each eligible candidate among the trained ones
-    boot = np.asarray(_bootstrap(probs[1][at[[best, full]]], jnp.asarray(confirm.y), key_boot,
-                                 metric=utility.metric, draws=draws), float)
+    boot = np.asarray(_bootstrap(confirm_probs[at[[best, full]]], jnp.asarray(confirm.y),
+                                 key_boot, metric=utility.metric, draws=draws), float)
     return Selection(
         kept=train.ids[masks[best] > 0], fraction=labels[best][1], strategy=labels[best][0],
         curve=curve, selection_score=float(chosen_scores[best]),
-        confirmation=float(confirm_scores[best]), confirmation_stderr=float(boot[:, 0].std(ddof=1)),
+        confirmation=float(confirm_scores[best]),
+        confirmation_stderr=float(boot[:, 0].std(ddof=1)),
         full_selection=float(chosen_scores[full]),
-        full_confirmation=float(confirm_scores[full]), gap_stderr=float((boot[:, 0] - boot[:, 1]).std(ddof=1)),
+        full_confirmation=float(confirm_scores[full]),
+        gap_stderr=float((boot[:, 0] - boot[:, 1]).std(ddof=1)),
         keep=float(keep), metric=utility.metric_name, method=values.method,
         selection_ids=chooser.ids, confirmation_ids=confirm.ids, seed=seed)
