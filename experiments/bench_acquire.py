@@ -170,7 +170,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--noise", type=float, default=0.2)
-    parser.add_argument("--weights", nargs="+", type=float, default=[0.5])
+    parser.add_argument("--weights", nargs="+", type=float, default=[0.5, 0.8])
     parser.add_argument("--batch", type=float, default=0.05)
     parser.add_argument("--stop", type=float, default=0.5)
     parser.add_argument("--pools", nargs="+", default=["clean", "noisy"])

@@ -25,14 +25,12 @@ from typing import NamedTuple
 import pandas as pd
 
 from valuation import Dataset, ValuationResult
-from valuation.acquisition import Acquisition, acquire
+from valuation.acquisition import DEFAULT_WEIGHT, Acquisition, acquire
 from valuation.results import Z, reference_point
 
 from .predictor import MetaValuator
 
-__all__ = ["DEFAULT_WEIGHT", "Labelling", "acquire_batch"]
-
-DEFAULT_WEIGHT = 0.5  # share of the uncertainty rank in the score (valuation.acquire)
+__all__ = ["Labelling", "acquire_batch"]
 
 
 class Labelling(NamedTuple):

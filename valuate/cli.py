@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--quiet", action="store_true")
     sel.set_defaults(run=_select)
 
-    from metalearner.acquisition import DEFAULT_WEIGHT
+    from valuation.acquisition import DEFAULT_WEIGHT
 
     acq = sub.add_parser("acquire", help="rank unlabelled rows for labelling with a meta-model",
                          description="Rank the rows of POOL (no labels needed) for labelling: "
