@@ -331,7 +331,10 @@ def _compiled(u: Utility):
         x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
         data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
     spec = _spec(u)
-    programs = _programs(spec)
+    try:
+        programs = _programs(spec)
+    except TypeError:  # a model or metric that cannot be hashed: programs of its own
+        programs = _programs.__wrapped__(spec)
     if programs.full is not None:
         data["full"] = programs.full(data)
     if spec.shared:  # the same for every batch: computed once here, not per chunk
