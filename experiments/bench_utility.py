@@ -16,8 +16,10 @@ same model on the same subsets (`LogisticRegression(C=1/l2)`, `Ridge(alpha=l2)`,
 
     python -m experiments.bench_utility [--quick] [--models 1024] [--sklearn-fits 100]
                                         [--tasks breast_cancer wine synthetic3 digits ...]
+                                        [--chunk-sweep [--sweep-only]]
 
-Writes results/bench_utility.csv and .json. Absolute rates drift with the machine's load; the
+Writes results/bench_utility.csv and .json; `--chunk-sweep` also times each task at chunks
+128 to 1024 and the automatic one (results/bench_utility_chunks.csv). Absolute rates drift with the machine's load; the
 ratios are measured side by side in one run.
 """
 
@@ -141,27 +143,66 @@ def bench_task(name: str, n_models: int, n_sklearn: int, seed: int = 0,
     }
 
 
+SWEEP = (128, 256, 512, 1024)
+
+
+def chunk_sweep(name: str, n_models: int, seed: int = 0) -> dict:
+    """Engine fits per CPU second at each chunk of `SWEEP` and at the automatic one, on the
+    same subsets (one warm run each, after a call that compiles the chunk's shape); CPU time
+    of this process, not wall time, so that other processes on a shared machine blur the
+    comparison less. `auto_vs_best` is the automatic chunk's rate over the best swept one's."""
+    train, valid, kind = make_task(name, seed)
+    masks = (np.random.default_rng(seed).random((n_models, train.n)) < 0.5).astype(np.float32)
+    model = {"ridge": va.linear_regression, "mlp": lambda: va.mlp(train.n_classes, (64,)),
+             "logistic": lambda: va.logistic_regression(train.n_classes)}[kind]()
+    auto = va.make_utility(model, train, valid).chunk
+    rates = {}
+    for chunk in sorted(set(SWEEP) | {auto}):
+        utility = va.make_utility(model, train, valid, chunk=chunk)
+        utility(masks[:chunk])  # compiles this shape
+        start = time.process_time()
+        utility(masks)
+        rates[chunk] = n_models / (time.process_time() - start)
+    best = max(rates[c] for c in SWEEP)
+    return {"task": name, "auto_chunk": auto, "auto_vs_best": round(rates[auto] / best, 3),
+            **{f"fits_per_cpu_s_{c}": round(r, 1) for c, r in sorted(rates.items())}}
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer models (a smoke run)")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="only the chunk sweep (with --chunk-sweep)")
     parser.add_argument("--models", type=int, default=1024, help="engine models per task")
     parser.add_argument("--sklearn-fits", type=int, default=100)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--chunk", type=int, default=None, help="models per compiled call")
     parser.add_argument("--out", default="results")
+    parser.add_argument("--chunk-sweep", action="store_true",
+                        help="also time each task at chunks 128..1024 and the automatic one "
+                             "(results/bench_utility_chunks.csv)")
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.sklearn_fits = 256, 20
     rows = []
-    for t in args.tasks:
+    for t in [] if args.sweep_only else args.tasks:
         rows.append(bench_task(t, args.models, args.sklearn_fits, chunk=args.chunk))
         print(json.dumps(rows[-1]), flush=True)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     os.makedirs(args.out, exist_ok=True)
-    table.to_csv(os.path.join(args.out, "bench_utility.csv"), index=False)
-    with open(os.path.join(args.out, "bench_utility.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    if rows:
+        table.to_csv(os.path.join(args.out, "bench_utility.csv"), index=False)
+        with open(os.path.join(args.out, "bench_utility.json"), "w") as f:
+            json.dump(rows, f, indent=2)
+    if args.chunk_sweep:
+        sweep = []
+        for t in args.tasks:
+            sweep.append(chunk_sweep(t, args.models))
+            print(json.dumps(sweep[-1]), flush=True)
+        sweep = pd.DataFrame(sweep)
+        print(sweep.to_string(index=False))
+        sweep.to_csv(os.path.join(args.out, "bench_utility_chunks.csv"), index=False)
     return table
 
 

@@ -79,3 +79,17 @@ def test_a_second_utility_reuses_the_compiled_programs(cancer, rng):
     assert other._score is not first._score  # l2 is compiled in: its own program
     assert va.mlp(2, [64]) is va.mlp(2, (64,))
     assert va.mlp(2, (64,), activation=jax.nn.tanh) is not va.mlp(2, (64,))
+
+
+def test_an_unhashable_model_still_gets_its_programs(blobs, rng):
+    train, valid = blobs
+
+    class Apply(list):  # a list: unhashable, as some modules' bound methods are
+        def __call__(self, params, x):
+            return base.apply(params, x)
+
+    base = va.logistic_regression(2)
+    model = base._replace(apply=Apply(), name="logistic_regression(custom)")
+    masks = (rng.random((3, train.n)) < 0.5).astype(np.float32)
+    ours = va.make_utility(model, train, valid, chunk=4)(masks)
+    np.testing.assert_array_equal(ours, va.make_utility(base, train, valid, chunk=4)(masks))

@@ -185,3 +185,29 @@ def test_gram_matrices_without_the_outer_products_give_the_same_fit(multiclass, 
     probs = [jax.nn.softmax(jax.vmap(model.apply, in_axes=(0, None))(p, x), axis=-1)
              for p in (with_products, direct)]
     np.testing.assert_allclose(np.asarray(probs[0]), np.asarray(probs[1]), atol=2e-3)
+
+
+def test_shared_preconditioner_is_the_full_data_curvature(cancer):
+    train, _ = cancer
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    full = va.make_utility(va.logistic_regression(2), train, train).fit_full()
+    c, inverse = glm.shared_preconditioner(x, y, full, n_classes=2, l2=1.0)
+    x1 = np.concatenate([train.x, np.ones((train.n, 1))], axis=1)
+    p = 1.0 / (1.0 + np.exp(-(x1 @ np.concatenate([full["linear"]["w"][:, 0],
+                                                      full["linear"]["b"]]))))
+    np.testing.assert_allclose(c, p * (1 - p), rtol=1e-4, atol=1e-7)  # binary: exact
+    gram = x1.T @ (p * (1 - p) * x1.T).T + np.diag([1.0] * train.d + [0.0])
+    np.testing.assert_allclose(np.asarray(inverse) @ gram, np.eye(train.d + 1), atol=2e-3)
+
+
+def test_shared_path_does_not_depend_on_the_chunk(rng):
+    # n >= 20 (d + 1): every subset preconditioned by the full data's curvature, computed
+    # once per utility; a first subset missing a class must not change the others' fits.
+    data = va.make_classification(900, 5, n_classes=3, seed=2)
+    train, valid = standardized_split(data, fractions=(0.7, 0.3))
+    utility = va.make_utility(va.logistic_regression(3), train, valid, metric="neg_log_loss")
+    assert train.n >= 20 * (train.d + 1)
+    masks = (rng.random((6, train.n)) < rng.uniform(0.05, 1.0, (6, 1))).astype(np.float32)
+    masks[0] = (train.y != 1) & (rng.random(train.n) < 0.1)  # class 1 absent
+    np.testing.assert_allclose(utility(masks, chunk=1), utility(masks, chunk=6), rtol=1e-5,
+                               atol=1e-6)

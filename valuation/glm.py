@@ -52,7 +52,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ABSENT", "OUTER_BYTES", "fit_logistic", "fit_ridge", "n_outputs", "spd_inverse"]
+__all__ = ["ABSENT", "OUTER_BYTES", "fit_logistic", "fit_ridge", "n_outputs",
+           "shared_preconditioner", "spd_inverse"]
 
 Params = Any
 
@@ -146,6 +147,38 @@ def spd_inverse(a: jax.Array) -> jax.Array:
     return (inv_chol.transpose(0, 2, 1) @ inv_chol)[:, :size, :size]
 
 
+def _curvature(p: jax.Array, n_classes: int) -> jax.Array:
+    """Probabilities `(n, m, B)` -> the curvature weights `c_i` `(B, n)` of the Kronecker
+    preconditioner (module docstring, point 2)."""
+    if n_classes == 2:
+        return (p * (1.0 - p))[:, 0].T
+    return ((1.0 - jnp.sum(p * p, axis=1)) / (n_classes - 1)).T
+
+
+def shared_preconditioner(
+    x: jax.Array,
+    y: jax.Array,
+    init: Params,
+    *,
+    n_classes: int,
+    l2: float = 1.0,
+    outer: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The full data's curvature weights `c` `(n,)` at `init` and the inverse `(D, D)` of
+    `X^T diag(c) X + l2 E`: what `fit_logistic(..., shared=...)` scales for every subset.
+    It depends on the data and `init` only, so the engine computes it once per utility
+    (one pass over `outer` when given, else over the design: no `(n, D*D)` products are
+    formed here) instead of once per batch."""
+    x1 = _design(jnp.asarray(x, jnp.float32))
+    big_d = x1.shape[1]
+    z = (x1 @ _pack(init).astype(jnp.float32))[:, :, None]  # (n, m, 1)
+    c = _curvature(_probs_lse(z, n_classes == 2)[0], n_classes)[0]  # (n,)
+    pen = jnp.ones((big_d,), jnp.float32).at[-1].set(0.0)
+    gram = ((c @ outer).reshape(big_d, big_d) if outer is not None
+            else x1.T @ (c[:, None] * x1)) + jnp.diag(l2 * pen)
+    return c, spd_inverse(gram[None] + 1e-6 * jnp.eye(big_d, dtype=jnp.float32))[0]
+
+
 class _State(NamedTuple):
     theta: jax.Array  # (D, m, B)
     z: jax.Array  # (n, m, B) logits
@@ -172,7 +205,7 @@ def fit_logistic(
     tol: float = 1e-4,
     max_steps: int = 100,
     refresh_every: int = 10,
-    shared: bool = False,
+    shared: bool | tuple[jax.Array, jax.Array] = False,
     outer: jax.Array | None = None,
     return_info: bool = False,
 ):
@@ -189,6 +222,10 @@ def fit_logistic(
       refresh_every: every this many steps, the subsets still running get a preconditioner
         from their own current curvature (one more batched product); 0: never (the
         curvature at `init` throughout).
+      shared: precondition every subset with the curvature at `init` of all samples, scaled
+        by the subset's share of it (for many samples per parameter), instead of its own;
+        pass `shared_preconditioner(...)` to reuse it across calls (it is the same for every
+        batch).
       outer: optional precomputed `[x_i x_i^T]` of the design with bias, `(n, D*D)`;
         without it they are formed when no larger than `OUTER_BYTES` and not `shared`,
         otherwise each Gram matrix `X^T diag(v) X` is formed directly.
@@ -228,14 +265,8 @@ def fit_logistic(
         gram = gram + jnp.diag(l2 * pen[:, 0, 0])[None] + (1e-6 * scale + 1e-6)[:, None, None] * eye
         return spd_inverse(gram)
 
-    def inverse_of_one(c):  # (n,) curvatures of all samples -> (D, D)
-        gram = grams(c[None])[0] + jnp.diag(l2 * pen[:, 0, 0])
-        return spd_inverse(gram[None] + 1e-6 * eye)[0]
-
     def curvature_of(p):  # (n, m, B) -> (B, n): the weights c_i (module docstring)
-        if binary:
-            return (p * (1.0 - p))[:, 0].T
-        return ((1.0 - jnp.sum(p * p, axis=1)) / (n_classes - 1)).T
+        return _curvature(p, n_classes)
 
     inv_pen = pen / jnp.maximum(l2, 1e-12)
 
@@ -295,8 +326,9 @@ def fit_logistic(
     if shared:
         # The full-data preconditioner scaled by each subset's share of the curvature: no
         # per-subset product, and for large random subsets as good as their own.
-        c_full = curvature_of(p0[:, :, :1])[0]  # (n,)
-        full_inverse = inverse_of_one(c_full)
+        c_full, full_inverse = (shared if isinstance(shared, tuple) else
+                                shared_preconditioner(x, y, init, n_classes=n_classes, l2=l2,
+                                                      outer=outer))
         share = (weights @ c_full) / jnp.maximum(jnp.sum(c_full), 1e-30)
         inverse = full_inverse[None] / jnp.maximum(share, 1e-6)[:, None, None]
         pg = precondition(inverse, g0)
@@ -317,7 +349,7 @@ def fit_logistic(
                           direction=jnp.where(s.done, s.direction, -pg))
 
     def segment(s):
-        s = jax.lax.cond(shared & (s.steps == 0), lambda s: s, refresh, s) if shared else refresh(s)
+        s = jax.lax.cond(s.steps == 0, lambda s: s, refresh, s) if shared else refresh(s)
         end = s.steps + (refresh_every or max_steps)
         return jax.lax.while_loop(lambda s: running(s) & (s.steps < end), step, s)
 

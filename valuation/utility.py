@@ -289,6 +289,8 @@ def _full_logistic(x, y, base, n_classes: int, l2: float):
 
 
 _full_logistic_jit = jax.jit(_full_logistic, static_argnums=(3, 4))
+_shared_jit = jax.jit(lambda x, y, init, k, l2, outer: glm.shared_preconditioner(
+    x, y, init, n_classes=k, l2=l2, outer=outer), static_argnums=(3, 4))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,9 +344,16 @@ def _compiled(u: Utility):
     if u.solver in ("closed_form", "pcg") and u.n * big_d * big_d * 4 <= _OUTER_BYTES:
         x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
         data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
-    programs = _programs(_spec(u))
+    spec = _spec(u)
+    try:
+        programs = _programs(spec)
+    except TypeError:  # a model or metric that cannot be hashed: programs of its own
+        programs = _programs.__wrapped__(spec)
     if programs.full is not None:
         data["full"] = programs.full(data)
+    if spec.shared:  # the same for every batch: computed once here, not per chunk
+        data["shared"] = _shared_jit(data["xt"], data["yt"], data["full"], k, u.l2,
+                                     data.get("outer"))
     return data, programs.fit, programs.score
 
 
@@ -367,7 +376,8 @@ def _programs(spec: _Spec) -> _Programs:
             del keys
             return glm.fit_logistic(d["xt"], d["yt"], weights, n_classes=k, init=d["full"],
                                     l2=spec.l2, tol=spec.tol, max_steps=spec.steps,
-                                    shared=spec.shared, outer=d.get("outer"))
+                                    shared=d["shared"] if spec.shared else False,
+                                    outer=d.get("outer"))
     elif spec.solver == "newton":
         # Warm start from the full-data solution: subsets' optima lie near it, so a few
         # Newton steps reach float32 precision (see training.fit_logistic_newton).
