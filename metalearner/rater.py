@@ -120,6 +120,7 @@ class DataRater:
       temperature: softness of the weights `softmax(r / temperature)`.
       k, groups, folds, bags: the `FeatureMap` the rater reads (`features_for_utility`).
       members: raters in the ensemble (2 or more: their spread is the standard error).
+        Each member costs one more meta-training (vmapped: one compile); 4 is not tuned.
       seed: every random draw (features, initialisations, masks).
     """
 
