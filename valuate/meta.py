@@ -47,10 +47,12 @@ from .table import (
     write_table,
 )
 
-__all__ = ["fit_meta", "predict"]
+__all__ = ["fit_meta", "predict", "read_sidecar"]
 
 
-def _sidecar(path: str) -> dict:
+def read_sidecar(path: str) -> dict:
+    """The JSON record `valuate value` (or `fit-meta`) wrote beside its output; one clear
+    error when it is missing."""
     if not os.path.exists(path):
         raise ValuationError(f"{path!r} is missing; pass a values table written by "
                              "`valuate value` together with its .json sidecar")
@@ -72,7 +74,7 @@ def fit_meta(values_path: str, *, out: str, members: int = 8, steps: int = 1500,
         `steps` do not apply).
     """
     check_output(out, (".npz",))
-    job = _sidecar(values_path + ".json")
+    job = read_sidecar(values_path + ".json")
     if "input" not in job:
         raise ValuationError(f"{values_path + '.json'!r} has no input record; pass a values "
                              "table written by `valuate value`")
@@ -130,7 +132,7 @@ def predict(data_path: str, *, meta_path: str, out: str, z: float = Z,
       id_conflict: "error" or "new", for ids naming a training row of other content.
     """
     check_output(out)
-    record = _sidecar(meta_path + ".job.json")
+    record = read_sidecar(meta_path + ".job.json")
     frame = read_table(data_path)
     label = label or record["label"]
     if id_column is None and record["id_column"] in frame.columns:

@@ -33,7 +33,7 @@ from valuation.data import read_table
 from valuation.results import atomic_write
 
 from .job import MODELS, encode_table, file_sha256, prepare
-from .meta import _sidecar
+from .meta import read_sidecar
 from .table import Z, check_output, write_table
 
 __all__ = ["curve_path", "run_select"]
@@ -69,7 +69,7 @@ def run_select(data_path: str, *, values_path: str, out: str, keep: float = 0.00
     inputs = [p for p in (data_path, values_path, valid, confirm) if p is not None]
     check_output(out, inputs=inputs)
     check_output(curve_path(out), inputs=inputs)
-    job = _sidecar(values_path + ".json")
+    job = read_sidecar(values_path + ".json")
     if "input" not in job or "model" not in job:
         raise ValuationError(f"{values_path + '.json'!r} is not the sidecar of `valuate "
                              "value`; pass a values table written by `valuate value`")
