@@ -15,7 +15,7 @@ import pytest
 
 import valuation as va
 from valuation.distributed import shard
-from valuation.shapley import max_draws, msr_banzhaf, stderr_below
+from valuation.shapley import data_oob, max_draws, msr_banzhaf, stderr_below
 
 SCRIPT = """
 import sys
@@ -74,9 +74,21 @@ def test_four_devices_give_the_values_of_one(tmp_path):
         np.testing.assert_allclose(sharded[method], values, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.slow  # starts a local Ray cluster
-def test_ray_fan_out_equals_one_process_even_when_a_worker_dies(tmp_path):
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 workers for this module's Ray tests (skipped without Ray)."""
     ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+def test_ray_fan_out_equals_one_process_even_when_a_worker_dies(ray_cluster, tmp_path):
     from valuation.distributed import ray_run
 
     utility = problem()[0]
@@ -97,18 +109,79 @@ def test_ray_fan_out_equals_one_process_even_when_a_worker_dies(tmp_path):
                 os._exit(1)
             return self.utility(weights, key=key)
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": root}})
-    try:
-        fanned = ray_run(estimator, DiesOnce(dataclasses.replace(utility)), key=key,
-                         draws=12, progress=False)
-    finally:
-        ray.shutdown()
+    fanned = ray_run(estimator, DiesOnce(dataclasses.replace(utility)), key=key, draws=12,
+                     progress=False)
     assert os.path.exists(marker)  # a worker did die, and its task was re-run
     assert (fanned.draws, fanned.evaluations) == (alone.draws, alone.evaluations)
     np.testing.assert_array_equal(fanned.estimate.values, alone.estimate.values)
     np.testing.assert_array_equal(fanned.estimate.stderr, alone.estimate.stderr)
+
+
+def _interrupted_after(saves: int, monkeypatch):
+    """Patch the runner's checkpoint writer so that the driver is interrupted (Ctrl-C)
+    right after its `saves`-th checkpoint; returns the list of saves made."""
+    import valuation.runner
+
+    save, made = valuation.runner.save_checkpoint, []
+
+    def save_then_interrupt(*args):
+        save(*args)
+        made.append(int(args[2].draws))
+        if len(made) == saves:
+            monkeypatch.setattr(valuation.runner, "save_checkpoint", save)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(valuation.runner, "save_checkpoint", save_then_interrupt)
+    return made
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+@pytest.mark.parametrize("method", ["oob", "banzhaf"])
+def test_interrupted_ray_run_resumes_to_the_single_process_values(ray_cluster, tmp_path,
+                                                                  monkeypatch, method):
+    utility = problem()[0]  # 2 models per chunk; 4 draws per task: two folds per task
+    run = {"method": method, "seed": 3, "progress": False, "batch": 4,
+           "stop": max_draws(13)}  # 13 draws: no batch size but 1 and 13 divides them
+    alone = va.value(utility, **run)
+    path = str(tmp_path / "checkpoint.npz")
+    made = _interrupted_after(2, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        va.value(utility, ray="local", checkpoint=path, **run)
+    assert made == [4, 8]  # the pooled prefix of draws, whatever order tasks finished in
+    resumed = va.value(utility, ray="local", checkpoint=path, **run)
+    assert resumed.extra["resumed"] and resumed.extra["draws"] == 13
+    assert resumed.extra["evaluations"] == alone.extra["evaluations"] == 13
+    np.testing.assert_array_equal(resumed.counts, alone.counts)
+    # the same draws and scores; tasks fold 2 chunks before pooling: float64 order only
+    np.testing.assert_allclose(resumed.values, alone.values, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(resumed.stderr, alone.stderr, rtol=1e-9)
+    # one format: the single-process runner resumes a Ray checkpoint and vice versa
+    again = va.value(utility, checkpoint=path, **run)
+    np.testing.assert_array_equal(again.values, resumed.values)
+    single = str(tmp_path / "single.npz")
+    va.value(utility, checkpoint=single, **{**run, "stop": max_draws(8)})
+    extended = va.value(utility, ray="local", checkpoint=single, **run)
+    np.testing.assert_allclose(extended.values, alone.values, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+def test_ray_run_with_one_chunk_per_task_resumes_bit_for_bit(ray_cluster, tmp_path,
+                                                             monkeypatch):
+    from valuation.distributed import ray_run
+
+    utility = problem()[0]
+    estimator = data_oob(batch=2)  # one engine chunk per task: the runner's exact sums
+    key = jax.random.PRNGKey(7)
+    alone = va.run(estimator, utility, key=key, stop=max_draws(11), progress=False)
+    path = str(tmp_path / "checkpoint.npz")
+    _interrupted_after(3, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        ray_run(estimator, utility, key=key, draws=11, checkpoint=path, progress=False)
+    resumed = ray_run(estimator, utility, key=key, draws=11, checkpoint=path,
+                      progress=False)
+    assert resumed.resumed and (resumed.draws, resumed.evaluations) == (11, 11)
+    np.testing.assert_array_equal(resumed.estimate.values, alone.estimate.values)
+    np.testing.assert_array_equal(resumed.estimate.stderr, alone.estimate.stderr)
 
 
 def test_ray_option_errors():
@@ -118,15 +191,13 @@ def test_ray_option_errors():
     with pytest.raises(va.ValuationError, match="fixed budget"):
         va.value(utility, method="banzhaf", ray="local", stop=stderr_below(0.01),
                  progress=False)
-    with pytest.raises(va.ValuationError, match="no checkpoints"):
-        va.value(utility, method="oob", ray="local", checkpoint="state.npz", progress=False)
     with pytest.raises(va.ValuationError, match="pip install ray|running moments"):
         va.value(utility, method="tmc", ray="local", progress=False)
 
 
 @pytest.mark.slow  # starts a local Ray cluster
-def test_cli_ray_local_writes_the_single_process_table(tmp_path):
-    pytest.importorskip("ray")
+def test_cli_ray_local_checkpoints_and_resumes_to_the_single_process_table(
+        ray_cluster, tmp_path, monkeypatch):
     import pandas as pd
 
     from valuate.cli import main
@@ -136,14 +207,15 @@ def test_cli_ray_local_writes_the_single_process_table(tmp_path):
     data = tmp_path / "data.csv"
     pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2],
                   "y": (x[:, 0] > 0).astype(int)}).to_csv(data, index=False)
-    args = ["value", str(data), "--label", "y", "--method", "banzhaf", "--budget", "64",
-            "--batch", "16", "--quiet"]
+    args = ["value", str(data), "--label", "y", "--method", "banzhaf", "--budget", "40",
+            "--batch", "16", "--quiet"]  # 16 + 16 + 8 draws
     assert main([*args, "--out", str(tmp_path / "alone.csv")]) == 0
-    try:
-        assert main([*args, "--out", str(tmp_path / "ray.csv"), "--ray", "local"]) == 0
-    finally:
-        import ray
-
-        ray.shutdown()
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "ray.csv"),
-                                  pd.read_csv(tmp_path / "alone.csv"))
+    out = tmp_path / "ray.csv"
+    made = _interrupted_after(1, monkeypatch)
+    assert main([*args, "--out", str(out), "--ray", "local"]) == 130  # Ctrl-C
+    assert made == [16] and (tmp_path / "ray.csv.job" / "checkpoint.npz").exists()
+    assert main([*args, "--out", str(out), "--ray", "local"]) == 0  # the same command
+    # one engine chunk per task: the single-process sums, bit for bit
+    pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path / "alone.csv"),
+                                  check_exact=True)
+    assert not (tmp_path / "ray.csv.job").exists()  # removed once the table is written

@@ -205,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "to resume an interrupted job")
     value.add_argument("--ray", metavar="ADDRESS",
                        help="fan the draws of oob or banzhaf out over a Ray cluster: 'local' "
-                            "or a cluster address (pip install ray; same values, no "
-                            "checkpoints)")
+                            "or a cluster address (pip install ray; same values and "
+                            "checkpoints as without it)")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "
                             f"useless / useful categories (default {Z})")

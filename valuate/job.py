@@ -345,7 +345,7 @@ def run_job(
         utility_options["degenerate"] = degenerate
     loaded = time.perf_counter()
     checkpoint = None
-    auto_dir = job_dir is None and ray is None and METHODS[method].default_stop is not None
+    auto_dir = job_dir is None and METHODS[method].default_stop is not None
     if auto_dir:  # Monte Carlo: checkpoints on by default, in a folder beside the output
         job_dir = out + ".job"
         if progress:

@@ -84,12 +84,10 @@ def _monte_carlo(factory: Callable[..., Estimator]):
         if ray is None:
             out = run(estimator, utility, key=seed, stop=stop, checkpoint=checkpoint,
                       checkpoint_every=checkpoint_every, progress=progress)
-        elif checkpoint is not None:
-            raise ValuationError("the Ray fan-out keeps no checkpoints: drop checkpoint= "
-                                 "(--job-dir) or ray= (--ray)")
-        else:  # fanned out over Ray workers: a fixed budget, no checkpoints
+        else:  # fanned out over Ray workers: a fixed budget, the runner's checkpoints
             out = ray_run(estimator, utility, key=as_key(seed), address=ray,
-                          draws=_fixed_draws(stop), progress=progress)
+                          draws=_fixed_draws(stop), progress=progress, checkpoint=checkpoint,
+                          checkpoint_every=checkpoint_every)
         extra = {"evaluations": out.evaluations, "draws": out.draws,
                  "seconds": out.seconds, "stop": repr(stop), "stopping_reason": out.reason,
                  "resumed": out.resumed,
@@ -319,8 +317,8 @@ def value(
         `degenerate="zero"` for the game pyDVL computes, ...).
       **options: method options, e.g. `ray="local"` or a Ray address (Data-OOB and
         Banzhaf draws fanned out over Ray workers, `distributed.ray_run`; a fixed budget,
-        no checkpoints), `truncation_rtol=0.05` (tmc), `alpha=4` (beta),
-        `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
+        checkpointed and resumed as without Ray), `truncation_rtol=0.05` (tmc), `alpha=4`
+        (beta), `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
         valid_sample=10_000` (knn; default `knn.auto_settings`), `batch=...`.
 
     Returns:

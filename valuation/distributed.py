@@ -23,6 +23,13 @@ pools the tasks' moments in task order (Chan et al.'s update, `estimate.combine`
 whose worker dies is re-run by Ray and its result pooled once, so nothing is counted twice;
 with `batch` at most `utility.chunk` the result is bit for bit that of `runner.run` with the
 same batch (otherwise equal up to float64 summation order).
+
+Checkpoints: with `checkpoint=path`, the driver writes `runner`'s checkpoint file (the same
+format, configuration hash and estimator version) whenever the tasks finished so far extend
+the pooled prefix of draws: tasks finish in any order, but the file only ever holds draws
+`0 .. d - 1` pooled in task order. Run again after an interruption (the driver killed, Ctrl-C,
+the cluster lost), `ray_run` resumes from draw d, so the result is the uninterrupted one;
+`runner.run` resumes the same file and vice versa.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ from jax.sharding import Mesh, PartitionSpec
 from tqdm.auto import tqdm
 
 from . import estimate as est
+from . import runner
 from .errors import ValuationError
-from .runner import Estimator, Limit, RunOutput, draw_keys
+from .runner import Estimator, Limit, RunOutput, Saved, config_hash, draw_keys
 from .utility import Utility, _chunks, _per_model_keys, _weight_rows
 
 __all__ = ["ShardedUtility", "merge", "ray_run", "shard"]
@@ -166,7 +174,9 @@ def _draw_chunk(token: str, estimator: Estimator, utility, key, start: int, batc
 
 def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
             batch: int | None = None, address: str = "local", workers: int | None = None,
-            retries: int = 3, progress: bool = True) -> RunOutput:
+            retries: int = 3, progress: bool = True,
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+            config: dict | None = None) -> RunOutput:
     """Make `draws` draws of `estimator` as Ray tasks and pool them (module docstring).
 
     Args:
@@ -182,9 +192,12 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
       workers: CPUs of the local cluster (default all).
       retries: times Ray re-runs a task whose worker died.
       progress: show a progress bar over finished tasks.
+      checkpoint: checkpoint file (`runner`'s format), resumed when it exists, or None.
+      checkpoint_every: save after every this many tasks pooled.
+      config: extra settings that must match for a resume, as in `runner.run`.
 
     Returns:
-      A `RunOutput` as `runner.run` returns (evaluations summed over tasks).
+      A `RunOutput` as `runner.run` returns (evaluations summed over tasks and sessions).
     """
     try:
         import ray
@@ -194,20 +207,48 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
     if isinstance(utility, ShardedUtility):
         utility = utility.utility
     batch = int(batch or estimator.batch or utility.chunk)
-    state = estimator.init(utility.n)
-    if not all(isinstance(f, est.Moments) for f in state):
+    if not all(isinstance(f, est.Moments) for f in estimator.init(1)):
         raise ValuationError(f"{estimator.name} keeps more than running moments in its "
                              "state; the Ray fan-out runs data_oob and msr_banzhaf")
     if draws < 1:
         raise ValuationError(f"draws must be a positive int, got {draws}")
-    if not ray.is_initialized() and address == "local":
-        # local workers import this very checkout of valuate
+    if int(checkpoint_every) < 1:
+        raise ValuationError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
+    digest = config_hash(estimator, utility, utility.n, key, batch, config)
+    saved, resumed = Saved(estimator.init(utility.n), 0, 0, 0.0, None), False
+    if checkpoint is not None and os.path.exists(checkpoint):
+        saved = runner.load_checkpoint(checkpoint, estimator, utility.n, digest)
+        resumed = True
+    start = time.perf_counter()
+    if saved.draws < draws:
+        _connect(ray, address, workers)
+        saved = _fan_out(ray, estimator, utility, key, saved, draws, batch, retries, progress,
+                         checkpoint, int(checkpoint_every), digest, start)
+    seconds = saved.seconds + time.perf_counter() - start
+    if checkpoint is not None:
+        runner.save_checkpoint(checkpoint, estimator, saved._replace(seconds=seconds), digest)
+    return RunOutput(estimator.estimate(saved.state), saved.state, saved.evaluations,
+                     saved.draws, seconds, f"max_draws({draws})", resumed)
+
+
+def _connect(ray, address: str, workers: int | None) -> None:
+    """Start a local Ray cluster ("local") or join the one at `address`, unless this process
+    is connected already."""
+    if ray.is_initialized():
+        return
+    if address == "local":  # local workers import this very checkout of valuate
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": root}})
-    elif not ray.is_initialized():  # a cluster whose nodes have valuate installed
+    else:  # a cluster whose nodes have valuate installed
         ray.init(address=address, log_to_driver=False)
-    start = time.perf_counter()
+
+
+def _fan_out(ray, estimator, utility, key, saved: Saved, draws, batch, retries, progress,
+             checkpoint, every, digest, start) -> Saved:
+    """Draws `saved.draws .. draws - 1` as Ray tasks, pooled into `saved` in task order;
+    checkpointed after every `every` tasks pooled. Pending tasks are cancelled if the driver
+    stops early (Ctrl-C, a task that fails for good)."""
     # a fresh copy: the compiled programs cached on `utility` stay out of the pickle
     shipped = ray.put(dataclasses.replace(utility) if dataclasses.is_dataclass(utility)
                       else utility)
@@ -215,16 +256,25 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
     token = f"{id(utility)}-{time.time_ns()}"
     pending = {task.remote(token, estimator, shipped, np.asarray(key), i, batch,
                            min(batch, draws - i)): i
-               for i in range(0, draws, batch)}
-    results, evaluations = {}, 0
-    with tqdm(total=len(pending), desc=f"{estimator.name} (ray)", unit="task",
-              file=sys.stderr, disable=not progress) as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            results[pending.pop(done[0])] = ray.get(done[0])
-            bar.update(1)
-    for first in sorted(results):  # pooled in draw order: the same sums as runner.run
-        part, used = results[first]
-        state, evaluations = merge(state, part), evaluations + used
-    return RunOutput(estimator.estimate(state), state, evaluations, draws,
-                     time.perf_counter() - start, f"max_draws({draws})", False)
+               for i in range(saved.draws, draws, batch)}
+    finished, pooled = {}, 0
+    try:
+        with tqdm(total=len(pending), desc=f"{estimator.name} (ray)", unit="task",
+                  file=sys.stderr, disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                finished[pending.pop(done[0])] = ray.get(done[0])
+                bar.update(1)
+                while saved.draws in finished:  # pooled in draw order: runner.run's sums
+                    (part, used), before = finished.pop(saved.draws), saved.state
+                    saved = Saved(merge(before, part), min(saved.draws + batch, draws),
+                                  saved.evaluations + used, saved.seconds, None)
+                    pooled += 1
+                    if checkpoint is not None and pooled % every == 0:
+                        runner.save_checkpoint(checkpoint, estimator, saved._replace(
+                            seconds=saved.seconds + time.perf_counter() - start,
+                            previous=estimator.estimate(before)), digest)
+    finally:
+        for ref in pending:  # stopped early: no orphaned work left on the cluster
+            ray.cancel(ref)
+    return saved

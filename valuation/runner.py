@@ -33,6 +33,11 @@ Checkpoint API (for long jobs and the CLI's `--job-dir`):
   interrupted run would have made next, so a resumed run returns exactly what an
   uninterrupted run would (apart from `max_time`, whose clock keeps counting). A file from a
   different configuration raises `ValuationError`; delete it or pass another path.
+* The file also records the estimator's name and `Estimator.version`, which each estimator
+  raises whenever the same key starts to give other draws or another state (Data-OOB's
+  version 2 draws its bootstrap counts on the host). A checkpoint written by another version,
+  or before versions were recorded, is refused with one error: its draws would mix with
+  this version's. `distributed.ray_run` writes and resumes the same files.
 * A finished run leaves its final checkpoint behind; running again returns the same result
   at once (the stopping rule fires before any new draw).
 
@@ -63,7 +68,8 @@ from .errors import ValuationError
 from .estimate import Estimate
 from .results import atomic_write
 
-__all__ = ["Estimator", "Limit", "Progress", "RunOutput", "as_key", "cost_estimate", "draw_keys", "run"]
+__all__ = ["Estimator", "Limit", "Progress", "RunOutput", "Saved", "as_key", "config_hash",
+           "cost_estimate", "draw_keys", "load_checkpoint", "run", "save_checkpoint"]
 
 ESTIMATE_AFTER = 60.0  # print a cost estimate when a run projects to more seconds than this
 
@@ -94,6 +100,9 @@ class Estimator(NamedTuple):
       batch_multiple: draws that must share an update (2 for antithetic pairs).
       extra: `extra(state) -> dict` of JSON-ready records for the result's `extra` (e.g.
         truncation positions), or None.
+      version: the estimator's draw/state format, recorded in checkpoints; raise it when
+        the same key starts to give other draws or another state, so that older
+        checkpoints are refused instead of mixed with the new draws.
     """
 
     init: Callable[[int], Any]
@@ -104,6 +113,7 @@ class Estimator(NamedTuple):
     batch: int | None
     batch_multiple: int = 1
     extra: Callable[[Any], dict] | None = None
+    version: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +218,8 @@ def _fingerprint(utility) -> dict:
 def config_hash(estimator: Estimator, utility, n: int, key: jax.Array, batch: int,
                 config: dict | None) -> str:
     """Hash of everything that determines a run's draws and values."""
-    blob = {"name": estimator.name, "params": estimator.params, "batch": batch, "n": n,
+    blob = {"name": estimator.name, "version": estimator.version, "params": estimator.params,
+            "batch": batch, "n": n,
             "key": np.asarray(jax.random.key_data(key) if jnp.issubdtype(
                 key.dtype, jax.dtypes.prng_key) else key).tolist(),
             "utility": _fingerprint(utility), "config": config or {}}
@@ -216,13 +227,32 @@ def config_hash(estimator: Estimator, utility, n: int, key: jax.Array, batch: in
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _save(path, leaves, draws, evaluations, seconds, previous, digest):
-    arrays = {f"leaf_{i}": np.asarray(a) for i, a in enumerate(leaves)}
-    arrays.update(draws=np.int64(draws), evaluations=np.int64(evaluations),
-                  seconds=np.float64(seconds), config_hash=np.array(digest))
-    if previous is not None:
-        arrays.update(prev_values=previous.values, prev_stderr=previous.stderr,
-                      prev_counts=previous.counts)
+class Saved(NamedTuple):
+    """A checkpoint's contents: the estimator state, the draws, evaluations and seconds so
+    far, and the estimate before the last update (None if there was none)."""
+
+    state: Any
+    draws: int
+    evaluations: int
+    seconds: float
+    previous: Estimate | None
+
+
+def _version(estimator: Estimator) -> str:
+    return f"{estimator.name}/{estimator.version}"
+
+
+def save_checkpoint(path, estimator: Estimator, saved: Saved, digest: str) -> None:
+    """Replace the checkpoint file `path` atomically with `saved` (module docstring);
+    `digest` is the run's `config_hash`."""
+    arrays = {f"leaf_{i}": np.asarray(a)
+              for i, a in enumerate(jax.tree_util.tree_leaves(saved.state))}
+    arrays.update(draws=np.int64(saved.draws), evaluations=np.int64(saved.evaluations),
+                  seconds=np.float64(saved.seconds), config_hash=np.array(digest),
+                  version=np.array(_version(estimator)))
+    if saved.previous is not None:
+        arrays.update(prev_values=saved.previous.values, prev_stderr=saved.previous.stderr,
+                      prev_counts=saved.previous.counts)
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -232,19 +262,37 @@ def _save(path, leaves, draws, evaluations, seconds, previous, digest):
     atomic_write(path, write)
 
 
-def _load(path, treedef, n_leaves, digest):
+def load_checkpoint(path, estimator: Estimator, n: int, digest: str) -> Saved:
+    """The checkpoint `path` of a run of `estimator` on `n` samples whose `config_hash` is
+    `digest`.
+
+    Raises:
+      ValuationError: the file was written by another version of the estimator (or before
+        versions were recorded), or by a run with another configuration.
+    """
+    fresh = ("delete it (with `valuate value`: delete the job folder) to start afresh, or "
+             "pass another checkpoint path (a fresh --job-dir)")
     with np.load(path) as z:
+        written = str(z["version"]) if "version" in z.files else None
+        # another estimator's file is a configuration mismatch, which the hash tells
+        if written is None or (written.split("/")[0] == estimator.name
+                               and written != _version(estimator)):
+            raise ValuationError(
+                f"checkpoint {os.fspath(path)!r} was written by "
+                f"{written or 'an unrecorded version'} of the estimator, "
+                f"this is {_version(estimator)}: their draws may differ and must not be mixed; "
+                + fresh)
         if str(z["config_hash"]) != digest:
             raise ValuationError(
                 f"checkpoint {os.fspath(path)!r} belongs to a different configuration (method, "
-                "parameters, seed, batch or data changed); delete it to start afresh or pass "
-                "another checkpoint path")
-        leaves = [z[f"leaf_{i}"] for i in range(n_leaves)]
+                "parameters, seed, batch or data changed); " + fresh)
+        _, treedef = jax.tree_util.tree_flatten(estimator.init(n))
+        leaves = [z[f"leaf_{i}"] for i in range(treedef.num_leaves)]
         previous = None
         if "prev_values" in z.files:
             previous = Estimate(z["prev_values"], z["prev_stderr"], z["prev_counts"])
-        return (jax.tree_util.tree_unflatten(treedef, leaves), int(z["draws"]),
-                int(z["evaluations"]), float(z["seconds"]), previous)
+        return Saved(jax.tree_util.tree_unflatten(treedef, leaves), int(z["draws"]),
+                     int(z["evaluations"]), float(z["seconds"]), previous)
 
 
 def cost_estimate(evaluations: int, completion: float, rate: float) -> tuple[float, str]:
@@ -299,13 +347,12 @@ def run(
         raise ValuationError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
     key = as_key(key)
     state = estimator.init(n)
-    leaves, treedef = jax.tree_util.tree_flatten(state)
     digest = config_hash(estimator, utility, n, key, batch, config)
     draws = evaluations = 0
     spent, previous, resumed = 0.0, None, False
     if checkpoint is not None and os.path.exists(checkpoint):
-        state, draws, evaluations, spent, previous = _load(checkpoint, treedef, len(leaves),
-                                                           digest)
+        state, draws, evaluations, spent, previous = load_checkpoint(checkpoint, estimator, n,
+                                                                     digest)
         resumed = True
     start = time.perf_counter()
     session_evals, updates = 0, 0
@@ -330,8 +377,9 @@ def run(
             current = estimator.estimate(state)
             session_evals, updates = session_evals + int(used), updates + 1
             if checkpoint is not None and updates % int(checkpoint_every) == 0:
-                _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations,
-                      spent + time.perf_counter() - start, previous, digest)
+                save_checkpoint(checkpoint, estimator, Saved(
+                    state, draws, evaluations, spent + time.perf_counter() - start, previous),
+                    digest)
             elapsed = time.perf_counter() - start
             status = Progress(current, previous, evaluations, draws, spent + elapsed)
             completion = stop.completion(status)
@@ -345,8 +393,8 @@ def run(
     finally:
         bar.close()
     if checkpoint is not None:
-        _save(checkpoint, jax.tree_util.tree_leaves(state), draws, evaluations, seconds,
-              previous, digest)
+        save_checkpoint(checkpoint, estimator, Saved(state, draws, evaluations, seconds,
+                                                     previous), digest)
     return RunOutput(current, state, evaluations, draws, seconds, reason, resumed)
 
 

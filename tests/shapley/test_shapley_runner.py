@@ -184,3 +184,28 @@ def test_long_run_prints_a_cost_estimate_first(monkeypatch, capsys):
     monkeypatch.setattr(va.runner, "ESTIMATE_AFTER", 1e9)
     run(msr_banzhaf(batch=8), lumpy(4), key=0, stop=max_draws(32), progress=True)
     assert "cost estimate" not in capsys.readouterr().err
+
+
+def _strip_version(path):
+    """Rewrite a checkpoint as code before estimator versions wrote it: no "version"."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if k != "version"}
+    np.savez(path, **arrays)
+
+
+def test_checkpoint_of_another_estimator_version_is_refused(tmp_path):
+    game = lumpy(6)
+    path = tmp_path / "state.npz"
+    current = msr_banzhaf(batch=8)
+    _values(current._replace(version=current.version + 1), game, draws=16, checkpoint=path)
+    with pytest.raises(ValuationError, match=r"written by msr_banzhaf/2 of the estimator, "
+                                             r"this is msr_banzhaf/1: their draws may differ"):
+        _values(current, game, draws=32, checkpoint=path)
+    _values(current, game, draws=16, checkpoint=tmp_path / "ok.npz")
+    _strip_version(tmp_path / "ok.npz")  # as written before versions were recorded
+    with pytest.raises(ValuationError, match="an unrecorded version .* delete it"):
+        _values(current, game, draws=32, checkpoint=tmp_path / "ok.npz")
+
+
+def test_data_oob_is_version_2_host_side_bootstrap_draws():
+    assert data_oob().version == 2  # its draws changed: version-1 checkpoints are refused

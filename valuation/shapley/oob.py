@@ -119,4 +119,7 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
     def estimate(state):
         return est.estimate(state.moments)
 
-    return Estimator(init, update, estimate, "data_oob", {"score": score}, int(batch))
+    # version 2: bootstrap counts drawn on the host (`samplers.bootstrap_counts`); version-1
+    # checkpoints hold other draws for the same key and are refused (`runner`)
+    return Estimator(init, update, estimate, "data_oob", {"score": score}, int(batch),
+                     version=2)
