@@ -212,6 +212,13 @@ class Utility:
         target the predictions `(B, m)`."""
         return _predict(self.model, params, jnp.asarray(x, jnp.float32), self.task)
 
+    @property
+    def train_on_device(self) -> tuple[jax.Array, jax.Array]:
+        """The training features `(n, d)` float32 and labels `(n,)` on the device: the very
+        arrays the compiled programs train on, put there once per utility (for estimators
+        that score every training row, e.g. Data-OOB, without copying them again)."""
+        return self._data["xt"], self._data["yt"]
+
     @functools.cached_property
     def _compiled(self):
         return _compiled(self)

@@ -1,5 +1,6 @@
 """Data-OOB: matches an independent bagging of scikit-learn models; finds flipped labels."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -47,3 +48,25 @@ def test_flipped_labels_get_low_values(cancer, score):
     assert result.method == "data_oob" and result.params["score"] == score
     assert detection_auroc(result.values, flipped) > 0.9
     assert np.all(result.counts > 20)  # ~0.37 * 128 out-of-bag models each
+
+
+def test_scores_the_engines_device_copy_of_the_training_rows(blobs, monkeypatch):
+    train, valid = blobs
+    u = va.make_utility(va.logistic_regression(2), train, valid)
+    x, y = u.train_on_device  # the arrays the compiled programs train on, put there once
+    assert x is u.train_on_device[0] and y is u.train_on_device[1]
+    np.testing.assert_array_equal(np.asarray(x), train.x)
+    np.testing.assert_array_equal(np.asarray(y), train.y)
+    alone = run(data_oob(), u, key=3, stop=max_draws(8), batch=4, progress=False)
+    copies = []
+    real = jnp.asarray
+
+    def counting(a, *args, **kw):
+        if isinstance(a, np.ndarray) and a.shape == train.x.shape:
+            copies.append(a.shape)
+        return real(a, *args, **kw)
+
+    monkeypatch.setattr(jnp, "asarray", counting)
+    again = run(data_oob(), u, key=3, stop=max_draws(8), batch=4, progress=False)
+    assert copies == []  # no update copies the features to the device again
+    np.testing.assert_array_equal(again.estimate.values, alone.estimate.values)

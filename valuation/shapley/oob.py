@@ -16,7 +16,8 @@ error comes from the spread over those models; the count is the number of them (
 prediction (`score` does not apply).
 
 Memory (bytes; n training rows, d features, m = 1 output for two classes else k, c = the
-utility's chunk of models): the data on the device once, `4 n d`; the running moments,
+utility's chunk of models): the data on the device once, `4 n d` (the engine's own copy,
+`Utility.train_on_device`, shared by every update); the running moments,
 `24 n`; per chunk, the bootstrap weights `4 c n` and their out-of-bag mask `c n` on the
 host, the solver's working set about `48 m c n` (logits, probabilities, gradients: `glm`),
 the scores `8 c n` (device and host); with the engine's `(n, (d+1)^2)` products on top when
@@ -101,7 +102,7 @@ def data_oob(*, score: str = "accuracy", batch: int = 64) -> Estimator:
             raise ValuationError("Data-OOB trains bagged models itself: pass a Utility from "
                                  "make_utility, not a plain game function")
         n = state.moments.count.shape[0]
-        x, y = jnp.asarray(utility.train.x), jnp.asarray(utility.train.y)
+        x, y = utility.train_on_device  # on the device once per utility, not per update
         task = getattr(utility, "task", "classification")
         moments = state.moments
         take = int(min(keys.shape[0], limit.draws, limit.evaluations))  # one model per draw
