@@ -254,7 +254,7 @@ def run_bench(out: str, *, preset: str = "quick", tasks=None, methods=None, seed
                                  "(its sizes and methods are fixed); drop them")
         record = run_scale(out, SIZES[preset], seed=seed, plots=plots, progress=progress)
         return pd.concat([pd.DataFrame(record[part]).assign(part=part)
-                          for part in ("knn_error", "cli", "per_evaluation")],
+                          for part in ("knn_error", "knn_size", "cli", "per_evaluation")],
                          ignore_index=True)
     if preset not in PRESETS:
         raise ValuationError(f"unknown preset {preset!r}; choose one of "

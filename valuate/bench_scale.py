@@ -5,14 +5,19 @@ utility evaluation against n.
     valuate bench --preset scale --out scale/             # the issue's sizes: ~30 min, 2 cores
     valuate bench --preset scale-quick --out scale/       # small sizes: a few minutes
 
-Three parts, each written to `OUT/` (`knn_error.csv`, `cli.csv`, `per_evaluation.csv`,
-`per_evaluation.png`, all of them in `scale.json`):
+Four parts, each written to `OUT/` (`knn_error.csv`, `knn_size.csv`, `cli.csv`,
+`per_evaluation.csv`, `per_evaluation.png`, all of them in `scale.json`):
 
 1. KNN-Shapley on n training x m validation points (synthetic, 10 % flipped labels): exact
    values against the top-K* truncation (several epsilon), the HNSW index (when faiss is
    installed) and validation sampling: seconds, max error (absolute and relative to the
    largest value), Spearman's rho against exact, noisy-label AUROC, and for sampling the
    share of values within 1.96 standard errors of the exact ones (the coverage).
+   Part 1b (`knn_size`), the issue's size (1,000,000 x 10,000, d = 20): the top-K*
+   truncation (`EPSILON`, what `valuate value --method knn` runs there) on every validation
+   point, timed; its error against exact values on `ScaleSizes.knn_check` validation
+   points at the full n (where both run); and validation sampling (a quarter of the points)
+   against the run on all of them: error and coverage of its standard errors.
 2. `valuate value BIG.csv --method knn` and `--method oob --budget 500` in-process on
    generated CSVs of n rows x 20 (written to OUT once): seconds and peak resident memory
    (`valuation.evaluate.measure`).
@@ -41,10 +46,11 @@ from valuation.evaluate.rank_correlation import spearman
 from valuation.results import atomic_write, write_json
 from valuation.shapley import knn_shapley, max_draws
 
-__all__ = ["SIZES", "ScaleSizes", "cli_job", "knn_errors", "per_evaluation", "run_scale",
-           "write_csv"]
+__all__ = ["EPSILON", "SIZES", "ScaleSizes", "cli_job", "knn_at_size", "knn_errors",
+           "per_evaluation", "run_scale", "write_csv"]
 
 D = 20
+EPSILON = 1e-3  # part 1b's truncation: knn.auto_settings' choice past its exact size
 
 
 def _noisy(n: int, *, seed: int, noise: float = 0.1):
@@ -83,6 +89,40 @@ def knn_errors(n: int, m: int, *, seed: int = 0, sample: int | None = None) -> l
         rows.append(row)
     for row in rows:
         row.update(n=n, m=m)
+    return rows
+
+
+def knn_at_size(n: int, m: int, *, check: int, seed: int = 0,
+                progress: bool = True) -> list[dict]:
+    """Rows of part 1b for n training x m validation points (module docstring): seconds,
+    max absolute error against the reference named in "reference", the bound epsilon, and
+    for the sampled run the coverage of its 1.96-standard-error intervals."""
+    x, y, flip = _noisy(n + m, seed=seed)
+    xt, yt, xv, yv = x[:n], y[:n], x[n:], np.where(flip[n:], 1 - y[n:], y[n:])
+    noisy, key = flip[:n], jax.random.PRNGKey(seed)
+    rows = []
+
+    def timed(name, reference, xv_, yv_, **options):
+        start = time.perf_counter()
+        est = knn_shapley(xt, yt, xv_, yv_, k=10, progress=progress, **options)
+        rows.append({"variant": name, "n": n, "m": len(yv_),
+                     "seconds": round(time.perf_counter() - start, 2),
+                     "epsilon": options.get("epsilon"), "reference": reference,
+                     "auroc": detection_auroc(est.values, noisy)})
+        return est
+
+    full = timed(f"top-K* eps={EPSILON:g}, all {m} validation", None, xv, yv,
+                 epsilon=EPSILON)
+    exact = timed(f"exact, {check} validation", None, xv[:check], yv[:check]).values
+    part = timed(f"top-K* eps={EPSILON:g}, {check} validation", "exact, same points",
+                 xv[:check], yv[:check], epsilon=EPSILON).values
+    rows[-1]["max_abs_error"] = float(np.abs(part - exact).max())
+    sample = max(2, m // 4)
+    est = timed(f"valid_sample={sample}, eps={EPSILON:g}", "the run on all points", xv, yv,
+                epsilon=EPSILON, valid_sample=sample, key=key)
+    rows[-1]["max_abs_error"] = float(np.abs(est.values - full.values).max())
+    rows[-1]["coverage_1.96"] = float(np.mean(np.abs(est.values - full.values)
+                                              <= 1.96 * est.stderr))
     return rows
 
 
@@ -158,6 +198,8 @@ class ScaleSizes:
 
     Attributes:
       knn: (training, validation) points of part 1.
+      knn_size: (training, validation) points of part 1b.
+      knn_check: validation points of part 1b's exact reference.
       cli: rows of the generated CSVs of part 2 (each valued with knn and with oob).
       oob_budget: bootstrap models of part 2's Data-OOB jobs.
       evaluations: training rows of part 3.
@@ -167,37 +209,50 @@ class ScaleSizes:
     cli: tuple[int, ...]
     oob_budget: int
     evaluations: tuple[int, ...]
+    knn_size: tuple[int, int]
+    knn_check: int
 
 
 SIZES = {"scale": ScaleSizes((100_000, 1_000), (100_000, 1_000_000), 500,
-                             (10_000, 100_000, 1_000_000)),
-         "scale-quick": ScaleSizes((10_000, 500), (100_000,), 500, (10_000, 30_000))}
+                             (10_000, 100_000, 1_000_000), (1_000_000, 10_000), 100),
+         "scale-quick": ScaleSizes((10_000, 500), (100_000,), 500, (10_000, 30_000),
+                                   (100_000, 2_000), 50)}
 
 
 def run_scale(out: str, sizes: ScaleSizes, *, seed: int = 0, plots: bool = True,
               progress: bool = True) -> dict:
-    """Run the three parts at `sizes`, write their tables to `out` and return the record
-    (`{"knn_error": rows, "cli": rows, "per_evaluation": rows, "slopes": {method: slope}}`).
+    """Run the parts at `sizes`, write their tables to `out` and return the record
+    (`{"knn_error": rows, "knn_size": rows, "cli": rows, "per_evaluation": rows,
+    "slopes": {method: slope}}`).
     """
     echo = (lambda s: print(s, file=sys.stderr, flush=True)) if progress else (lambda s: None)
     os.makedirs(out, exist_ok=True)
+    echo(f"part 1: KNN-Shapley errors at {sizes.knn[0]} x {sizes.knn[1]}")
     knn = pd.DataFrame(knn_errors(*sizes.knn, seed=seed))
     echo(knn.round(4).to_string(index=False))
+    echo(f"part 1b: KNN-Shapley at {sizes.knn_size[0]} x {sizes.knn_size[1]}, d={D}")
+    size = pd.DataFrame(knn_at_size(*sizes.knn_size, check=sizes.knn_check, seed=seed,
+                                    progress=progress))
+    echo(size.round(6).to_string(index=False))
+    echo(f"part 2: valuate value on generated CSVs of {sizes.cli} rows")
     cli = pd.DataFrame([cli_job(out, n, method, seed=seed, budget=sizes.oob_budget)
                         for n in sizes.cli for method in ("knn", "oob")])
     echo(cli.to_string(index=False))
+    echo(f"part 3: seconds per evaluation at n = {sizes.evaluations}")
     evals = pd.DataFrame([per_evaluation(n, method, seed=seed)
                           for method in ("oob", "banzhaf") for n in sizes.evaluations])
     slopes = {method: float(np.polyfit(np.log(part["n"]), np.log(part["seconds_per_eval"]),
                                        1)[0]) for method, part in evals.groupby("method")}
     echo(evals.to_string(index=False))
     echo(f"log-log slope of seconds per evaluation against n: {slopes}")
-    for name, frame in (("knn_error", knn), ("cli", cli), ("per_evaluation", evals)):
+    for name, frame in (("knn_error", knn), ("knn_size", size), ("cli", cli),
+                        ("per_evaluation", evals)):
         atomic_write(os.path.join(out, f"{name}.csv"),
                      lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
     if plots:
         _plot(evals, os.path.join(out, "per_evaluation.png"))
-    record = {"knn_error": knn.to_dict("records"), "cli": cli.to_dict("records"),
+    record = {"knn_error": knn.to_dict("records"), "knn_size": size.to_dict("records"),
+              "cli": cli.to_dict("records"),
               "per_evaluation": evals.to_dict("records"), "slopes": slopes}
     write_json(os.path.join(out, "scale.json"), record)
     return record

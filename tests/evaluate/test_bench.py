@@ -46,7 +46,7 @@ def test_scale_preset_runs_the_scale_benchmark_at_a_tiny_size(tmp_path, monkeypa
     from valuate.cli import main
 
     tiny = bench_scale.ScaleSizes(knn=(300, 40), cli=(200,), oob_budget=8,
-                                  evaluations=(200, 400))
+                                  evaluations=(200, 400), knn_size=(1500, 40), knn_check=8)
     monkeypatch.setitem(bench_scale.SIZES, "scale-quick", tiny)
     out = tmp_path / "scale"
     assert main(["bench", "--preset", "scale-quick", "--out", str(out), "--quiet",
@@ -57,6 +57,11 @@ def test_scale_preset_runs_the_scale_benchmark_at_a_tiny_size(tmp_path, monkeypa
     assert exact["max_abs_error"] == 0 and exact["spearman"] > 0.999
     eps = knn[knn["variant"] == "top-K* eps=0.01"].iloc[0]
     assert eps["max_abs_error"] <= 0.01
+    size = pd.read_csv(out / "knn_size.csv").set_index("variant")
+    assert (size["n"] == 1500).all() and size["seconds"].notna().all()
+    assert 0 < size.loc["top-K* eps=0.001, 8 validation", "max_abs_error"] <= 1e-3
+    sampled = size.loc["valid_sample=10, eps=0.001"]
+    assert sampled["max_abs_error"] > 0 and 0 < sampled["coverage_1.96"] <= 1
     cli = pd.read_csv(out / "cli.csv")
     assert sorted(cli["method"]) == ["knn", "oob"] and (cli["n_train"] == 160).all()
     assert cli.set_index("method").loc["oob", "models"] >= 8

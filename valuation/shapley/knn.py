@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from typing import Any
 
 import jax
@@ -71,6 +70,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ValuationError
 from ..estimate import Estimate
+from ..runner import progress_stream
 from .neighbours import Search
 
 __all__ = ["auto_settings", "embeddings", "knn_shapley", "truncation_rank"]
@@ -264,7 +264,7 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     desc = f"knn_shapley: {m} of {total_m} validation rows, " + (
         "exact" if kstar == n else f"{kstar} neighbours each (error <= {epsilon:g})")
     for start in tqdm(range(0, m + pad, chunk), desc=desc, unit="chunk",
-                      file=sys.stderr, disable=not progress):
+                      file=progress_stream(), disable=not progress):
         sl = slice(start, start + chunk)
         xc = jnp.asarray(xv[sl])
         if search is not None:
