@@ -187,12 +187,31 @@ def test_ray_run_with_one_chunk_per_task_resumes_bit_for_bit(ray_cluster, tmp_pa
 def test_ray_option_errors():
     utility = problem()[0]
     with pytest.raises(va.ValuationError, match=r"unknown option\(s\) \['ray'\]"):
-        va.value(utility, method="knn", ray="local", progress=False)
+        va.value(utility, method="loo", ray="local", progress=False)
+    with pytest.raises(va.ValuationError, match="index lives in this process"):
+        va.value(utility, method="knn", ray="local", index="hnsw", progress=False)
     with pytest.raises(va.ValuationError, match="fixed budget"):
         va.value(utility, method="banzhaf", ray="local", stop=stderr_below(0.01),
                  progress=False)
     with pytest.raises(va.ValuationError, match="pip install ray|running moments"):
         va.value(utility, method="tmc", ray="local", progress=False)
+
+
+@pytest.mark.slow  # starts a local Ray cluster
+@pytest.mark.parametrize("options", [{}, {"epsilon": 0.05, "valid_sample": 30}],
+                         ids=["exact", "truncated-sampled"])
+def test_ray_knn_blocks_give_the_values_of_one_process(ray_cluster, options):
+    from valuation.shapley import knn_shapley
+
+    rng = np.random.default_rng(1)
+    xt, yt = rng.normal(size=(300, 4)), rng.integers(0, 2, 300)
+    xv, yv = rng.normal(size=(70, 4)), rng.integers(0, 2, 70)
+    run = {"k": 5, "chunk": 1, "key": jax.random.PRNGKey(0), **options}  # 2-5 blocks
+    alone = knn_shapley(xt, yt, xv, yv, **run)
+    fanned = knn_shapley(xt, yt, xv, yv, ray="local", **run)
+    for got, want in zip(fanned, alone):  # values, stderr, counts: the same bits
+        np.testing.assert_array_equal(got, want)
+    assert np.any(alone.values != 0)
 
 
 @pytest.mark.slow  # starts a local Ray cluster

@@ -204,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "when the job finishes); rerun the same command "
                                          "to resume an interrupted job")
     value.add_argument("--ray", metavar="ADDRESS",
-                       help="fan the draws of oob or banzhaf out over a Ray cluster: 'local' "
-                            "or a cluster address (pip install ray; same values and "
+                       help="fan the draws of oob or banzhaf (or knn's blocks of "
+                            "validation rows) out over a Ray cluster: 'local' or a "
+                            "cluster address (pip install ray; same values and "
                             "checkpoints as without it)")
     value.add_argument("--z", type=float, default=Z,
                        help="standard errors on each side of a value for the harmful / "

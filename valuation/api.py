@@ -142,12 +142,13 @@ def _loo(utility, *, seed, stop, progress, checkpoint, checkpoint_every):
 
 def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int = 10,
          embedding: Any = "raw", epsilon: Any = "auto", valid_sample: Any = "auto",
-         index: str = "exact"):
+         index: str = "exact", ray: str | None = None):
     """KNN-Shapley: the mean over validation points of their closed-form values.
 
     `epsilon` and `valid_sample` default to `knn.auto_settings` (exact up to 250 million
     training x validation pairs, then sampled and truncated); `index` "exact" or "hnsw"
-    (approximate neighbours, `shapley.neighbours`; epsilon at least 1e-3 there). With
+    (approximate neighbours, `shapley.neighbours`; epsilon at least 1e-3 there); `ray`
+    fans blocks of validation rows out over a Ray cluster (the same values). With
     `utility.class_weight == "balanced"` each validation class weighs the same (the mean of
     the per-class means), so the majority class's points do not decide alone. A regression
     target gets the K-NN regressor's game (minus its squared error; `knn` module docstring),
@@ -156,6 +157,9 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
     del stop, checkpoint, checkpoint_every  # closed form, no training
     if index not in ("exact", "hnsw"):
         raise ValuationError(f"unknown index {index!r}; choose 'exact' or 'hnsw'")
+    if index == "hnsw" and ray is not None:
+        raise ValuationError("a neighbour index lives in this process: drop index='hnsw' "
+                             "or ray=")
     regression = utility.task == "regression"
     if regression and (epsilon not in ("auto", None) or index != "exact"):
         raise ValuationError("KNN-Shapley's regression form is exact only: drop epsilon= "
@@ -178,7 +182,7 @@ def _knn(utility, *, seed, stop, progress, checkpoint, checkpoint_every, k: int 
     parts = [knn.knn_shapley(train_emb, utility.train.y, np.asarray(valid_emb)[g], yv[g],
                              k=k, epsilon=epsilon, valid_sample=valid_sample,
                              key=jax.random.PRNGKey(seed), search=search, progress=progress,
-                             regression=regression)
+                             regression=regression, ray=ray)
              for g in groups]
     estimate = Estimate(np.mean([p.values for p in parts], axis=0),
                         np.sqrt(np.sum([np.square(p.stderr) for p in parts], axis=0))
@@ -317,7 +321,7 @@ def value(
         `degenerate="zero"` for the game pyDVL computes, ...).
       **options: method options, e.g. `ray="local"` or a Ray address (Data-OOB and
         Banzhaf draws fanned out over Ray workers, `distributed.ray_run`; a fixed budget,
-        checkpointed and resumed as without Ray), `truncation_rtol=0.05` (tmc), `alpha=4`
+        checkpointed and resumed as without Ray; KNN-Shapley's validation blocks), `truncation_rtol=0.05` (tmc), `alpha=4`
         (beta), `score="probability"` (oob), `k=5, embedding="model", epsilon=1e-3,
         valid_sample=10_000` (knn; default `knn.auto_settings`), `batch=...`.
 

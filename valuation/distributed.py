@@ -15,6 +15,9 @@ The wrapper answers to everything a `Utility` does (its configuration, data sets
 four and vice versa; Monte Carlo estimators draw each sample from its own key
 (`runner.draw_keys`), so their values do not depend on the chunking either.
 
+`ray_map(fn, shared, items)` runs `fn(shared, item)` as Ray tasks and yields the results
+in item order (KNN-Shapley's blocks of validation rows, `knn.knn_shapley(..., ray=...)`).
+
 `ray_run(estimator, utility, key=..., draws=...)` runs the draws of an estimator whose
 state is running moments (Data-OOB, MSR Banzhaf) as Ray tasks over processes and hosts
 (`pip install ray`; an optional extra): task i makes draws `i*batch .. (i+1)*batch - 1`
@@ -53,7 +56,7 @@ from .errors import ValuationError
 from .runner import Estimator, Limit, RunOutput, Saved, config_hash, draw_keys
 from .utility import Utility, _chunks, _per_model_keys, _weight_rows
 
-__all__ = ["ShardedUtility", "merge", "ray_run", "shard"]
+__all__ = ["ShardedUtility", "merge", "ray_map", "ray_run", "shard"]
 
 _BATCH = PartitionSpec("batch")
 
@@ -242,6 +245,31 @@ def _connect(ray, address: str, workers: int | None) -> None:
                  runtime_env={"env_vars": {"PYTHONPATH": root}})
     else:  # a cluster whose nodes have valuate installed
         ray.init(address=address, log_to_driver=False)
+
+
+def ray_map(fn, shared: Any, items: list, *, address: str = "local",
+            workers: int | None = None, retries: int = 3):
+    """`fn(shared, item)` for every item as Ray tasks; yields the results in item order, each
+    as soon as it and every earlier one are done (`shared` is shipped to the cluster once).
+
+    Used for KNN-Shapley's validation blocks (`knn.knn_shapley(..., ray=...)`). Pending
+    tasks are cancelled if the caller stops early.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ValuationError("the Ray fan-out needs Ray: pip install ray (or run without "
+                             "it: one process gives the same values)") from None
+    _connect(ray, address, workers)
+    task = ray.remote(fn).options(max_retries=int(retries), num_cpus=1)
+    shipped = ray.put(shared)
+    refs = [task.remote(shipped, item) for item in items]
+    try:
+        for ref in refs:
+            yield ray.get(ref)
+    finally:
+        for ref in refs:  # nothing left running on the cluster (no-op for finished ones)
+            ray.cancel(ref)
 
 
 def _fan_out(ray, estimator, utility, key, saved: Saved, draws, batch, retries, progress,

@@ -53,7 +53,8 @@ depends on all N targets, so the top-K* truncation does not apply: regression va
 exact (validation subsampling still does).
 
 Memory: `O(chunk * N)` for the distances of a chunk of validation points (default about 32
-million distances per chunk, 128 MB in float32) plus `O(N)` accumulators; time
+million distances per chunk, 128 MB in float32) plus `O(N)` accumulators (four float64
+vectors; with Ray, two more per finished block waiting for an earlier one); time
 `O(M N d)` for the distances and `O(M N)` for the selection.
 """
 
@@ -61,7 +62,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +77,7 @@ from .neighbours import Search
 __all__ = ["auto_settings", "embeddings", "knn_shapley", "truncation_rank"]
 
 DISTANCES_PER_CHUNK = 32_000_000  # distances held at once: 128 MB in float32
+BLOCK_CHUNKS = 16  # validation chunks summed per block, the unit of a Ray task
 EXACT_PAIRS = 250_000_000  # training x validation pairs `auto_settings` still sorts in full
 
 
@@ -201,7 +203,7 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
                 epsilon: float | None = None, valid_sample: int | None = None,
                 key: jax.Array | None = None, chunk: int | None = None,
                 search: Search | None = None, progress: bool = False,
-                regression: bool = False) -> Estimate:
+                regression: bool = False, ray: str | None = None) -> Estimate:
     """KNN-Shapley values of the training points (Jia et al., VLDB 2019).
 
     Args:
@@ -223,6 +225,9 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
       progress: show a progress bar over validation chunks on stderr.
       regression: value the K-NN regressor's game, minus its squared error (module
         docstring); exact only (no `epsilon`, no `search`).
+      ray: fan blocks of `BLOCK_CHUNKS` validation chunks out over a Ray cluster ("local"
+        or an address; `pip install ray`), pooled in block order: the same values as one
+        process, bit for bit. Not with `search` (an index lives in this process).
 
     Returns:
       `Estimate(values (N,), stderr (N,), counts = validation points used)`: the mean
@@ -242,6 +247,9 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     if regression and (epsilon is not None or search is not None):
         raise ValuationError("KNN-Shapley's regression form is exact only (every value "
                              "depends on all targets): drop epsilon= and search= (index=)")
+    if search is not None and ray is not None:
+        raise ValuationError("a neighbour index lives in this process: drop search= "
+                             "(index=) or ray=")
     if search is not None and epsilon is None:
         raise ValuationError("a neighbour index returns the K* nearest points only: pass "
                              "epsilon (e.g. 1e-3) with it")
@@ -258,37 +266,78 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
     pad = -m % chunk
     xv = np.concatenate([xv, np.zeros((pad, xv.shape[1]), np.float32)])
     yv = np.concatenate([yv, np.zeros(pad, label)])
-    xt_j, yt_j = jnp.asarray(xt), jnp.asarray(yt)
-    sq_t = jnp.sum(xt_j * xt_j, axis=1)
-    total, squares = np.zeros(n), np.zeros(n)  # float64 across chunks
+    setup = _Setup(xt, yt, xv, yv, chunk, m, n, kstar, int(k), regression, m < total_m)
     desc = f"knn_shapley: {m} of {total_m} validation rows, " + (
         "exact" if kstar == n else f"{kstar} neighbours each (error <= {epsilon:g})")
-    for start in tqdm(range(0, m + pad, chunk), desc=desc, unit="chunk",
-                      file=progress_stream(), disable=not progress):
-        sl = slice(start, start + chunk)
-        xc = jnp.asarray(xv[sl])
-        if search is not None:
-            order = jnp.asarray(search(xv[sl], kstar))
-        elif kstar == n:
-            order = _order_full(xt_j, sq_t, xc)
+    blocks = [range(b, min(b + BLOCK_CHUNKS * chunk, m + pad), chunk)
+              for b in range(0, m + pad, BLOCK_CHUNKS * chunk)]
+    total, squares = np.zeros(n), np.zeros(n)  # float64, blocks pooled in order
+    with tqdm(total=len(blocks), desc=desc, unit="block", file=progress_stream(),
+              disable=not progress) as bar:
+        if ray is not None:
+            from ..distributed import ray_map  # Ray is an optional extra
+
+            sums = ray_map(_block_sums, setup, blocks, address=ray)
         else:
-            order = _order_top(xt_j, sq_t, xc, kstar=kstar)
-        if regression:
-            s = _ranked_values_regression(order, yt_j, jnp.asarray(yv[sl]), k=int(k))
-        else:
-            s = _ranked_values(order, yt_j, jnp.asarray(yv[sl]), k=int(k), n=n)
-        # per-point sums on the host, padding rows dropped: numpy's bincount is ~40x
-        # faster than an XLA CPU scatter here, and accumulates in float64
-        rows = min(chunk, m - start)
-        s, flat = np.asarray(s)[:rows].reshape(-1), np.asarray(order)[:rows].reshape(-1)
-        total += np.bincount(flat, weights=s, minlength=n)
-        if m < total_m:
-            squares += np.bincount(flat, weights=np.square(s, dtype=np.float64), minlength=n)
+            sums = (_block_sums(setup, block, search) for block in blocks)
+        for block_total, block_squares in sums:
+            total += block_total
+            squares += block_squares
+            bar.update(1)
     values = total / m
     # sample variance over validation points, finite-population corrected (0 when m = M)
     var = np.maximum(squares - m * values**2, 0.0) / (m - 1) if m > 1 else np.zeros(n)
     stderr = np.sqrt((1.0 - m / total_m) * var / m)
     return Estimate(values, stderr, np.full(n, m, np.int64))
+
+
+class _Setup(NamedTuple):
+    """What every block of validation chunks needs (numpy arrays, the validation rows
+    padded to whole chunks): shipped once to Ray workers."""
+
+    xt: np.ndarray
+    yt: np.ndarray
+    xv: np.ndarray
+    yv: np.ndarray
+    chunk: int
+    m: int  # validation rows before padding
+    n: int
+    kstar: int
+    k: int
+    regression: bool
+    squares: bool  # also sum squared values (validation sampling's standard errors)
+
+
+def _block_sums(setup: _Setup, starts: range,
+                search: Search | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sums over the validation chunks starting at `starts` of each training point's values
+    and (with `setup.squares`) squared values, float64 `(N,)` each, chunks added in order.
+    A block is the unit of a Ray task; one process runs the blocks in turn, so both give
+    the same bits."""
+    xt_j, yt_j = jnp.asarray(setup.xt), jnp.asarray(setup.yt)
+    sq_t = jnp.sum(xt_j * xt_j, axis=1)
+    n, chunk = setup.n, setup.chunk
+    total, squares = np.zeros(n), np.zeros(n)
+    for start in starts:
+        sl = slice(start, start + chunk)
+        xc = jnp.asarray(setup.xv[sl])
+        if search is not None:
+            order = jnp.asarray(search(setup.xv[sl], setup.kstar))
+        elif setup.kstar == n:
+            order = _order_full(xt_j, sq_t, xc)
+        else:
+            order = _order_top(xt_j, sq_t, xc, kstar=setup.kstar)
+        yc = jnp.asarray(setup.yv[sl])
+        s = (_ranked_values_regression(order, yt_j, yc, k=setup.k) if setup.regression
+             else _ranked_values(order, yt_j, yc, k=setup.k, n=n))
+        # per-point sums on the host, padding rows dropped: numpy's bincount is ~40x
+        # faster than an XLA CPU scatter here, and accumulates in float64
+        rows = min(chunk, setup.m - start)
+        s, flat = np.asarray(s)[:rows].reshape(-1), np.asarray(order)[:rows].reshape(-1)
+        total += np.bincount(flat, weights=s, minlength=n)
+        if setup.squares:
+            squares += np.bincount(flat, weights=np.square(s, dtype=np.float64), minlength=n)
+    return total, squares
 
 
 def embeddings(utility, embedding: Any = "raw") -> tuple[np.ndarray, np.ndarray]:
