@@ -222,7 +222,7 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
         last chunk is padded. Fixes memory, not values.
       search: a neighbour search such as `neighbours.hnsw_search(x_train)` (approximate:
         see its module) instead of the exact one; needs `epsilon`.
-      progress: show a progress bar over validation chunks on stderr.
+      progress: show a progress bar over blocks of validation chunks on stderr.
       regression: value the K-NN regressor's game, minus its squared error (module
         docstring); exact only (no `epsilon`, no `search`).
       ray: fan blocks of `BLOCK_CHUNKS` validation chunks out over a Ray cluster ("local"
@@ -279,7 +279,8 @@ def knn_shapley(x_train: Any, y_train: Any, x_valid: Any, y_valid: Any, *, k: in
 
             sums = ray_map(_block_sums, setup, blocks, address=ray)
         else:
-            sums = (_block_sums(setup, block, search) for block in blocks)
+            device = _on_device(setup)  # once for all blocks
+            sums = (_block_sums(setup, block, search, device) for block in blocks)
         for block_total, block_squares in sums:
             total += block_total
             squares += block_squares
@@ -308,14 +309,19 @@ class _Setup(NamedTuple):
     squares: bool  # also sum squared values (validation sampling's standard errors)
 
 
-def _block_sums(setup: _Setup, starts: range,
-                search: Search | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _on_device(setup: _Setup) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The training features, labels and squared norms `|x_t|^2` on the device."""
+    xt_j = jnp.asarray(setup.xt)
+    return xt_j, jnp.asarray(setup.yt), jnp.sum(xt_j * xt_j, axis=1)
+
+
+def _block_sums(setup: _Setup, starts: range, search: Search | None = None,
+                device: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sums over the validation chunks starting at `starts` of each training point's values
     and (with `setup.squares`) squared values, float64 `(N,)` each, chunks added in order.
     A block is the unit of a Ray task; one process runs the blocks in turn, so both give
-    the same bits."""
-    xt_j, yt_j = jnp.asarray(setup.xt), jnp.asarray(setup.yt)
-    sq_t = jnp.sum(xt_j * xt_j, axis=1)
+    the same bits. `device`: `_on_device(setup)` if already there (else made here)."""
+    xt_j, yt_j, sq_t = device or _on_device(setup)
     n, chunk = setup.n, setup.chunk
     total, squares = np.zeros(n), np.zeros(n)
     for start in starts:
