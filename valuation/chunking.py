@@ -27,13 +27,15 @@ Time. Per solver step a chunk of `B` models costs `fixed + B * per_model`: `fixe
 whatever `B` (loop and call overhead, reading the features), `per_model` is each model's own
 elementwise work and products. Measured ratios `r = fixed / per_model` on the "pcg" solver
 (n = 1k / 10k / 100k, d = 20 / 64 / 30 / 64 with 2 / 2 / 3 / 10 classes; chunks 8 and 64, 8
-steps): 6.7, 33, 34, 3.0 / 4.5, 4.4, 5.4, 11 / 3.4, 1.2, 6.4, 29; no trend with n, median
+steps; before the shared-Hessian preconditioner of `glm`): 6.7, 33, 34, 3.0 / 4.5, 4.4, 5.4, 11 / 3.4, 1.2, 6.4, 29; no trend with n, median
 `R_FIXED = 6`. The solvers that stop each model on convergence ("pcg", "warm") run a chunk
 until its slowest model is done, and the slowest of more models is slower: the mean steps
 over the chunk's steps fell by `STRAGGLER = 0.035` per doubling of `B` (measured on 512
 random half-subsets, `glm.fit_logistic`, tol 1e-4, chunks 16 to 512: breast_cancer 0.74 ->
 0.66, synthetic 3-class n = 2,000 0.84 -> 0.74, digits 0.85 -> 0.73, n = 10k binary 0.86
-flat; assumed the same for "warm", not measured there). The predicted seconds per model,
+flat; after the full-data Hessian became the shared multiclass preconditioner, digits
+0.74 -> 0.62 and wine 0.75 -> 0.65, synthetic 3-class 0.84 flat; assumed the same for
+"warm", not measured there). The predicted seconds per model,
 `(1 + r / B) (1 + s log2(B / 8))`, are least at `B = 128` for these solvers (within 1 % of
 the best `B` predicted for 8 of the 12 measured `r`; 3.7, 9.4, 11.6 and 12.2 % for r = 1.2,
 29, 33 and 34), and keep falling up to the largest candidate (1,024)
