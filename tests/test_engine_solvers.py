@@ -211,3 +211,26 @@ def test_shared_path_does_not_depend_on_the_chunk(rng):
     masks[0] = (train.y != 1) & (rng.random(train.n) < 0.1)  # class 1 absent
     np.testing.assert_allclose(utility(masks, chunk=1), utility(masks, chunk=6), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_shared_preconditioner_inverts_the_multinomial_hessian():
+    # k >= 3: the inverse of the full data's exact Hessian (class couplings included); the
+    # objective is flat along equal biases (direction e), so inverse @ H = I - e e^T.
+    train, _ = _multiclass("wine")
+    x, y, k = jnp.asarray(train.x), jnp.asarray(train.y), train.n_classes
+    full = va.make_utility(va.logistic_regression(k), train, train).fit_full()
+    _, inverse = glm.shared_preconditioner(x, y, full, n_classes=k, l2=1.0)
+    x1 = jnp.concatenate([x, jnp.ones((train.n, 1))], axis=1)
+    pen = jnp.ones((train.d + 1, k)).at[-1].set(0.0)
+
+    def objective(flat):  # unnormalised: sum of cross-entropies + l2/2 ||W||^2
+        theta = flat.reshape(train.d + 1, k)
+        logp = jax.nn.log_softmax(x1 @ theta, axis=-1)
+        return -jnp.sum(jnp.take_along_axis(logp, y[:, None], 1)) + 0.5 * jnp.sum((theta * pen) ** 2)
+
+    hessian = jax.hessian(objective)(glm._pack(full).reshape(-1))
+    e = np.zeros((train.d + 1, k))
+    e[-1] = k ** -0.5
+    e = e.reshape(-1)
+    np.testing.assert_allclose(np.asarray(inverse @ hessian), np.eye(e.size) - np.outer(e, e),
+                               atol=2e-3)
