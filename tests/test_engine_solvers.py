@@ -234,3 +234,20 @@ def test_shared_preconditioner_inverts_the_multinomial_hessian():
     e = e.reshape(-1)
     np.testing.assert_allclose(np.asarray(inverse @ hessian), np.eye(e.size) - np.outer(e, e),
                                atol=2e-3)
+
+
+def test_shared_kronecker_fallback_reaches_the_same_fits(monkeypatch, rng):
+    # Past HESSIAN_FLOPS the shared preconditioner is the (D, D) Kronecker factor: another
+    # metric for the first steps, the same minimisers (the stopping test is unchanged).
+    train, _ = _multiclass("wine")
+    x, y, k = jnp.asarray(train.x), jnp.asarray(train.y), train.n_classes
+    full = va.make_utility(va.logistic_regression(k), train, train).fit_full()
+    masks = jnp.asarray((rng.random((5, train.n)) < 0.7).astype(np.float32))
+    fits = []
+    for flops, side in ((glm.HESSIAN_FLOPS, (train.d + 1) * k), (0.0, train.d + 1)):
+        monkeypatch.setattr(glm, "HESSIAN_FLOPS", flops)
+        shared = glm.shared_preconditioner(x, y, full, n_classes=k, l2=1.0)
+        assert shared[1].shape == (side, side)
+        fits.append(glm.fit_logistic(x, y, masks, n_classes=k, init=full, tol=1e-6,
+                                     shared=shared)["linear"]["w"])
+    np.testing.assert_allclose(np.asarray(fits[0]), np.asarray(fits[1]), atol=2e-3)

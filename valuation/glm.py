@@ -31,6 +31,8 @@ The logistic solver (`fit_logistic`):
    divided by the subset's share of the curvature: one product for the whole batch per step,
    no per-subset product, and for random subsets as good as their own curvature with many
    samples per parameter, better than the Kronecker approximation with several classes.
+   Where that Hessian would cost too much to form (`exact_shared`: many classes, features
+   and rows) the full data's Kronecker factor `M` is shared instead.
 3. Iteration: preconditioned nonlinear conjugate gradients (Polak-Ribière+), each step's
    length an exact Newton step along the search direction (the curvature along a direction
    needs no Hessian: `sum_i w_i u_i^T S_i u_i` from the direction's logits `u`); a step that
@@ -55,12 +57,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ABSENT", "OUTER_BYTES", "fit_logistic", "fit_ridge", "n_outputs",
+__all__ = ["ABSENT", "HESSIAN_FLOPS", "HESSIAN_ROWS", "OUTER_BYTES", "exact_shared", "fit_logistic", "fit_ridge", "n_outputs",
            "shared_preconditioner", "spd_inverse"]
 
 Params = Any
 
 OUTER_BYTES = 512e6  # the (n, D*D) products [x_i x_i^T] are formed up to this size
+HESSIAN_ROWS = 32768  # the shared multiclass Hessian is summed over at most this many rows
+HESSIAN_FLOPS = 1e9  # and formed exactly only when that costs at most this
 ABSENT = -1e4  # the bias of a class absent from a subset: its probability is exactly 0
 _MASK = -1e4
 
@@ -175,6 +179,14 @@ def _hessian(x1: jax.Array, p: jax.Array, c: jax.Array, n_classes: int) -> jax.A
     return blocks.transpose(2, 0, 3, 1).reshape(big_d * m, big_d * m)
 
 
+def exact_shared(n: int, d: int, n_classes: int) -> bool:
+    """Whether `shared_preconditioner` forms the exact Hessian: always for two classes (it is
+    the `(D, D)` Gram matrix), for `k >= 3` when its `m^2` blocks over at most `HESSIAN_ROWS`
+    rows cost at most `HESSIAN_FLOPS`; else the Kronecker approximation (module docstring)."""
+    size = (d + 1) * n_outputs(n_classes)
+    return n_classes == 2 or 2 * size * size * min(n, HESSIAN_ROWS) <= HESSIAN_FLOPS
+
+
 def shared_preconditioner(
     x: jax.Array,
     y: jax.Array,
@@ -184,30 +196,38 @@ def shared_preconditioner(
     l2: float = 1.0,
     outer: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """The full data's curvature weights `c` `(n,)` at `init` and the inverse `(D m, D m)` of
-    the full data's exact Hessian there, `sum_i (x_i x_i^T) (x) S_i + l2 E` (for two classes
-    `X^T diag(c) X + l2 E`; for `k >= 3` the direction of equal biases, along which the
-    objective is flat, gets the Hessian's mean diagonal so that the matrix is invertible; the
-    gradient has no component along it). What `fit_logistic(..., shared=...)` scales for
-    every subset. It depends on the data and `init` only, so the engine computes it once per
-    utility (for two classes one pass over `outer` when given, else over the design: no
-    `(n, (D m)^2)` products are formed here) instead of once per batch."""
+    """The full data's curvature weights `c` `(n,)` at `init` and the inverse of its
+    curvature there: what `fit_logistic(..., shared=...)` scales for every subset.
+
+    When `exact_shared`: the inverse `(D m, D m)` of the exact Hessian `sum_i (x_i x_i^T) (x)
+    S_i + l2 E` (for two classes `X^T diag(c) X + l2 E`; for `k >= 3` summed over every
+    `ceil(n / HESSIAN_ROWS)`-th row and scaled up, and the direction of equal biases, along
+    which the objective is flat, gets the Hessian's mean diagonal so that the matrix is
+    invertible; the gradient has no component along it). Otherwise the inverse `(D, D)` of
+    the Kronecker factor `X^T diag(c) X + l2 E`. It depends on the data and `init` only, so
+    the engine computes it once per utility instead of once per batch (no `(n, D^2)`
+    products are formed here; `outer` is used when given)."""
     x1 = _design(jnp.asarray(x, jnp.float32))
-    big_d = x1.shape[1]
+    n, big_d = x1.shape
     m = n_outputs(n_classes)
     z = (x1 @ _pack(init).astype(jnp.float32))[:, :, None]  # (n, m, 1)
-    p = _probs_lse(z, n_classes == 2)[0]
-    c = _curvature(p, n_classes)[0]  # (n,)
-    pen = jnp.ones((big_d, m), jnp.float32).at[-1].set(0.0).reshape(-1)
-    if n_classes == 2 and outer is not None:
-        hessian = (c @ outer).reshape(big_d, big_d)
+    p = _probs_lse(z, n_classes == 2)[0][:, :, 0]  # (n, m)
+    c = _curvature(p[:, :, None], n_classes)[0]  # (n,)
+    if n_classes == 2 or not exact_shared(n, big_d - 1, n_classes):  # the (D, D) Gram matrix
+        size = big_d
+        hessian = ((c @ outer).reshape(big_d, big_d) if outer is not None
+                   else x1.T @ (c[:, None] * x1))
+        pen = jnp.ones((big_d,), jnp.float32).at[-1].set(0.0)
     else:
-        hessian = _hessian(x1, p[:, :, 0], c, n_classes)
+        size = big_d * m
+        stride = -(-n // HESSIAN_ROWS)
+        hessian = _hessian(x1[::stride], p[::stride], c[::stride], n_classes) * (
+            n / x1[::stride].shape[0])
+        pen = jnp.ones((big_d, m), jnp.float32).at[-1].set(0.0).reshape(-1)
     hessian = hessian + jnp.diag(l2 * pen)
-    if n_classes > 2:
+    if size > big_d:
         flat = jnp.zeros((big_d, m), jnp.float32).at[-1].set(m ** -0.5).reshape(-1)
-        hessian = hessian + jnp.trace(hessian) / (big_d * m) * jnp.outer(flat, flat)
-    size = big_d * m
+        hessian = hessian + jnp.trace(hessian) / size * jnp.outer(flat, flat)
     return c, spd_inverse(hessian[None] + 1e-6 * jnp.eye(size, dtype=jnp.float32))[0]
 
 
@@ -365,9 +385,11 @@ def fit_logistic(
         share = (weights @ c_full) / jnp.maximum(jnp.sum(c_full), 1e-30)
         share = jnp.maximum(share, 1e-6)
 
-        def precondition_shared(inverse, g):  # the full data's Hessian: one product, all B
+        def precondition_shared(inverse, g):  # the full data's curvature, scaled
             del inverse
-            return (full_inverse @ g.reshape(big_d * m, batch)).reshape(g.shape) / share
+            if full_inverse.shape[0] == big_d * m:  # the exact Hessian: one product, all B
+                return (full_inverse @ g.reshape(big_d * m, batch)).reshape(g.shape) / share
+            return precondition(full_inverse[None] / share[:, None, None], g)  # Kronecker
 
         pg = precondition_shared(None, g0)
         state = state._replace(pgrad=pg, direction=-pg)

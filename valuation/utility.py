@@ -322,15 +322,15 @@ class _Programs(NamedTuple):
 
 
 def _spec(u: Utility) -> _Spec:
-    big_d, m = u.train.d + 1, glm.n_outputs(u.train.n_classes)
-    # The full data's Hessian, scaled, preconditions every subset's first steps: with many
+    big_d, k = u.train.d + 1, u.train.n_classes
+    # The full data's curvature, scaled, preconditions every subset's first steps: with many
     # samples per parameter a random subset's curvature is the full data's; with several
-    # classes it beats each subset's own Kronecker approximation even on few rows (steps of
-    # the slowest of 128 random half-subsets, measured: 3 classes n = 2,000 10 -> 5, digits
-    # 10 classes n = 500 22 -> 16, wine 13 -> 10), but not on few rows of two classes
-    # (breast_cancer 8 -> 11). Its inverse is (D m)^2: kept to D m <= SHARED_MAX.
-    shared = (u.solver == "pcg" and big_d * m <= SHARED_MAX
-              and (u.n >= 20 * big_d or u.train.n_classes > 2))
+    # classes its exact Hessian (`glm.exact_shared`) beats each subset's own Kronecker
+    # approximation even on few rows (steps of the slowest of 128 random half-subsets,
+    # measured: 3 classes n = 2,000 10 -> 5, digits 10 classes n = 500 22 -> 16, wine
+    # 13 -> 10), but not on few rows of two classes (breast_cancer 8 -> 11).
+    shared = u.solver == "pcg" and (u.n >= 20 * big_d
+                                    or (k > 2 and glm.exact_shared(u.n, u.train.d, k)))
     return _Spec(u.model, u.metric, u.solver, u.steps, u.l2, u.tol, u.optimizer, u.batch_size,
                  u.train.n_classes, u.task, shared, u.degenerate)
 
@@ -458,7 +458,6 @@ def _programs(spec: _Spec) -> _Programs:
 
 
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
-SHARED_MAX = 1024  # the shared preconditioner's side D m: a 4 MB inverse, one ~1 GFLOP setup
 
 
 def make_utility(
