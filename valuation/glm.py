@@ -26,8 +26,13 @@ The logistic solver (`fit_logistic`):
    bound is the special case `c_i = 1/2`. The preconditioner of subset `w` is then
    `(I - 11^T/k) (x) M_w` with `M_w = X^T diag(w c) X + l2 E`: for all `B` subsets one product
    `(w c) (B, n) @ [x_i x_i^T] (n, D*D)` and one `D x D` inverse each, shared by every class
-   direction. With many samples per parameter (`shared=True`) the full data's `M` scaled by
-   the subset's share of the curvature is as good and needs no per-subset product.
+   direction. With `shared=True` the first `refresh_every` steps use instead the inverse of
+   the full data's exact Hessian at `theta_full` (`(D m) x (D m)`, class couplings included),
+   divided by the subset's share of the curvature: one product for the whole batch per step,
+   no per-subset product, and for random subsets as good as their own curvature with many
+   samples per parameter, better than the Kronecker approximation with several classes.
+   Where that Hessian would cost too much to form (`exact_shared`: many classes, features
+   and rows) the full data's Kronecker factor `M` is shared instead.
 3. Iteration: preconditioned nonlinear conjugate gradients (Polak-Ribière+), each step's
    length an exact Newton step along the search direction (the curvature along a direction
    needs no Hessian: `sum_i w_i u_i^T S_i u_i` from the direction's logits `u`); a step that
@@ -52,12 +57,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ABSENT", "OUTER_BYTES", "fit_logistic", "fit_ridge", "n_outputs",
+__all__ = ["ABSENT", "HESSIAN_FLOPS", "HESSIAN_ROWS", "OUTER_BYTES", "exact_shared", "fit_logistic", "fit_ridge", "n_outputs",
            "shared_preconditioner", "spd_inverse"]
 
 Params = Any
 
 OUTER_BYTES = 512e6  # the (n, D*D) products [x_i x_i^T] are formed up to this size
+HESSIAN_ROWS = 32768  # the shared multiclass Hessian is summed over at most this many rows
+HESSIAN_FLOPS = 1e9  # and formed exactly only when that costs at most this
 ABSENT = -1e4  # the bias of a class absent from a subset: its probability is exactly 0
 _MASK = -1e4
 
@@ -155,6 +162,31 @@ def _curvature(p: jax.Array, n_classes: int) -> jax.Array:
     return ((1.0 - jnp.sum(p * p, axis=1)) / (n_classes - 1)).T
 
 
+def _hessian(x1: jax.Array, p: jax.Array, c: jax.Array, n_classes: int) -> jax.Array:
+    """The logistic loss's Hessian `sum_i (x_i x_i^T) (x) S_i` at probabilities `p` `(n, m)`,
+    shape `(D m, D m)` (rows and columns ordered as `theta.reshape(-1)`, theta `(D, m)`); for
+    two classes `S_i = c_i`. One `(D, D)` block at a time: `(n, D)` temporaries."""
+    if n_classes == 2:
+        return x1.T @ (c[:, None] * x1)
+    big_d, m = x1.shape[1], p.shape[1]
+
+    def block(pair):  # sum_i S_i[a, b] x_i x_i^T -> (D, D)
+        a, b = pair // m, pair % m
+        s_ab = p[:, a] * ((a == b) - p[:, b])
+        return x1.T @ (s_ab[:, None] * x1)
+
+    blocks = jax.lax.map(block, jnp.arange(m * m)).reshape(m, m, big_d, big_d)  # [a, b, d, e]
+    return blocks.transpose(2, 0, 3, 1).reshape(big_d * m, big_d * m)
+
+
+def exact_shared(n: int, d: int, n_classes: int) -> bool:
+    """Whether `shared_preconditioner` forms the exact Hessian: always for two classes (it is
+    the `(D, D)` Gram matrix), for `k >= 3` when its `m^2` blocks over at most `HESSIAN_ROWS`
+    rows cost at most `HESSIAN_FLOPS`; else the Kronecker approximation (module docstring)."""
+    size = (d + 1) * n_outputs(n_classes)
+    return n_classes == 2 or 2 * size * size * min(n, HESSIAN_ROWS) <= HESSIAN_FLOPS
+
+
 def shared_preconditioner(
     x: jax.Array,
     y: jax.Array,
@@ -164,19 +196,39 @@ def shared_preconditioner(
     l2: float = 1.0,
     outer: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """The full data's curvature weights `c` `(n,)` at `init` and the inverse `(D, D)` of
-    `X^T diag(c) X + l2 E`: what `fit_logistic(..., shared=...)` scales for every subset.
-    It depends on the data and `init` only, so the engine computes it once per utility
-    (one pass over `outer` when given, else over the design: no `(n, D*D)` products are
-    formed here) instead of once per batch."""
+    """The full data's curvature weights `c` `(n,)` at `init` and the inverse of its
+    curvature there: what `fit_logistic(..., shared=...)` scales for every subset.
+
+    When `exact_shared`: the inverse `(D m, D m)` of the exact Hessian `sum_i (x_i x_i^T) (x)
+    S_i + l2 E` (for two classes `X^T diag(c) X + l2 E`; for `k >= 3` summed over every
+    `ceil(n / HESSIAN_ROWS)`-th row and scaled up, and the direction of equal biases, along
+    which the objective is flat, gets the Hessian's mean diagonal so that the matrix is
+    invertible; the gradient has no component along it). Otherwise the inverse `(D, D)` of
+    the Kronecker factor `X^T diag(c) X + l2 E`. It depends on the data and `init` only, so
+    the engine computes it once per utility instead of once per batch (no `(n, D^2)`
+    products are formed here; `outer` is used when given)."""
     x1 = _design(jnp.asarray(x, jnp.float32))
-    big_d = x1.shape[1]
+    n, big_d = x1.shape
+    m = n_outputs(n_classes)
     z = (x1 @ _pack(init).astype(jnp.float32))[:, :, None]  # (n, m, 1)
-    c = _curvature(_probs_lse(z, n_classes == 2)[0], n_classes)[0]  # (n,)
-    pen = jnp.ones((big_d,), jnp.float32).at[-1].set(0.0)
-    gram = ((c @ outer).reshape(big_d, big_d) if outer is not None
-            else x1.T @ (c[:, None] * x1)) + jnp.diag(l2 * pen)
-    return c, spd_inverse(gram[None] + 1e-6 * jnp.eye(big_d, dtype=jnp.float32))[0]
+    p = _probs_lse(z, n_classes == 2)[0][:, :, 0]  # (n, m)
+    c = _curvature(p[:, :, None], n_classes)[0]  # (n,)
+    if n_classes == 2 or not exact_shared(n, big_d - 1, n_classes):  # the (D, D) Gram matrix
+        size = big_d
+        hessian = ((c @ outer).reshape(big_d, big_d) if outer is not None
+                   else x1.T @ (c[:, None] * x1))
+        pen = jnp.ones((big_d,), jnp.float32).at[-1].set(0.0)
+    else:
+        size = big_d * m
+        stride = -(-n // HESSIAN_ROWS)
+        hessian = _hessian(x1[::stride], p[::stride], c[::stride], n_classes) * (
+            n / x1[::stride].shape[0])
+        pen = jnp.ones((big_d, m), jnp.float32).at[-1].set(0.0).reshape(-1)
+    hessian = hessian + jnp.diag(l2 * pen)
+    if size > big_d:
+        flat = jnp.zeros((big_d, m), jnp.float32).at[-1].set(m ** -0.5).reshape(-1)
+        hessian = hessian + jnp.trace(hessian) / size * jnp.outer(flat, flat)
+    return c, spd_inverse(hessian[None] + 1e-6 * jnp.eye(size, dtype=jnp.float32))[0]
 
 
 class _State(NamedTuple):
@@ -222,9 +274,10 @@ def fit_logistic(
       refresh_every: every this many steps, the subsets still running get a preconditioner
         from their own current curvature (one more batched product); 0: never (the
         curvature at `init` throughout).
-      shared: precondition every subset with the curvature at `init` of all samples, scaled
-        by the subset's share of it (for many samples per parameter), instead of its own;
-        pass `shared_preconditioner(...)` to reuse it across calls (it is the same for every
+      shared: for the first `refresh_every` steps, precondition every subset with the exact
+        Hessian at `init` of all samples, scaled by the subset's share of the curvature,
+        instead of its own (the subsets still running then switch to their own); pass
+        `shared_preconditioner(...)` to reuse it across calls (it is the same for every
         batch).
       outer: optional precomputed `[x_i x_i^T]` of the design with bias, `(n, D*D)`;
         without it they are formed when no larger than `OUTER_BYTES` and not `shared`,
@@ -330,9 +383,16 @@ def fit_logistic(
                                 shared_preconditioner(x, y, init, n_classes=n_classes, l2=l2,
                                                       outer=outer))
         share = (weights @ c_full) / jnp.maximum(jnp.sum(c_full), 1e-30)
-        inverse = full_inverse[None] / jnp.maximum(share, 1e-6)[:, None, None]
-        pg = precondition(inverse, g0)
-        state = state._replace(inverse=inverse, pgrad=pg, direction=-pg)
+        share = jnp.maximum(share, 1e-6)
+
+        def precondition_shared(inverse, g):  # the full data's curvature, scaled
+            del inverse
+            if full_inverse.shape[0] == big_d * m:  # the exact Hessian: one product, all B
+                return (full_inverse @ g.reshape(big_d * m, batch)).reshape(g.shape) / share
+            return precondition(full_inverse[None] / share[:, None, None], g)  # Kronecker
+
+        pg = precondition_shared(None, g0)
+        state = state._replace(pgrad=pg, direction=-pg)
 
     def running(s):
         return (s.steps < max_steps) & ~jnp.all(s.done)
@@ -349,9 +409,16 @@ def fit_logistic(
                           direction=jnp.where(s.done, s.direction, -pg))
 
     def segment(s):
+        # Shared: the first segment in the full data's metric, later ones in their own.
         s = jax.lax.cond(s.steps == 0, lambda s: s, refresh, s) if shared else refresh(s)
         end = s.steps + (refresh_every or max_steps)
         return jax.lax.while_loop(lambda s: running(s) & (s.steps < end), step, s)
+
+    def precondition_now(s, g):
+        if not shared:
+            return precondition(s.inverse, g)
+        first = (s.steps < refresh_every) if refresh_every else True
+        return jax.lax.cond(first, precondition_shared, precondition, s.inverse, g)
 
     def step(s):
         u = logits(s.direction)  # the direction's logits
@@ -367,7 +434,7 @@ def fit_logistic(
         value = objective(z, lse, theta)
         ok = jnp.isfinite(value) & (value <= s.value + 1e-6 * jnp.abs(s.value) + 1e-12)
         g = gradient(p, theta)
-        pg = precondition(s.inverse, g)
+        pg = precondition_now(s, g)
         # Polak-Ribière+, restarted when the result is no descent direction.
         beta = jnp.maximum(0.0, dot(g, pg - s.pgrad) / jnp.maximum(dot(s.grad, s.pgrad), 1e-30))
         direction = -pg + beta * s.direction

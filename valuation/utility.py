@@ -44,9 +44,10 @@ import numpy as np
 import optax
 
 from . import glm
+from .chunking import auto_chunk
 from .data import Dataset, align_classes
 from .errors import ValuationError
-from .models import Model, n_params
+from .models import Model
 from .training import fit, fit_logistic_newton, fit_warm
 
 __all__ = ["DEGENERATE", "METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "balanced_accuracy",
@@ -317,7 +318,7 @@ class _Spec:
     batch_size: int | None
     n_classes: int
     task: str
-    shared: bool  # "pcg": the full data's preconditioner, scaled, for every subset
+    shared: bool  # "pcg": the full data's Hessian, scaled, for every subset's first steps
     degenerate: str  # how a subset with fewer than two classes scores ("frequency" | "zero")
 
 
@@ -328,9 +329,15 @@ class _Programs(NamedTuple):
 
 
 def _spec(u: Utility) -> _Spec:
-    big_d = u.train.d + 1
-    # Many samples per parameter: a random subset's curvature is the full data's, scaled.
-    shared = u.solver == "pcg" and u.n >= 20 * big_d
+    big_d, k = u.train.d + 1, u.train.n_classes
+    # The full data's curvature, scaled, preconditions every subset's first steps: with many
+    # samples per parameter a random subset's curvature is the full data's; with several
+    # classes its exact Hessian (`glm.exact_shared`) beats each subset's own Kronecker
+    # approximation even on few rows (steps of the slowest of 128 random half-subsets,
+    # measured: 3 classes n = 2,000 10 -> 5, digits 10 classes n = 500 22 -> 16, wine
+    # 13 -> 10), but not on few rows of two classes (breast_cancer 8 -> 11).
+    shared = u.solver == "pcg" and (u.n >= 20 * big_d
+                                    or (k > 2 and glm.exact_shared(u.n, u.train.d, k)))
     return _Spec(u.model, u.metric, u.solver, u.steps, u.l2, u.tol, u.optimizer, u.batch_size,
                  u.train.n_classes, u.task, shared, u.degenerate)
 
@@ -460,29 +467,6 @@ def _programs(spec: _Spec) -> _Programs:
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
 
 
-def _auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
-                memory_budget: float) -> int:
-    """Models per chunk so that the batch's working set stays near `memory_budget` bytes.
-
-    A rough count of float32 temporaries per model: logits/probabilities over train and
-    validation, the params and optimizer state, and for Newton the Hessian and curvature terms.
-    """
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, train.d), jnp.float32))
-    p, k = n_params(params), max(train.n_classes, 1)
-    floats = 6 * (train.n + valid.n) * k + 6 * p
-    if solver == "newton":
-        floats += 4 * train.n * (k - 1) ** 2 + 3 * p * p
-    cap = 1024
-    if solver in ("pcg", "closed_form"):
-        floats += 6 * train.n * k + 6 * (train.d + 1) ** 2
-    if solver in ("pcg", "warm"):
-        # A chunk runs until its slowest model has converged: smaller chunks waste fewer
-        # steps, and from about a hundred models on the products are as fast per model
-        # (measured: 128 models per chunk fastest on the bench shapes, 1.1-2.5x over 512).
-        cap = 128
-    return int(max(1, min(cap, memory_budget // (4 * floats))))
-
-
 def make_utility(
     model: Model,
     train: Dataset,
@@ -520,7 +504,9 @@ def make_utility(
       optimizer: optax optimizer for "gd" and for the start of "warm"'s full-data fit
         (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
-      chunk: models per compiled call; default from `memory_budget`.
+      chunk: models per compiled call; default from the measured cost model
+        (`chunking.auto_chunk`: the fastest chunk per model that fits `memory_budget`).
+        Results never depend on it; pass it to fix the compiled shape yourself.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
       class_weight: "balanced" weighs each training sample's loss by `class_weights`, so
         that a model trained on imbalanced data does not just predict the majority class
@@ -585,7 +571,7 @@ def make_utility(
     if steps is None:
         steps = {"pcg": 100, "newton": 5, "closed_form": 1, "warm": 200}.get(solver, 300)
     if chunk is None:
-        chunk = _auto_chunk(model, train, valid, solver, memory_budget)
+        chunk = auto_chunk(model, train, valid, solver, memory_budget)
     if not (isinstance(chunk, int) and chunk >= 1 and math.isfinite(chunk)):
         raise ValuationError(f"chunk must be a positive int, got {chunk!r}")
     return Utility(model=model, train=train, valid=valid, metric=metric_fn,

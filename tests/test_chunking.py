@@ -1,0 +1,56 @@
+"""The engine's chunk-size cost model (`valuation.chunking`) against XLA's own memory figures."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import valuation as va
+from valuation import chunking
+
+
+def _temp_bytes(utility, chunk):
+    """XLA's temporary buffers of the compiled scoring program for `chunk` models."""
+    weights = jnp.ones((chunk, utility.n), jnp.float32)
+    keys = jnp.zeros((chunk, 2), jnp.uint32)
+    compiled = utility._score.lower(utility._data, weights, keys).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+def _data(n, d, k):
+    if k:
+        data = va.make_classification(n + 200, d, n_classes=k, seed=0)
+    else:
+        x = np.random.default_rng(0).normal(size=(n + 200, d))
+        data = va.load(x, x[:, 0] + 0.5 * x[:, 1] + 0.25, task="regression")
+    return data.split(n / (n + 200), 200 / (n + 200), seed=0)
+
+
+@pytest.mark.parametrize("k, model, solver", [
+    (2, lambda k: va.logistic_regression(k), "pcg"),
+    (3, lambda k: va.logistic_regression(k), "pcg"),
+    (0, lambda k: va.linear_regression(), "closed_form"),
+    (2, lambda k: va.mlp(k, (16,)), "warm"),
+])
+def test_memory_model_bounds_the_compiled_working_set(k, model, solver):
+    train, valid = _data(2000, 8, k)
+    utility = va.make_utility(model(k), train, valid, solver=solver, chunk=4)
+    measured = (_temp_bytes(utility, 12) - _temp_bytes(utility, 4)) / 8
+    predicted = chunking.bytes_per_model(utility.model, train, valid, solver)
+    # An upper bound, and not a loose one: a model 3x too high would cut chunks 3x.
+    assert measured <= predicted <= 3 * measured, (measured, predicted)
+
+
+def test_time_model_picks_128_for_convergence_solvers_and_the_cap_otherwise():
+    assert chunking.time_optimal("pcg") == chunking.time_optimal("warm") == 128
+    for solver in ("newton", "closed_form", "gd"):  # no stragglers: bigger is cheaper
+        assert chunking.time_optimal(solver) == max(chunking.CANDIDATES)
+
+
+def test_the_memory_budget_lowers_the_chunk_and_an_explicit_chunk_wins(cancer):
+    train, valid = cancer
+    model = va.logistic_regression(2)
+    per_model = chunking.bytes_per_model(model, train, valid, "pcg")
+    assert va.make_utility(model, train, valid).chunk == 128
+    assert va.make_utility(model, train, valid, memory_budget=10.5 * per_model).chunk == 10
+    assert va.make_utility(model, train, valid, memory_budget=1.0).chunk == 1
+    assert va.make_utility(model, train, valid, chunk=7, memory_budget=1.0).chunk == 7
