@@ -13,7 +13,7 @@ import valuation as va
 from metalearner.rater import DataRater
 
 # Small and quick: the cheapest feature groups (one compiled feature program).
-FAST = {"outer_steps": 40, "warm_steps": 30, "k": 5, "folds": 3,
+FAST = {"outer_steps": 40, "k": 5, "folds": 3,
         "groups": ("model", "label"), "members": 2}
 N_FLIP_TRAIN, N_FLIP_NEW = 16, 8
 
@@ -152,7 +152,7 @@ def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, t
     rater.save(path)
     sidecar = tmp_path / "rater.npz.json"
     meta = json.loads(sidecar.read_text())
-    meta["format"] = "valuate.datarater/1"  # single rater, before the ensemble
+    meta["format"] = "valuate.datarater/2"  # with warm_steps, before the refit starts
     sidecar.write_text(json.dumps(meta))
-    with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/1'.*fit and save"):
+    with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/2'.*fit and save"):
         DataRater.load(path, utility.model)
