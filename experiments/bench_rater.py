@@ -23,7 +23,10 @@ noise `NOISE`, new rows = the test split with the task's noise under the seed st
 * cost (first seed only): against a 200-permutation TMC-Shapley run on the same logistic
   task (a fresh utility, so it pays its own set-up as the rater does), measured when the
   task has at most `--tmc-max-rows` training rows; above, a `--tmc-short`-permutation run
-  is timed and scaled by 200 / that (labelled an estimate).
+  is timed and scaled by 200 / that (labelled an estimate). JAX's persistent compilation
+  cache is off for the whole run (`VALUATE_COMPILE_CACHE=off`): both pay their compilation,
+  as a first-time user does. `--cost-only N` runs only this comparison, N alternations per
+  task, and writes `bench_rater_cost.csv`.
 
 Writes `bench_rater_scores.csv` (task, seed, rows, method, f1, auroc),
 `bench_rater_top_rows.csv`, `bench_rater_runs.csv` (per task and seed: seconds, transfer),
@@ -50,6 +53,7 @@ from valuation import (
     mlp,
 )
 from valuation.api import value
+from valuation.compile_cache import ENV as COMPILE_CACHE_ENV
 from valuation.evaluate.noisy_labels import (
     detection_auroc,
     detection_f1,
@@ -176,7 +180,7 @@ def warm_up() -> None:
     """Pay the process's one-time costs (backend start, lazy imports, first dispatches) on
     a tiny task before anything is timed: otherwise the first timed fit carries them alone."""
     train, valid = make_classification(80, 3, seed=0).split(0.6, 0.4, seed=0)
-    u = make_utility(_target("logreg", 3), train, valid)
+    u = make_utility(_target("logreg", train.n_classes), train, valid)
     DataRater(members=2, outer_steps=2, inner_steps=1, inner_models=2, k=5, bags=4).fit(u)
     value(u, method="tmc", seed=0, stop=max_draws(2), progress=False)
 
@@ -313,6 +317,9 @@ def main(argv=None) -> None:
                   for stem in STEMS}
         _write(args.out, tables, {"combined": [os.path.abspath(d) for d in args.combine]})
         return
+    # Seconds are a first-time user's: no compiled program read back from disk (api.value
+    # would otherwise switch JAX's persistent cache on, and TMC would reuse earlier runs').
+    os.environ[COMPILE_CACHE_ENV] = "off"
     warm_up()
     if args.cost_only:
         cost = pd.DataFrame([row for name in args.tasks for row in cost_task(

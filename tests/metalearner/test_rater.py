@@ -78,6 +78,8 @@ def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
         DataRater(inner_steps=0)
     with pytest.raises(va.ValuationError, match="at least 2"):
         DataRater(members=1)
+    with pytest.raises(va.ValuationError, match="inner_models=5 copies.*bags=4"):
+        DataRater(inner_models=5, bags=4)
 
 
 def _only_member(rater, j):
