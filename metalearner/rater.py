@@ -6,8 +6,9 @@ what the weights it gives do to the target model (DataRater, Calian et al. 2025;
 only):
 
 * inner loop: `inner_models` copies of the target, warm-started from as many of the
-  `bags` bootstrap refits of the "bagging" features (drawn without replacement at every
-  outer step, so over the run the copies start from all of them), take `inner_steps`
+  `bags` bootstrap refits of the "bagging" features (refits of its own when `groups` leaves
+  "bagging" out; drawn without replacement at every outer step, so over the run the copies
+  start from all of them), take `inner_steps`
   full-batch SGD steps on the training rows weighted by `w = n * softmax(r / temperature) *
   mask`; each copy sees a fresh random half of the rows (`mask`, drawn per outer step), like
   mini-batches of the outer problem. Reusing the refits costs no training and no compiled
