@@ -113,13 +113,14 @@ class DataRater:
         With `inner_steps=30` it found flipped training labels with AUROC 0.88-0.95,
         against 0.74-0.91 for one hidden layer of 32 and 10 inner steps, in an ad-hoc
         comparison on wine and breast_cancer, seeds 0-1 (the benchmark's tasks).
-      outer_steps: AdamW steps on the rater. Short on purpose: the validation sets are
-        small (35-114 rows on the benchmark's tasks) and a long meta-training fits their
-        noise. With a logistic target on wine / breast_cancer (seeds 0-2, the benchmark's
+      outer_steps: AdamW steps on the rater. Short on purpose: validation sets are small
+        (35 rows on wine, 115 on breast_cancer) and a long meta-training fits their noise.
+        With a logistic target on wine / breast_cancer (seeds 0-2, the benchmark's
         splits), 200 steps gave training-row AUROC 0.937 +- 0.039 / 0.892 +- 0.064 (mean
-        +- sd over seeds), 20 steps 0.980 +- 0.020 / 0.995 +- 0.002, and the members of one
-        fit agreed (their mean AUROC within 0.003 of the ensemble's): the spread was the
-        splits' and the overfitting's, not the meta-training's draws.
+        +- sd over seeds), 20 steps 0.980 +- 0.020 / 0.995 +- 0.002, and the members of
+        one fit agreed (their mean AUROC within 0.003 of the ensemble's): the spread was
+        the splits' and the overfitting's, not the meta-training's draws. Chosen on those
+        seeds (experiments/README.md, "Data rater").
       outer_lr, weight_decay: the rater's AdamW settings.
       inner_models: target copies per outer step (their mean loss is the outer objective),
         warm-started from that many of the `bags` bootstrap refits (at most `bags`).
