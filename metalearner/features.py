@@ -403,7 +403,12 @@ def features_for_utility(
             "features need every class (use a stratified split)"
         )
     k_folds, k_bags, k_record = jax.random.split(key, 3)
-    fold_params, ref_fold = fold_refits(utility, key=k_folds, folds=folds)
+    # The fold models and the bootstrap refits in one batched fit: one compiled program.
+    fold_w, ref_fold = _fold_weights(utility, key=k_folds, folds=folds)
+    bag_w = _bootstrap_counts(utility, key=k_bags, bags=bags) if "bagging" in groups else None
+    fitted = utility.fit(fold_w if bag_w is None else np.concatenate([fold_w, bag_w]),
+                         key=jax.random.fold_in(key, 1))
+    fold_params = jax.tree_util.tree_map(lambda a: a[:folds], fitted)
     arrays = {
         "ref_x": np.asarray(reference.x),
         "ref_y": np.asarray(reference.y),
@@ -415,8 +420,8 @@ def features_for_utility(
         **_fold_summaries(utility.model, fold_params, reference, valid),
     }
     bagged = checkpoints = None
-    if "bagging" in groups:
-        bagged, arrays["bag_in"] = bootstrap_refits(utility, key=k_bags, bags=bags)
+    if bag_w is not None:
+        bagged, arrays["bag_in"] = jax.tree_util.tree_map(lambda a: a[folds:], fitted), bag_w > 0
     if "dynamics" in groups:
         held_out = ref_fold[None, :] == np.arange(folds)[:, None]
         checkpoints, _ = record(utility.model, reference, key=k_record, epochs=epochs,
@@ -442,38 +447,50 @@ def fold_refits(utility: Utility, *, key: jax.Array, folds: int = 5) -> tuple[Pa
       `(params, fold)`: params with a leading axis `(folds,)` and `(n,)` the fold of each
       training row; model `j` trained on the rows with `fold != j`.
     """
+    k_weights, k_fit = jax.random.split(key)
+    weights, fold = _fold_weights(utility, key=k_weights, folds=folds)
+    return utility.fit(weights, key=k_fit), fold
+
+
+def _fold_weights(utility: Utility, *, key: jax.Array, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(weights (folds, n), fold (n,))`: stratified folds, weight 0 on the held-out fold."""
     n = utility.n
     if not 2 <= folds <= n:
         raise ValuationError(f"folds={folds} must lie between 2 and the {n} training samples")
-    k_perm, k_fit = jax.random.split(key)
-    order = np.asarray(jax.random.permutation(k_perm, n))
+    order = np.asarray(jax.random.permutation(key, n))
     y = np.asarray(utility.train.y)[order]
     by_class = order[np.argsort(y, kind="stable")]  # shuffled within each class
     fold = np.empty(n, np.int64)
     fold[by_class] = np.arange(n) % folds  # round-robin: every fold gets each class evenly
-    weights = (fold[None, :] != np.arange(folds)[:, None]).astype(np.float32)
-    return utility.fit(weights, key=k_fit), fold
+    return (fold[None, :] != np.arange(folds)[:, None]).astype(np.float32), fold
 
 
 def _fold_summaries(model: Model, folds: Params, reference: Dataset, valid: Dataset) -> dict:
     """Per fold model: training rows' embeddings (unless the embedding is the input), class
     centroids in embedding space and the mean validation last-layer gradient."""
-    n_classes = reference.n_classes
-    x, xv = jnp.asarray(reference.x), jnp.asarray(valid.x)
-    onehot = jax.nn.one_hot(jnp.asarray(reference.y), n_classes)
-
-    def one(params):
-        h = _embed(model, params, x)
-        centroids = (onehot.T @ h) / onehot.sum(0)[:, None]
-        resid = jax.nn.softmax(model.apply(params, xv)) - jax.nn.one_hot(valid.y, n_classes)
-        hv = _with_bias(_embed(model, params, xv))
-        return h, centroids, hv.T @ resid / valid.n  # mean of [h, 1] (p - e_y)^T
-
-    ref_h, centroids, valid_grad = (np.asarray(a) for a in jax.vmap(one)(folds))
+    ref_h, centroids, valid_grad = (np.asarray(a) for a in _summaries(
+        model, folds, jnp.asarray(reference.x), jnp.asarray(reference.y),
+        jnp.asarray(valid.x), jnp.asarray(valid.y), n_classes=reference.n_classes))
     out = {"centroids": centroids, "valid_grad": valid_grad}
     if not (ref_h.shape[1:] == reference.x.shape and np.array_equal(ref_h[0], reference.x)):
         out["ref_h"] = ref_h
     return out
+
+
+@functools.partial(jax.jit, static_argnames=("model", "n_classes"))
+def _summaries(model, folds, x, y, x_val, y_val, *, n_classes):
+    """`_fold_summaries`' arrays, one compiled program: embeddings `(K, n, w)`, centroids
+    `(K, n_classes, w)`, mean validation last-layer gradients `(K, w + 1, n_classes)`."""
+    onehot = jax.nn.one_hot(y, n_classes)
+
+    def one(params):
+        h = _embed(model, params, x)
+        centroids = (onehot.T @ h) / onehot.sum(0)[:, None]
+        resid = jax.nn.softmax(model.apply(params, x_val)) - jax.nn.one_hot(y_val, n_classes)
+        hv = _with_bias(_embed(model, params, x_val))
+        return h, centroids, hv.T @ resid / x_val.shape[0]  # mean of [h, 1] (p - e_y)^T
+
+    return jax.vmap(one)(folds)
 
 
 def bootstrap_refits(
@@ -485,13 +502,18 @@ def bootstrap_refits(
       `(params, bag_in)`: the params with a leading axis `(bags,)` and `(bags, n)` booleans,
       whether model `b` drew training sample `i` at least once.
     """
+    k_draw, k_fit = jax.random.split(key)
+    counts = _bootstrap_counts(utility, key=k_draw, bags=bags)
+    return utility.fit(counts, key=k_fit), counts > 0
+
+
+def _bootstrap_counts(utility: Utility, *, key: jax.Array, bags: int) -> np.ndarray:
+    """`(bags, n)` float32: how often each bootstrap sample draws each training row."""
     if bags < 2:
         raise ValuationError(f"bags={bags}: the bagging features need at least 2 refits")
-    k_draw, k_fit = jax.random.split(key)
     n = utility.n
-    draws = jax.random.randint(k_draw, (bags, n), 0, n)
-    counts = np.asarray(jax.vmap(lambda d: jnp.bincount(d, length=n))(draws), np.float32)
-    return utility.fit(counts, key=k_fit), counts > 0
+    draws = jax.random.randint(key, (bags, n), 0, n)
+    return np.asarray(jax.vmap(lambda d: jnp.bincount(d, length=n))(draws), np.float32)
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:

@@ -152,3 +152,18 @@ def test_dynamics_columns_are_cross_fitted(utility):
 
 def test_default_groups_leave_out_only_dynamics():
     assert set(GROUPS) - set(DEFAULT_GROUPS) == {"dynamics"}
+
+
+def test_fold_models_and_bootstrap_refits_come_from_one_batched_fit(utility, monkeypatch):
+    """One `Utility.fit` call (one compiled program) trains both; what each model is
+    trained on is checked by the two tests above."""
+    calls = []
+    fit = va.Utility.fit
+    monkeypatch.setattr(va.Utility, "fit", lambda self, w, **kw: calls.append(
+        np.shape(w)) or fit(self, w, **kw))
+    fm = features_for_utility(utility, key=jax.random.PRNGKey(3), groups=MODEL_AND_BAGGING,
+                              bags=6, folds=3)
+    assert calls == [(3 + 6, utility.n)]
+    assert jax.tree_util.tree_leaves(fm.folds)[0].shape[0] == 3
+    assert jax.tree_util.tree_leaves(fm.bagged)[0].shape[0] == 6
+    assert fm.arrays["bag_in"].shape == (6, utility.n)

@@ -13,7 +13,7 @@ import valuation as va
 from metalearner.rater import DataRater
 
 # Small and quick: the cheapest feature groups (one compiled feature program).
-FAST = {"outer_steps": 40, "warm_steps": 30, "k": 5, "folds": 3,
+FAST = {"outer_steps": 40, "k": 5, "folds": 3,
         "groups": ("model", "label"), "members": 2}
 N_FLIP_TRAIN, N_FLIP_NEW = 16, 8
 
@@ -78,6 +78,8 @@ def test_bad_options_and_unfitted_rater_give_one_clear_error(task):
         DataRater(inner_steps=0)
     with pytest.raises(va.ValuationError, match="at least 2"):
         DataRater(members=1)
+    with pytest.raises(va.ValuationError, match="inner_models=5 copies.*bags=4"):
+        DataRater(inner_models=5, bags=4)
 
 
 def _only_member(rater, j):
@@ -152,7 +154,7 @@ def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, t
     rater.save(path)
     sidecar = tmp_path / "rater.npz.json"
     meta = json.loads(sidecar.read_text())
-    meta["format"] = "valuate.datarater/1"  # single rater, before the ensemble
+    meta["format"] = "valuate.datarater/2"  # with warm_steps, before the refit starts
     sidecar.write_text(json.dumps(meta))
-    with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/1'.*fit and save"):
+    with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/2'.*fit and save"):
         DataRater.load(path, utility.model)
