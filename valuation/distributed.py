@@ -202,11 +202,7 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
     Returns:
       A `RunOutput` as `runner.run` returns (evaluations summed over tasks and sessions).
     """
-    try:
-        import ray
-    except ImportError:
-        raise ValuationError("the Ray fan-out needs Ray: pip install ray (or run without "
-                             "it: runner.run gives the same values)") from None
+    ray = _import_ray()
     if isinstance(utility, ShardedUtility):
         utility = utility.utility
     batch = int(batch or estimator.batch or utility.chunk)
@@ -234,6 +230,16 @@ def ray_run(estimator: Estimator, utility, *, key: jax.Array, draws: int,
                      saved.draws, seconds, f"max_draws({draws})", resumed)
 
 
+def _import_ray():
+    """The `ray` module, or one error saying how to install it (an optional extra)."""
+    try:
+        import ray
+    except ImportError:
+        raise ValuationError("the Ray fan-out needs Ray: pip install ray (or run without "
+                             "it: one process gives the same values)") from None
+    return ray
+
+
 def _connect(ray, address: str, workers: int | None) -> None:
     """Start a local Ray cluster ("local") or join the one at `address`, unless this process
     is connected already."""
@@ -255,11 +261,7 @@ def ray_map(fn, shared: Any, items: list, *, address: str = "local",
     Used for KNN-Shapley's validation blocks (`knn.knn_shapley(..., ray=...)`). Pending
     tasks are cancelled if the caller stops early.
     """
-    try:
-        import ray
-    except ImportError:
-        raise ValuationError("the Ray fan-out needs Ray: pip install ray (or run without "
-                             "it: one process gives the same values)") from None
+    ray = _import_ray()
     _connect(ray, address, workers)
     task = ray.remote(fn).options(max_retries=int(retries), num_cpus=1)
     shipped = ray.put(shared)
