@@ -91,8 +91,10 @@ def _probs_lse(z: jax.Array, binary: bool):
     contiguous batch axis (XLA on CPU reduces a short leading or trailing class axis several
     times slower). For binary problems `m = 1` and class 0's logit is 0.
     """
-    if binary:
-        return jax.nn.sigmoid(z), jnp.logaddexp(0.0, z[:, 0])
+    if binary:  # one exponential for both: e = exp(-|z|)
+        e = jnp.exp(-jnp.abs(z))
+        p = jnp.where(z >= 0, 1.0, e) / (1.0 + e)
+        return p, (jnp.maximum(z, 0.0) + jnp.log1p(e))[:, 0]
     top = z.max(axis=1, keepdims=True)
     e = jnp.exp(z - top)
     total = e.sum(axis=1, keepdims=True)
@@ -233,8 +235,6 @@ def shared_preconditioner(
 
 class _State(NamedTuple):
     theta: jax.Array  # (D, m, B)
-    z: jax.Array  # (n, m, B) logits
-    p: jax.Array  # (n, m, B) probabilities
     value: jax.Array  # (B,) objective
     grad: jax.Array  # (D, m, B)
     pgrad: jax.Array  # (D, m, B) preconditioned gradient
@@ -294,7 +294,7 @@ def fit_logistic(
     weights = jnp.asarray(weights, dtype)
     batch = weights.shape[0]
     m = n_outputs(n_classes)
-    w_t = weights.T[:, None, :]  # (n, 1, B)
+    w_t = weights.T[:, None, :]  # (n, 1, B), transposed once, outside the iterations
     targets = _targets(y, n_classes)[:, :, None]  # (n, m, 1)
     norm = jnp.maximum(weights.sum(axis=1), 1.0)  # (B,)
     pen = jnp.ones((big_d, 1, 1), dtype).at[-1].set(0.0)  # the bias is not penalised
@@ -332,10 +332,17 @@ def fit_logistic(
     def logits(theta):  # (D, m, B) -> (n, m, B): one product for the batch
         return (x1 @ theta.reshape(big_d, -1)).reshape(n, m, batch)
 
+    def logits_pair(theta, direction):  # the logits of both, from one product
+        both = x1 @ jnp.stack([theta, direction], axis=1).reshape(big_d, -1)
+        both = both.reshape(n, 2, m, batch)
+        return both[:, 0], both[:, 1]
+
+    def penalty(theta):  # (D, m, B) -> (B,)
+        return 0.5 * l2 * jnp.sum((theta * pen) ** 2, axis=(0, 1))
+
     def objective(z, lse, theta):
         ce = lse - jnp.sum(z * targets, axis=1)  # (n, B)
-        reg = 0.5 * l2 * jnp.sum((theta * pen) ** 2, axis=(0, 1))
-        return (jnp.sum(weights.T * ce, axis=0) + reg) / norm
+        return (jnp.sum(w_t[:, 0] * ce, axis=0) + penalty(theta)) / norm
 
     def gradient(p, theta):
         resid = (w_t * (p - targets)).reshape(n, -1)  # (n, m*B)
@@ -360,20 +367,25 @@ def fit_logistic(
 
     start = _pack(init).astype(dtype)  # (D, m)
     theta0 = jnp.broadcast_to(start[:, :, None], (big_d, m, batch))
-    z_full = (x1 @ start)[:, :, None]  # (n, m, 1): the same logits for every subset
-    z0 = jnp.broadcast_to(z_full, (n, m, batch))
-    p0, lse0 = probs_lse(z0)
-    value0 = objective(z0, lse0, theta0)
-    if binary:  # the first gradient of all subsets: one product (B, n) @ (n, D)
-        per_sample = x1 * (p0[:, 0, :1] - targets[:, 0])  # (n, D)
-        g0 = (weights @ per_sample).T[:, None, :]
+    # Every subset starts at the same logits: its first objective and gradient are products
+    # of its weights with per-sample terms, (B, n) @ (n, D m), no (n, m, B) arrays.
+    z_full = (x1 @ start)[:, :, None]  # (n, m, 1)
+    if binary:
+        p_full, lse_full = probs_lse(z_full)
+        ce_full = lse_full[:, 0] - jnp.sum(z_full[:, :, 0] * targets[:, :, 0], axis=1)  # (n,)
+        value0 = (weights @ ce_full + penalty(theta0)) / norm
+        per_sample = x1[:, :, None] * (p_full[:, :, 0] - targets[:, :, 0])[:, None, :]
+        g0 = (weights @ per_sample.reshape(n, -1)).T.reshape(big_d, m, batch)
         g0 = (g0 + l2 * pen * theta0) / norm
-    else:
+    else:  # a class absent from a subset changes its probabilities: batched throughout
+        z0 = jnp.broadcast_to(z_full, (n, m, batch))
+        p0, lse0 = probs_lse(z0)
+        value0 = objective(z0, lse0, theta0)
         g0 = gradient(p0, theta0)
     # Subsets with fewer than two classes are not trained (the engine scores them apart).
     done0 = (grad_max(g0) <= tol) | ((counts > 0).sum(axis=1) < 2)
     zeros = jnp.zeros_like(g0)
-    state = _State(theta0, z0, p0, value0, g0, zeros, zeros, jnp.ones((batch,), dtype), done0,
+    state = _State(theta0, value0, g0, zeros, zeros, jnp.ones((batch,), dtype), done0,
                    jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32),
                    jnp.zeros((batch, big_d, big_d), dtype))
     if shared:
@@ -402,7 +414,7 @@ def fit_logistic(
         # the start that is the full-data optimum's; a subset still running after
         # `refresh_every` steps has its optimum far from it (tiny subsets), and conjugate
         # gradients restart in the new metric.
-        inverse = inverse_of(weights * curvature_of(s.p))
+        inverse = inverse_of(weights * curvature_of(probs_lse(logits(s.theta))[0]))
         inverse = jnp.where(s.done[:, None, None], s.inverse, inverse)
         pg = precondition(inverse, s.grad)
         return s._replace(inverse=inverse, pgrad=jnp.where(s.done, s.pgrad, pg),
@@ -421,15 +433,19 @@ def fit_logistic(
         return jax.lax.cond(first, precondition_shared, precondition, s.inverse, g)
 
     def step(s):
-        u = logits(s.direction)  # the direction's logits
+        # The logits at theta and along the direction, recomputed from one product rather
+        # than carried: a product costs less than the passes over (n, m, B) arrays that
+        # carrying and selecting them would take.
+        z0, u = logits_pair(s.theta, s.direction)
+        p0 = probs_lse(z0)[0]
         slope = dot(s.grad, s.direction)  # (B,) < 0
         # The objective's exact curvature along the direction: sum_i w_i u_i^T S_i u_i.
-        pu = jnp.sum(s.p * u, axis=1)  # (n, B)
-        curv = jnp.sum(weights.T * (jnp.sum(s.p * u * u, axis=1) - pu * pu), axis=0)
+        pu = jnp.sum(p0 * u, axis=1)  # (n, B)
+        curv = jnp.sum(w_t[:, 0] * (jnp.sum(p0 * u * u, axis=1) - pu * pu), axis=0)
         curv = (curv + l2 * jnp.sum((s.direction * pen) ** 2, axis=(0, 1))) / norm
         t = s.shrink * jnp.where(curv > 0, -slope / jnp.maximum(curv, 1e-30), 1.0)
         theta = s.theta + t * s.direction
-        z = s.z + t * u
+        z = z0 + t * u
         p, lse = probs_lse(z)
         value = objective(z, lse, theta)
         ok = jnp.isfinite(value) & (value <= s.value + 1e-6 * jnp.abs(s.value) + 1e-12)
@@ -444,8 +460,6 @@ def fit_logistic(
         retry = jnp.where(s.done, s.direction, -s.pgrad)
         return _State(
             theta=jnp.where(take, theta, s.theta),
-            z=jnp.where(take, z, s.z),
-            p=jnp.where(take, p, s.p),
             value=jnp.where(take, value, s.value),
             grad=jnp.where(take, g, s.grad),
             pgrad=jnp.where(take, pg, s.pgrad),

@@ -301,6 +301,25 @@ _shared_jit = jax.jit(lambda x, y, init, k, l2, outer: glm.shared_preconditioner
     x, y, init, n_classes=k, l2=l2, outer=outer), static_argnums=(3, 4))
 
 
+# XLA on CPU hands reductions and elementwise chains to YNNPACK fusions by default; those
+# take every input materialised, so a reduction over (n, m, B) arrays (the objective, the
+# curvature along a direction) costs a full memory pass per intermediate. With them off,
+# XLA's own loops fuse the elementwise work into the reduction; products stay YNNPACK's.
+_CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+@functools.cache
+def _compiler_options() -> dict[str, Any] | None:
+    """`_CPU_OPTIONS` on the CPU backend if this jax/XLA accepts them, else None."""
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(jnp.sum, compiler_options=_CPU_OPTIONS).lower(jnp.ones(2)).compile()
+    except (TypeError, RuntimeError):  # a jax.jit without the argument, an XLA without it
+        return None
+    return _CPU_OPTIONS
+
+
 @dataclasses.dataclass(frozen=True)
 class _Spec:
     """Everything a utility's compiled programs close over (the arrays are arguments): two
@@ -461,7 +480,9 @@ def _programs(spec: _Spec) -> _Programs:
         # degenerate-subset rules) is still the plain weight vector.
         return fit_batch(d, weights * d["base"][None, :], keys)
 
-    return _Programs(full, jax.jit(fit_weighted), jax.jit(score_batch))
+    options = _compiler_options() if spec.solver == "pcg" else None  # measured there only
+    jit = functools.partial(jax.jit, compiler_options=options) if options else jax.jit
+    return _Programs(full, jit(fit_weighted), jit(score_batch))
 
 
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
