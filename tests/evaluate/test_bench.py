@@ -1,13 +1,15 @@
-"""`valuate bench --quick`: the CI preset runs end to end and writes its tidy table."""
+"""`valuate bench --quick` and the scale preset end to end (slow: `pytest -m slow`)."""
 
 import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from valuate.bench import PRESETS
 
 
+@pytest.mark.slow  # a benchmark's smoke run (~1 min on 2 cores): out of CI's default set
 def test_bench_quick_writes_table_summary_and_figures(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "-m", "valuate", "bench", "--quick", "--out",
@@ -37,6 +39,7 @@ def test_bench_quick_writes_table_summary_and_figures(tmp_path):
     assert (out / "values_breast_cancer.png").exists()
 
 
+@pytest.mark.slow  # a benchmark's smoke run (~1 min on 2 cores): out of CI's default set
 def test_scale_preset_runs_the_scale_benchmark_at_a_tiny_size(tmp_path, monkeypatch):
     """`valuate bench --preset scale-quick` with its sizes shrunk: every part's table, the
     exact KNN row agrees with itself, the truncated ones stay within their bound."""

@@ -105,6 +105,7 @@ def test_amortized_benchmark_runs_end_to_end_at_a_tiny_budget(tmp_path):
     assert len(pd.read_csv(tmp_path / "bench_amortized_targets.csv")) == len(paired)
 
 
+@pytest.mark.slow  # ~40 s on 2 cores under load
 def test_raw_scores_rank_flipped_rows_low_in_and_out_of_the_training_set():
     task = make_task("wine", seed=0)
     utility = va.make_utility(va.logistic_regression(3), task.train, task.valid)
