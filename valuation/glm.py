@@ -91,10 +91,9 @@ def _probs_lse(z: jax.Array, binary: bool):
     contiguous batch axis (XLA on CPU reduces a short leading or trailing class axis several
     times slower). For binary problems `m = 1` and class 0's logit is 0.
     """
-    if binary:  # one exponential for both: e = exp(-|z|)
-        e = jnp.exp(-jnp.abs(z))
-        p = jnp.where(z >= 0, 1.0, e) / (1.0 + e)
-        return p, (jnp.maximum(z, 0.0) + jnp.log1p(e))[:, 0]
+    if binary:  # log(1 + e^z) = max(z, 0) - log(sigmoid(|z|)), sigmoid(|z|) in [1/2, 1]
+        p = jax.nn.sigmoid(z)
+        return p, (jnp.maximum(z, 0.0) - jnp.log(jnp.maximum(p, 1.0 - p)))[:, 0]
     top = z.max(axis=1, keepdims=True)
     e = jnp.exp(z - top)
     total = e.sum(axis=1, keepdims=True)
