@@ -33,11 +33,22 @@ def _data(n, d, k):
 ])
 def test_memory_model_bounds_the_compiled_working_set(k, model, solver):
     train, valid = _data(2000, 8, k)
-    utility = va.make_utility(model(k), train, valid, solver=solver, chunk=4)
-    measured = (_temp_bytes(utility, 12) - _temp_bytes(utility, 4)) / 8
-    predicted = chunking.bytes_per_model(utility.model, train, valid, solver)
+    small, large = (va.make_utility(model(k), train, valid, solver=solver, chunk=c)
+                    for c in (4, 12))  # "warm" trains `chunk` models at a time
+    measured = (_temp_bytes(large, 12) - _temp_bytes(small, 4)) / 8
+    predicted = chunking.bytes_per_model(small.model, train, valid, solver)
     # An upper bound, and not a loose one: a model 3x too high would cut chunks 3x.
     assert measured <= predicted <= 3 * measured, (measured, predicted)
+
+
+def test_warm_models_queued_beyond_the_chunk_cost_little_memory():
+    """"warm" trains `chunk` models at a time; the others of a call wait in a queue, which
+    holds their weights and results only."""
+    train, valid = _data(2000, 8, 2)
+    utility = va.make_utility(va.mlp(2, (16,)), train, valid, chunk=4)
+    queued = (_temp_bytes(utility, 32) - _temp_bytes(utility, 4)) / 28
+    predicted = chunking.bytes_per_model(utility.model, train, valid, "warm")
+    assert queued < 0.05 * predicted, (queued, predicted)
 
 
 def test_time_model_picks_128_for_convergence_solvers_and_the_cap_otherwise():

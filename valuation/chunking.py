@@ -17,8 +17,11 @@ from 8 to 64 models; `R` = training + validation rows, `D = d + 1`, `m` = logit 
 * "newton": `24 R m^2 + 8 p^2` (measured 23-24 bytes per row at two classes, n = 2k / 20k;
   5.7 MB per model at n = 2k, d = 64, 10 classes: the per-sample `m x m` curvature).
 * "closed_form": `10 R + 12 D^2` (measured 9.6 / 8.2 bytes per row at n = 2k / 20k).
-* "warm" and "gd": `R (12 w + 20) + 16 p` (measured: logistic "gd" 29 / 36 bytes per row at 2
-  / 3 classes; MLP(64) "warm" 641-771, MLP(32, 32) 543 bytes per row).
+* "gd": `R (12 w + 20) + 16 p` (measured: logistic 29 / 36 bytes per row at 2 / 3 classes).
+* "warm": `R (15 w + 20) + 16 p` per model trained at a time (the models queued behind them
+  hold only their weights and results; `training.fit_warm_batch`). Measured with the
+  linearised iteration, 2 classes, n = 2,000 (+ 200 validation rows): MLP(16) 253, MLP(64)
+  959 (d = 8) and 977 (d = 30), MLP(32, 32) 737 bytes per row; n = 500, d = 64, MLP(64) 920.
 
 Each is an upper bound of the measured points or within 5 % of them. The chunk is at most
 `memory_budget / bytes per model` (and at least 1).
@@ -79,7 +82,8 @@ def bytes_per_model(model: Model, train: Dataset, valid: Dataset, solver: str) -
         return 24 * rows * m * m + 8 * p * p
     if solver == "closed_form":
         return 10 * rows + 12 * big_d ** 2
-    return rows * (12 * _widths(params) + 20) + 16 * p
+    per_width = 15 if solver == "warm" else 12
+    return rows * (per_width * _widths(params) + 20) + 16 * p
 
 
 def time_optimal(solver: str) -> int:
