@@ -73,7 +73,10 @@ def _widths(params) -> int:
 
 def bytes_per_model(model: Model, train: Dataset, valid: Dataset, solver: str) -> float:
     """Working-set bytes one more model adds to a chunk (the measured memory model)."""
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, train.d), jnp.float32))
+    # Shapes only (`eval_shape`): running `init` eagerly compiled its every op (1.5 s for an
+    # MLP on a busy 2-core machine, paid by every new utility).
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                            jax.ShapeDtypeStruct((1, train.d), jnp.float32))
     rows, big_d, p = train.n + valid.n, train.d + 1, n_params(params)
     m = 1 if train.n_classes <= 2 else train.n_classes
     if solver == "pcg":
