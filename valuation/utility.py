@@ -124,7 +124,8 @@ class Utility:
       tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`;
         "warm" once its objective has improved by less than `tol` on 5 consecutive steps.
       l2, optimizer, batch_size: training settings (see `training.fit`).
-      chunk: models trained per compiled call; bounds peak memory.
+      chunk: models trained per compiled call ("warm": trained at a time, with
+        `WARM_QUEUE` times as many queued per call); bounds peak memory.
       class_weight: "balanced" or None; see `make_utility`.
       degenerate: "frequency" or "zero": the score of a subset with fewer than two classes
         (module docstring).
@@ -511,7 +512,8 @@ def make_utility(
       optimizer: optax optimizer for "gd" and for the start of "warm"'s full-data fit
         (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
-      chunk: models per compiled call; default from the measured cost model
+      chunk: models per compiled call ("warm": trained at a time, `WARM_QUEUE` times as
+        many queued per call); default from the measured cost model
         (`chunking.auto_chunk`: the fastest chunk per model that fits `memory_budget`).
         Results never depend on it; pass it to fix the compiled shape yourself.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
