@@ -65,3 +65,12 @@ def test_the_memory_budget_lowers_the_chunk_and_an_explicit_chunk_wins(cancer):
     assert va.make_utility(model, train, valid, memory_budget=10.5 * per_model).chunk == 10
     assert va.make_utility(model, train, valid, memory_budget=1.0).chunk == 1
     assert va.make_utility(model, train, valid, chunk=7, memory_budget=1.0).chunk == 7
+
+
+def test_warm_chunk_keeps_its_working_set_within_the_cache_bound(cancer):
+    train, valid = cancer
+    model = va.mlp(2, (64,))
+    per_model = chunking.bytes_per_model(model, train, valid, "warm")
+    chunk = va.make_utility(model, train, valid).chunk
+    assert 1 < chunk == int(chunking.WARM_WORKING_SET // per_model) < 128
+    assert va.make_utility(model, train, valid, memory_budget=2.5 * per_model).chunk == 2

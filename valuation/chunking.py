@@ -45,6 +45,16 @@ the best `B` predicted for 8 of the 12 measured `r`; 3.7, 9.4, 11.6 and 12.2 % f
 for the fixed-step solvers ("newton", "closed_form", "gd"; their `s = 0`, the cap kept from
 before this model, not re-measured). The chunk is the smaller of that and the memory bound;
 when memory binds (many rows) the fixed share `r / B` grows, which is the price of the budget.
+
+"warm" trains `chunk` models at a time from a queue (`training.fit_warm_batch`), so a chunk
+no longer waits for its slowest model; what grows with the chunk is the working set, and past
+the caches the cost per model grows with it. Measured (1,024 random half-subsets,
+`fit_warm_batch` with 1,024 queued, CPU seconds, load 4-7, two runs each; 2026-12-02):
+breast_cancer MLP(64) (608 KB per model by the memory model) 8 / 16 / 32 / 64 / 128 slots:
+5.3 / 5.3-5.5 / 5.7-5.9 / 7.8-7.9 / 9.6 s; digits MLP(64) (1.2 MB per model) 8 / 16 / 32 /
+64 / 128: 11.2-11.3 / 11.6-12.5 / 13.6-13.7 / 15.8-16.8 / 17.8-18.0 s (64 and up in an
+earlier sitting). So "warm" keeps its chunk's working set within `WARM_WORKING_SET` bytes
+(breast_cancer 16, digits 8 models at a time).
 """
 
 from __future__ import annotations
@@ -57,12 +67,13 @@ import jax.numpy as jnp
 from .data import Dataset
 from .models import Model, n_params
 
-__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "auto_chunk", "bytes_per_model",
-           "time_optimal"]
+__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_WORKING_SET", "auto_chunk",
+           "bytes_per_model", "time_optimal"]
 
 CANDIDATES = tuple(2 ** i for i in range(3, 11))  # 8 .. 1,024 models
 R_FIXED = 6.0  # measured median of fixed / per-model cost per solver step (module docstring)
 STRAGGLER = {"pcg": 0.035, "warm": 0.035}  # loss of mean/max steps per doubling of the chunk
+WARM_WORKING_SET = 10e6  # bytes: "warm"'s models at a time fit this (module docstring)
 
 
 def _widths(params) -> int:
@@ -97,6 +108,9 @@ def time_optimal(solver: str) -> int:
 
 def auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
                memory_budget: float) -> int:
-    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes."""
+    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes (for
+    "warm", to fit `WARM_WORKING_SET` as well)."""
+    if solver == "warm":
+        memory_budget = min(memory_budget, WARM_WORKING_SET)
     fits = int(memory_budget // bytes_per_model(model, train, valid, solver))
     return max(1, min(time_optimal(solver), fits))

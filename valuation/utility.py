@@ -472,7 +472,7 @@ def _programs(spec: _Spec) -> _Programs:
 
 
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
-WARM_QUEUE = 8  # "warm": models queued per call, per model trained at a time
+WARM_QUEUE = 32  # "warm": models queued per call, per model trained at a time
 
 
 def make_utility(
