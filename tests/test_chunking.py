@@ -33,8 +33,9 @@ def _data(n, d, k):
 ])
 def test_memory_model_bounds_the_compiled_working_set(k, model, solver):
     train, valid = _data(2000, 8, k)
-    small, large = (va.make_utility(model(k), train, valid, solver=solver, chunk=c)
-                    for c in (4, 12))  # "warm" trains `chunk` models at a time
+    # "warm" trains `warm_slots(chunk)` models at a time (other solvers: the called batch)
+    small, large = (va.make_utility(model(k), train, valid, solver=solver,
+                                    chunk=c * chunking.WARM_QUEUE) for c in (4, 12))
     measured = (_temp_bytes(large, 12) - _temp_bytes(small, 4)) / 8
     predicted = chunking.bytes_per_model(small.model, train, valid, solver)
     # An upper bound, and not a loose one: a model 3x too high would cut chunks 3x.
@@ -42,10 +43,10 @@ def test_memory_model_bounds_the_compiled_working_set(k, model, solver):
 
 
 def test_warm_models_queued_beyond_the_chunk_cost_little_memory():
-    """"warm" trains `chunk` models at a time; the others of a call wait in a queue, which
-    holds their weights and results only."""
+    """"warm" trains `warm_slots(chunk)` models at a time; the others of a call wait in a
+    queue, which holds their weights and results only."""
     train, valid = _data(2000, 8, 2)
-    utility = va.make_utility(va.mlp(2, (16,)), train, valid, chunk=4)
+    utility = va.make_utility(va.mlp(2, (16,)), train, valid, chunk=4 * chunking.WARM_QUEUE)
     queued = (_temp_bytes(utility, 32) - _temp_bytes(utility, 4)) / 28
     predicted = chunking.bytes_per_model(utility.model, train, valid, "warm")
     assert queued < 0.05 * predicted, (queued, predicted)
@@ -72,5 +73,8 @@ def test_warm_chunk_keeps_its_working_set_within_the_cache_bound(cancer):
     model = va.mlp(2, (64,))
     per_model = chunking.bytes_per_model(model, train, valid, "warm")
     chunk = va.make_utility(model, train, valid).chunk
-    assert 1 < chunk == int(chunking.WARM_WORKING_SET // per_model) < 128
-    assert va.make_utility(model, train, valid, memory_budget=2.5 * per_model).chunk == 2
+    at_a_time = chunking.warm_slots(chunk)
+    assert 1 < at_a_time == int(chunking.WARM_WORKING_SET // per_model) < 128
+    assert chunk == at_a_time * chunking.WARM_QUEUE  # callers batch by the chunk: queue full
+    small = va.make_utility(model, train, valid, memory_budget=2.5 * per_model).chunk
+    assert chunking.warm_slots(small) == 2

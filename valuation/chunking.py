@@ -53,8 +53,10 @@ the caches the cost per model grows with it. Measured (1,024 random half-subsets
 breast_cancer MLP(64) (608 KB per model by the memory model) 8 / 16 / 32 / 64 / 128 slots:
 5.3 / 5.3-5.5 / 5.7-5.9 / 7.8-7.9 / 9.6 s; digits MLP(64) (1.2 MB per model) 8 / 16 / 32 /
 64 / 128: 11.2-11.3 / 11.6-12.5 / 13.6-13.7 / 15.8-16.8 / 17.8-18.0 s (64 and up in an
-earlier sitting). So "warm" keeps its chunk's working set within `WARM_WORKING_SET` bytes
-(breast_cancer 16, digits 8 models at a time).
+earlier sitting). So "warm" keeps the working set of the models it trains at a time within `WARM_WORKING_SET`
+bytes (breast_cancer 16, digits 8), and its chunk (models per call) is `WARM_QUEUE` times that
+(`warm_slots` inverts it), so that callers that size their batches by the chunk (the runner,
+TMC's blocks, Data-OOB) keep the queue full.
 """
 
 from __future__ import annotations
@@ -67,13 +69,14 @@ import jax.numpy as jnp
 from .data import Dataset
 from .models import Model, n_params
 
-__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_WORKING_SET", "auto_chunk",
-           "bytes_per_model", "time_optimal"]
+__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_QUEUE", "WARM_WORKING_SET",
+           "auto_chunk", "bytes_per_model", "time_optimal", "warm_slots"]
 
 CANDIDATES = tuple(2 ** i for i in range(3, 11))  # 8 .. 1,024 models
 R_FIXED = 6.0  # measured median of fixed / per-model cost per solver step (module docstring)
 STRAGGLER = {"pcg": 0.035, "warm": 0.035}  # loss of mean/max steps per doubling of the chunk
 WARM_WORKING_SET = 10e6  # bytes: "warm"'s models at a time fit this (module docstring)
+WARM_QUEUE = 32  # "warm": models per call (the chunk) per model trained at a time
 
 
 def _widths(params) -> int:
@@ -108,9 +111,15 @@ def time_optimal(solver: str) -> int:
 
 def auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
                memory_budget: float) -> int:
-    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes (for
-    "warm", to fit `WARM_WORKING_SET` as well)."""
-    if solver == "warm":
-        memory_budget = min(memory_budget, WARM_WORKING_SET)
-    fits = int(memory_budget // bytes_per_model(model, train, valid, solver))
-    return max(1, min(time_optimal(solver), fits))
+    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes; for
+    "warm" the models trained at a time also fit `WARM_WORKING_SET`, and the chunk queues
+    `WARM_QUEUE` times as many."""
+    budget = min(memory_budget, WARM_WORKING_SET) if solver == "warm" else memory_budget
+    fits = int(budget // bytes_per_model(model, train, valid, solver))
+    at_a_time = max(1, min(time_optimal(solver), fits))
+    return at_a_time * WARM_QUEUE if solver == "warm" else at_a_time
+
+
+def warm_slots(chunk: int) -> int:
+    """Models "warm" trains at a time in a chunk of `chunk` models per call."""
+    return max(1, chunk // WARM_QUEUE)

@@ -44,7 +44,7 @@ import numpy as np
 import optax
 
 from . import glm
-from .chunking import auto_chunk
+from .chunking import auto_chunk, warm_slots
 from .data import Dataset, align_classes
 from .errors import ValuationError
 from .models import Model
@@ -124,8 +124,9 @@ class Utility:
       tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`;
         "warm" once its objective has improved by less than `tol` on 5 consecutive steps.
       l2, optimizer, batch_size: training settings (see `training.fit`).
-      chunk: models trained per compiled call ("warm": trained at a time, with
-        `WARM_QUEUE` times as many queued per call); bounds peak memory.
+      chunk: models trained per compiled call ("warm" trains
+        `chunking.warm_slots(chunk)` of them at a time, the others queued); bounds peak
+        memory.
       class_weight: "balanced" or None; see `make_utility`.
       degenerate: "frequency" or "zero": the score of a subset with fewer than two classes
         (module docstring).
@@ -182,14 +183,11 @@ class Utility:
         weights, single = _weight_rows(weights, self.n)
         keys = _per_model_keys(key, weights.shape[0])
         # Small batches use the next power of two below the chunk: few shapes, few compiles.
-        # "warm" trains `chunk` models at a time but queues WARM_QUEUE times as many per call
-        # (`training.fit_warm_batch`), padded with empty subsets, which it does not train.
-        warm = self.solver == "warm"
-        per_call = (chunk or self.chunk) * (WARM_QUEUE if warm else 1)
-        size = min(per_call, 1 << (weights.shape[0] - 1).bit_length())
+        # "warm" pads with empty subsets, which it does not train (`training.fit_warm_batch`).
+        size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
         out = np.concatenate([
             np.asarray(self._score(self._data, jnp.asarray(w), k))[:len_]
-            for w, k, len_ in _chunks(weights, keys, size, pad_empty=warm)])
+            for w, k, len_ in _chunks(weights, keys, size, pad_empty=self.solver == "warm")])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
@@ -327,7 +325,7 @@ class _Spec:
     task: str
     shared: bool  # "pcg": the full data's Hessian, scaled, for every subset's first steps
     degenerate: str  # how a subset with fewer than two classes scores ("frequency" | "zero")
-    slots: int = 0  # "warm": models trained at a time (the utility's chunk)
+    slots: int = 0  # "warm": models trained at a time (`chunking.warm_slots(chunk)`)
 
 
 class _Programs(NamedTuple):
@@ -348,7 +346,7 @@ def _spec(u: Utility) -> _Spec:
                                     or (k > 2 and glm.exact_shared(u.n, u.train.d, k)))
     return _Spec(u.model, u.metric, u.solver, u.steps, u.l2, u.tol, u.optimizer, u.batch_size,
                  u.train.n_classes, u.task, shared, u.degenerate,
-                 u.chunk if u.solver == "warm" else 0)
+                 warm_slots(u.chunk) if u.solver == "warm" else 0)
 
 
 def _compiled(u: Utility):
@@ -472,7 +470,6 @@ def _programs(spec: _Spec) -> _Programs:
 
 
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
-WARM_QUEUE = 32  # "warm": models queued per call, per model trained at a time
 
 
 def make_utility(
@@ -512,8 +509,8 @@ def make_utility(
       optimizer: optax optimizer for "gd" and for the start of "warm"'s full-data fit
         (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
-      chunk: models per compiled call ("warm": trained at a time, `WARM_QUEUE` times as
-        many queued per call); default from the measured cost model
+      chunk: models per compiled call ("warm": `chunking.WARM_QUEUE` times the models it
+        trains at a time); default from the measured cost model
         (`chunking.auto_chunk`: the fastest chunk per model that fits `memory_budget`).
         Results never depend on it; pass it to fix the compiled shape yourself.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
