@@ -33,11 +33,23 @@ def _data(n, d, k):
 ])
 def test_memory_model_bounds_the_compiled_working_set(k, model, solver):
     train, valid = _data(2000, 8, k)
-    utility = va.make_utility(model(k), train, valid, solver=solver, chunk=4)
-    measured = (_temp_bytes(utility, 12) - _temp_bytes(utility, 4)) / 8
-    predicted = chunking.bytes_per_model(utility.model, train, valid, solver)
+    # "warm" trains `warm_slots(chunk)` models at a time (other solvers: the called batch)
+    small, large = (va.make_utility(model(k), train, valid, solver=solver,
+                                    chunk=c * chunking.WARM_QUEUE) for c in (4, 12))
+    measured = (_temp_bytes(large, 12) - _temp_bytes(small, 4)) / 8
+    predicted = chunking.bytes_per_model(small.model, train, valid, solver)
     # An upper bound, and not a loose one: a model 3x too high would cut chunks 3x.
     assert measured <= predicted <= 3 * measured, (measured, predicted)
+
+
+def test_warm_models_queued_beyond_the_chunk_cost_little_memory():
+    """"warm" trains `warm_slots(chunk)` models at a time; the others of a call wait in a
+    queue, which holds their weights and results only."""
+    train, valid = _data(2000, 8, 2)
+    utility = va.make_utility(va.mlp(2, (16,)), train, valid, chunk=4 * chunking.WARM_QUEUE)
+    queued = (_temp_bytes(utility, 32) - _temp_bytes(utility, 4)) / 28
+    predicted = chunking.bytes_per_model(utility.model, train, valid, "warm")
+    assert queued < 0.05 * predicted, (queued, predicted)
 
 
 def test_time_model_picks_128_for_convergence_solvers_and_the_cap_otherwise():
@@ -54,3 +66,15 @@ def test_the_memory_budget_lowers_the_chunk_and_an_explicit_chunk_wins(cancer):
     assert va.make_utility(model, train, valid, memory_budget=10.5 * per_model).chunk == 10
     assert va.make_utility(model, train, valid, memory_budget=1.0).chunk == 1
     assert va.make_utility(model, train, valid, chunk=7, memory_budget=1.0).chunk == 7
+
+
+def test_warm_chunk_keeps_its_working_set_within_the_cache_bound(cancer):
+    train, valid = cancer
+    model = va.mlp(2, (64,))
+    per_model = chunking.bytes_per_model(model, train, valid, "warm")
+    chunk = va.make_utility(model, train, valid).chunk
+    at_a_time = chunking.warm_slots(chunk)
+    assert 1 < at_a_time == int(chunking.WARM_WORKING_SET // per_model) < 128
+    assert chunk == at_a_time * chunking.WARM_QUEUE  # callers batch by the chunk: queue full
+    small = va.make_utility(model, train, valid, memory_budget=2.5 * per_model).chunk
+    assert chunking.warm_slots(small) == 2

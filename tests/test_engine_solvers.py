@@ -9,7 +9,7 @@ from split_helpers import standardized_split
 
 import valuation as va
 from valuation import glm
-from valuation.training import fit_warm, weighted_objective
+from valuation.training import fit_warm, fit_warm_batch, weighted_objective
 
 # Stated tolerances of the multinomial comparison (max absolute difference of coefficients whose
 # scale is about 1): the solver at tol=1e-6 against scikit-learn at tol=1e-10. Float32
@@ -251,3 +251,25 @@ def test_shared_kronecker_fallback_reaches_the_same_fits(monkeypatch, rng):
         fits.append(glm.fit_logistic(x, y, masks, n_classes=k, init=full, tol=1e-6,
                                      shared=shared)["linear"]["w"])
     np.testing.assert_allclose(np.asarray(fits[0]), np.asarray(fits[1]), atol=2e-3)
+
+
+@pytest.mark.parametrize("slots", [1, 3, 7])
+def test_warm_batch_trains_each_model_as_fit_warm_alone(blobs, rng, slots):
+    """`fit_warm_batch` hands a stopped model's slot to the next one: every model still takes
+    `fit_warm`'s steps to `fit_warm`'s result, whatever the slots; a cap of 0 is not trained."""
+    train, valid = blobs
+    model = va.mlp(2, (16,))
+    full = va.make_utility(model, train, valid).fit_full()
+    x, y = jnp.asarray(train.x), jnp.asarray(train.y)
+    weights = jnp.asarray((rng.random((7, train.n)) < rng.uniform(0.2, 0.9, (7, 1))), jnp.float32)
+    caps = jnp.array([200, 0, 200, 3, 200, 200, 0])
+    alone, alone_steps = jax.vmap(lambda w, c: fit_warm(
+        model, x, y, w, init_params=full, max_steps=c, return_steps=True))(weights, caps)
+    batch, steps = fit_warm_batch(model, x, y, weights, init_params=full, slots=slots,
+                                  max_steps=caps, return_steps=True)
+    np.testing.assert_array_equal(steps, alone_steps)
+    assert list(np.asarray(steps)[[1, 3, 6]]) == [0, 3, 0] and np.asarray(steps).max() > 3
+    for a, b, start in zip(jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(batch),
+                           jax.tree_util.tree_leaves(full)):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+        np.testing.assert_array_equal(b[1], start)

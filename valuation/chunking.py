@@ -17,8 +17,11 @@ from 8 to 64 models; `R` = training + validation rows, `D = d + 1`, `m` = logit 
 * "newton": `24 R m^2 + 8 p^2` (measured 23-24 bytes per row at two classes, n = 2k / 20k;
   5.7 MB per model at n = 2k, d = 64, 10 classes: the per-sample `m x m` curvature).
 * "closed_form": `10 R + 12 D^2` (measured 9.6 / 8.2 bytes per row at n = 2k / 20k).
-* "warm" and "gd": `R (12 w + 20) + 16 p` (measured: logistic "gd" 29 / 36 bytes per row at 2
-  / 3 classes; MLP(64) "warm" 641-771, MLP(32, 32) 543 bytes per row).
+* "gd": `R (12 w + 20) + 16 p` (measured: logistic 29 / 36 bytes per row at 2 / 3 classes).
+* "warm": `R (15 w + 20) + 16 p` per model trained at a time (the models queued behind them
+  hold only their weights and results; `training.fit_warm_batch`). Measured with the
+  linearised iteration, 2 classes, n = 2,000 (+ 200 validation rows): MLP(16) 253, MLP(64)
+  959 (d = 8) and 977 (d = 30), MLP(32, 32) 737 bytes per row; n = 500, d = 64, MLP(64) 920.
 
 Each is an upper bound of the measured points or within 5 % of them. The chunk is at most
 `memory_budget / bytes per model` (and at least 1).
@@ -42,6 +45,21 @@ the best `B` predicted for 8 of the 12 measured `r`; 3.7, 9.4, 11.6 and 12.2 % f
 for the fixed-step solvers ("newton", "closed_form", "gd"; their `s = 0`, the cap kept from
 before this model, not re-measured). The chunk is the smaller of that and the memory bound;
 when memory binds (many rows) the fixed share `r / B` grows, which is the price of the budget.
+
+"warm" trains `chunk` models at a time from a queue (`training.fit_warm_batch`), so a chunk
+no longer waits for its slowest model; what grows with the chunk is the working set, and past
+the caches the cost per model grows with it. Measured (1,024 random half-subsets,
+`fit_warm_batch` with 1,024 queued, CPU seconds, load 4-7, two runs each; 2026-12-02):
+breast_cancer MLP(64) (608 KB per model by the memory model) 8 / 16 / 32 / 64 / 128 slots:
+5.3 / 5.3-5.5 / 5.7-5.9 / 7.8-7.9 / 9.6 s; digits MLP(64) (1.2 MB per model) 8 / 16 / 32 /
+64 / 128: 11.2-11.3 / 11.6-12.5 / 13.6-13.7 / 15.8-16.8 / 17.8-18.0 s (64 and up in an
+earlier sitting). On the quieter machine (load 1.5, one run, wall seconds; there the larger
+products use both cores): breast_cancer 8 / 16 / 32 / 128: 5.37 / 4.90 / 4.65 / 5.57, digits
+9.83 / 9.54 / 8.35 / 10.81. So "warm" keeps the working set of the models it trains at a time
+within `WARM_WORKING_SET` bytes, 20 MB between the two optima (breast_cancer 32, digits 16,
+each within 15 % of the best measured in both settings), and its chunk (models per call) is
+`WARM_QUEUE` times that (`warm_slots` inverts it), so that callers that size their batches by
+the chunk (the runner, TMC's blocks, Data-OOB) keep the queue full.
 """
 
 from __future__ import annotations
@@ -54,12 +72,14 @@ import jax.numpy as jnp
 from .data import Dataset
 from .models import Model, n_params
 
-__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "auto_chunk", "bytes_per_model",
-           "time_optimal"]
+__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_QUEUE", "WARM_WORKING_SET",
+           "auto_chunk", "bytes_per_model", "time_optimal", "warm_slots"]
 
 CANDIDATES = tuple(2 ** i for i in range(3, 11))  # 8 .. 1,024 models
 R_FIXED = 6.0  # measured median of fixed / per-model cost per solver step (module docstring)
 STRAGGLER = {"pcg": 0.035, "warm": 0.035}  # loss of mean/max steps per doubling of the chunk
+WARM_WORKING_SET = 20e6  # bytes: "warm"'s models at a time fit this (module docstring)
+WARM_QUEUE = 32  # "warm": models per call (the chunk) per model trained at a time
 
 
 def _widths(params) -> int:
@@ -70,7 +90,10 @@ def _widths(params) -> int:
 
 def bytes_per_model(model: Model, train: Dataset, valid: Dataset, solver: str) -> float:
     """Working-set bytes one more model adds to a chunk (the measured memory model)."""
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, train.d), jnp.float32))
+    # Shapes only (`eval_shape`): running `init` eagerly compiled its every op (1.5 s for an
+    # MLP on a busy 2-core machine, paid by every new utility).
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                            jax.ShapeDtypeStruct((1, train.d), jnp.float32))
     rows, big_d, p = train.n + valid.n, train.d + 1, n_params(params)
     m = 1 if train.n_classes <= 2 else train.n_classes
     if solver == "pcg":
@@ -79,7 +102,8 @@ def bytes_per_model(model: Model, train: Dataset, valid: Dataset, solver: str) -
         return 24 * rows * m * m + 8 * p * p
     if solver == "closed_form":
         return 10 * rows + 12 * big_d ** 2
-    return rows * (12 * _widths(params) + 20) + 16 * p
+    per_width = 15 if solver == "warm" else 12
+    return rows * (per_width * _widths(params) + 20) + 16 * p
 
 
 def time_optimal(solver: str) -> int:
@@ -90,6 +114,15 @@ def time_optimal(solver: str) -> int:
 
 def auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
                memory_budget: float) -> int:
-    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes."""
-    fits = int(memory_budget // bytes_per_model(model, train, valid, solver))
-    return max(1, min(time_optimal(solver), fits))
+    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes; for
+    "warm" the models trained at a time also fit `WARM_WORKING_SET`, and the chunk queues
+    `WARM_QUEUE` times as many."""
+    budget = min(memory_budget, WARM_WORKING_SET) if solver == "warm" else memory_budget
+    fits = int(budget // bytes_per_model(model, train, valid, solver))
+    at_a_time = max(1, min(time_optimal(solver), fits))
+    return at_a_time * WARM_QUEUE if solver == "warm" else at_a_time
+
+
+def warm_slots(chunk: int) -> int:
+    """Models "warm" trains at a time in a chunk of `chunk` models per call."""
+    return max(1, chunk // WARM_QUEUE)

@@ -44,11 +44,11 @@ import numpy as np
 import optax
 
 from . import glm
-from .chunking import auto_chunk
+from .chunking import auto_chunk, warm_slots
 from .data import Dataset, align_classes
 from .errors import ValuationError
 from .models import Model
-from .training import fit, fit_logistic_newton, fit_warm
+from .training import fit, fit_logistic_newton, fit_warm, fit_warm_batch
 
 __all__ = ["DEGENERATE", "METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "balanced_accuracy",
            "class_weights", "make_utility", "neg_log_loss", "neg_mse", "r2"]
@@ -124,7 +124,9 @@ class Utility:
       tol: "pcg" stops a model once the largest entry of its gradient is at most `tol`;
         "warm" once its objective has improved by less than `tol` on 5 consecutive steps.
       l2, optimizer, batch_size: training settings (see `training.fit`).
-      chunk: models trained per compiled call; bounds peak memory.
+      chunk: models trained per compiled call ("warm" trains
+        `chunking.warm_slots(chunk)` of them at a time, the others queued); bounds peak
+        memory.
       class_weight: "balanced" or None; see `make_utility`.
       degenerate: "frequency" or "zero": the score of a subset with fewer than two classes
         (module docstring).
@@ -181,10 +183,11 @@ class Utility:
         weights, single = _weight_rows(weights, self.n)
         keys = _per_model_keys(key, weights.shape[0])
         # Small batches use the next power of two below the chunk: few shapes, few compiles.
+        # "warm" pads with empty subsets, which it does not train (`training.fit_warm_batch`).
         size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
         out = np.concatenate([
             np.asarray(self._score(self._data, jnp.asarray(w), k))[:len_]
-            for w, k, len_ in _chunks(weights, keys, size)])
+            for w, k, len_ in _chunks(weights, keys, size, pad_empty=self.solver == "warm")])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
@@ -258,13 +261,15 @@ def _per_model_keys(key, batch: int) -> jax.Array:
     return key
 
 
-def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int):
-    """Fixed-size chunks, the last one padded by repeating its first row (one compile)."""
+def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int, pad_empty: bool = False):
+    """Fixed-size chunks, the last one padded by repeating its first row (one compile), or
+    with empty subsets (`pad_empty`)."""
     for start in range(0, weights.shape[0], chunk):
         w, k = weights[start:start + chunk], keys[start:start + chunk]
         size = w.shape[0]
         if size < chunk:
-            w = np.concatenate([w, np.repeat(w[:1], chunk - size, axis=0)])
+            pad = np.zeros_like(w[:1]) if pad_empty else w[:1]
+            w = np.concatenate([w, np.repeat(pad, chunk - size, axis=0)])
             k = jnp.concatenate([k, jnp.repeat(k[:1], chunk - size, axis=0)])
         yield w, k, size
 
@@ -340,6 +345,7 @@ class _Spec:
     task: str
     shared: bool  # "pcg": the full data's Hessian, scaled, for every subset's first steps
     degenerate: str  # how a subset with fewer than two classes scores ("frequency" | "zero")
+    slots: int = 0  # "warm": models trained at a time (`chunking.warm_slots(chunk)`)
 
 
 class _Programs(NamedTuple):
@@ -359,7 +365,8 @@ def _spec(u: Utility) -> _Spec:
     shared = u.solver == "pcg" and (u.n >= 20 * big_d
                                     or (k > 2 and glm.exact_shared(u.n, u.train.d, k)))
     return _Spec(u.model, u.metric, u.solver, u.steps, u.l2, u.tol, u.optimizer, u.batch_size,
-                 u.train.n_classes, u.task, shared, u.degenerate)
+                 u.train.n_classes, u.task, shared, u.degenerate,
+                 warm_slots(u.chunk) if u.solver == "warm" else 0)
 
 
 def _compiled(u: Utility):
@@ -423,7 +430,9 @@ def _programs(spec: _Spec) -> _Programs:
             return fit_logistic_newton(d["xt"], d["yt"], weights, n_classes=k, l2=spec.l2,
                                        steps=spec.steps, init=d["full"])
     elif spec.solver == "warm":
-        @jax.jit
+        # Compiled without LLVM's optimisations: it runs once per utility (~0.1 s either way)
+        # and compiles in a third of the time.
+        @functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
         def full(d):
             # From a fixed initialisation: the optimizer's steps, then conjugate gradients
             # until the objective stops improving at all (or 500 steps).
@@ -440,13 +449,9 @@ def _programs(spec: _Spec) -> _Programs:
             else:
                 counts = weights @ jax.nn.one_hot(d["yt"], k, dtype=jnp.float32)
                 trained = jnp.sum(counts > 0, axis=1) >= 2  # others are scored apart
-            caps = jnp.where(trained, spec.steps, 0)
-
-            def fit_one(w, cap):
-                return fit_warm(spec.model, d["xt"], d["yt"], w, init_params=d["full"],
-                                l2=spec.l2, loss=loss, max_steps=cap, tol=spec.tol)
-
-            return jax.vmap(fit_one)(weights, caps)
+            return fit_warm_batch(spec.model, d["xt"], d["yt"], weights, init_params=d["full"],
+                                  slots=spec.slots, l2=spec.l2, loss=loss, tol=spec.tol,
+                                  max_steps=jnp.where(trained, spec.steps, 0))
     else:
         def fit_batch(d, weights, keys):
             def fit_one(w, key):
@@ -526,7 +531,8 @@ def make_utility(
       optimizer: optax optimizer for "gd" and for the start of "warm"'s full-data fit
         (default Adam, learning rate 0.05).
       batch_size: mini-batch size for "gd" (default full batch).
-      chunk: models per compiled call; default from the measured cost model
+      chunk: models per compiled call ("warm": `chunking.WARM_QUEUE` times the models it
+        trains at a time); default from the measured cost model
         (`chunking.auto_chunk`: the fastest chunk per model that fits `memory_budget`).
         Results never depend on it; pass it to fix the compiled shape yourself.
       memory_budget: approximate bytes of working memory per chunk (default 1 GB).
