@@ -187,13 +187,14 @@ class DataRater:
         train, valid = utility.train, utility.valid
         starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
         if starts is None:
-            starts = bootstrap_refits(utility, key=_keys(self.seed)[0], bags=self.bags)[0]
-        params, losses = _meta_train(
+            starts = bootstrap_refits(utility, key=_feature_key(self.seed), bags=self.bags)[0]
+        params, losses, scores = _meta_train(
             utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
             jnp.asarray(valid.x), jnp.asarray(valid.y), starts,
-            jax.random.split(_keys(self.seed)[1], self.members), l2=utility.l2,
-            **{f: getattr(self, f) for f in _TRAINING})
-        state = _Rated(fmap, train, mean, std, params, self._shift(params, z),
+            *_draws(self.seed, members=self.members, outer_steps=self.outer_steps,
+                    inner_models=self.inner_models, bags=self.bags),
+            l2=utility.l2, **{f: getattr(self, f) for f in _TRAINING})
+        state = _Rated(fmap, train, mean, std, params, self._shift(scores),
                        utility.describe(), np.asarray(losses))
         return dataclasses.replace(self, state=state)
 
@@ -212,7 +213,7 @@ class DataRater:
                                  f"the rater's {list(s.features.names)}; use a task with "
                                  "the same columns and classes")
         state = dataclasses.replace(s, features=fmap, train=utility.train, mean=mean,
-                                    std=std, shift=self._shift(s.params, z),
+                                    std=std, shift=self._shift(_score(s.params, z, self.hidden)),
                                     target=utility.describe())
         return dataclasses.replace(self, state=state)
 
@@ -221,16 +222,16 @@ class DataRater:
         if not isinstance(utility, Utility):
             raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
                                  "one with valuation.make_utility(model, train, valid)")
-        fmap = features_for_utility(utility, key=_keys(self.seed)[0], k=self.k,
+        fmap = features_for_utility(utility, key=_feature_key(self.seed), k=self.k,
                                     groups=self.groups, folds=self.folds, bags=self.bags)
         inputs = _inputs(fmap, utility.train)
         mean, std = column_scale(inputs)
         return fmap, jnp.asarray((inputs - mean) / std, jnp.float32), mean, std
 
-    def _shift(self, params: Params, z: jax.Array) -> np.ndarray:
-        """Per member, `logsumexp(r / temperature) - log n` over the training rows' inputs
-        `z`: `(members,)`."""
-        scores = np.asarray(_score(params, z, self.hidden), np.float64) / self.temperature
+    def _shift(self, scores: jax.Array) -> np.ndarray:
+        """Per member, `logsumexp(r / temperature) - log n` of the training rows' scores
+        `r (members, n)`: `(members,)`."""
+        scores = np.asarray(scores, np.float64) / self.temperature
         return np.logaddexp.reduce(scores, axis=1) - np.log(scores.shape[1])
 
     def value(self) -> ValuationResult:
@@ -336,9 +337,41 @@ class DataRater:
         return cls(**config, state=state)
 
 
-def _keys(seed: int) -> jax.Array:
-    """`(features key, rater key)` from the seed."""
-    return jax.random.split(jax.random.PRNGKey(seed))
+# Every draw is made on the host from `seed` (numpy's SeedSequence and Generator): eager
+# `jax.random` calls each compile a small program, and threefry inside the outer loop made
+# the meta-training's compiled program about 3x slower to compile (4.8-6.9 s against
+# 1.7-2.0 s on wine, at load 4-5).
+
+
+def _feature_key(seed: int) -> jax.Array:
+    """The `FeatureMap`'s key (folds, bootstrap draws, the refits' training): a raw uint32
+    key `(2,)`."""
+    return jnp.asarray(np.random.SeedSequence([seed, 0]).generate_state(2), jnp.uint32)
+
+
+def _draws(seed: int, *, members: int, outer_steps: int, inner_models: int,
+           bags: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The meta-training's draws: per member its initialisation key `(members, 2)`; per
+    member and outer step which `inner_models` of the `bags` refits start the copies
+    (without replacement) `(members, outer_steps, inner_models)`, and each copy's uint32
+    row-mask seed (`_half_mask`), same shape."""
+    init = np.random.SeedSequence([seed, 1]).generate_state(2 * members).reshape(members, 2)
+    rng = np.random.default_rng([seed, 2])
+    shape = (members, outer_steps)
+    picks = np.argsort(rng.random(shape + (bags,)), axis=-1)[..., :inner_models]
+    seeds = rng.integers(0, 2**32, shape + (inner_models,), dtype=np.uint32)
+    return (jnp.asarray(init, jnp.uint32), jnp.asarray(picks, jnp.int32),
+            jnp.asarray(seeds, jnp.uint32))
+
+
+def _half_mask(seed: jax.Array, n: int) -> jax.Array:
+    """`(n,)` float32 of 0 and 1, each row kept with probability 1/2: the top bit of
+    MurmurHash3's 32-bit finaliser (fmix32, a bijective mixer with full avalanche) of
+    `seed + row * 0x9E3779B9`. A few integer ops instead of threefry (module notes)."""
+    h = jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + seed
+    for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = (h ^ (h >> shift)) * jnp.uint32(mult)
+    return ((h ^ (h >> 16)) >> 31).astype(jnp.float32)
 
 
 _TRAINING = ("hidden", "outer_steps", "outer_lr", "weight_decay", "inner_models",
@@ -369,29 +402,28 @@ def _score(params: Params, z: jax.Array, hidden: tuple[int, ...]) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("model", "hidden", "outer_steps",
                                              "inner_models", "inner_steps"))
-def _meta_train(model, z, x, y, x_val, y_val, starts, keys, *, l2, hidden, outer_steps,
-                outer_lr, weight_decay, inner_models, inner_steps, inner_lr, temperature):
-    """Every member's rater, one per key of `keys (members, 2)`, in one vmap: params with
-    a leading `(members,)` axis and losses `(members, outer_steps)`."""
-    return jax.vmap(lambda key: _meta_train_one(
-        model, z, x, y, x_val, y_val, starts, key=key, l2=l2, hidden=hidden,
-        outer_steps=outer_steps, outer_lr=outer_lr, weight_decay=weight_decay,
-        inner_models=inner_models, inner_steps=inner_steps, inner_lr=inner_lr,
-        temperature=temperature))(keys)
+def _meta_train(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2, hidden,
+                outer_steps, outer_lr, weight_decay, inner_models, inner_steps, inner_lr,
+                temperature):
+    """Every member's rater, one per row of the draws (`_draws`), in one vmap: params with
+    a leading `(members,)` axis, losses `(members, outer_steps)` and the trained raters'
+    scores of the training rows `(members, n)`."""
+    del outer_steps, inner_models  # the draws' shapes
+    return jax.vmap(lambda *draws: _meta_train_one(
+        model, z, x, y, x_val, y_val, starts, *draws, l2=l2, hidden=hidden,
+        outer_lr=outer_lr, weight_decay=weight_decay, inner_steps=inner_steps,
+        inner_lr=inner_lr, temperature=temperature))(init, picks, seeds)
 
 
-def _meta_train_one(model, z, x, y, x_val, y_val, starts, *, key, l2, hidden, outer_steps,
-                    outer_lr, weight_decay, inner_models, inner_steps, inner_lr,
-                    temperature):
-    """One rater's outer loop (module docstring) as one scan: its params and per-step
-    losses."""
+def _meta_train_one(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2, hidden,
+                    outer_lr, weight_decay, inner_steps, inner_lr, temperature):
+    """One rater's outer loop (module docstring) as one scan over its draws: its params,
+    per-step losses and final scores of the rows `z`."""
     net = _rater_net(hidden)
-    k_net, k_steps = jax.random.split(key)
-    params = net.init(k_net, z)
+    params = net.init(init, z)
     # Zero output layer: the rater starts from uniform weights.
     params["out"] = jax.tree_util.tree_map(jnp.zeros_like, params["out"])
     n = x.shape[0]
-    bags = jax.tree_util.tree_leaves(starts)[0].shape[0]
     outer = optax.adamw(outer_lr, weight_decay=weight_decay)
     inner = optax.sgd(inner_lr)
 
@@ -405,19 +437,17 @@ def _meta_train_one(model, z, x, y, x_val, y_val, starts, *, key, l2, hidden, ou
 
         return jnp.mean(jax.vmap(one)(warm, masks))
 
-    def step(carry, t):
+    def step(carry, draws):
         p, s = carry
-        k_pick, k_mask = jax.random.split(jax.random.fold_in(k_steps, t))
-        pick = jax.random.choice(k_pick, bags, (inner_models,), replace=False)
+        pick, mask_seeds = draws
         warm = jax.tree_util.tree_map(lambda a: a[pick], starts)
-        masks = jax.random.bernoulli(k_mask, 0.5, (inner_models, n)).astype(x.dtype)
+        masks = jax.vmap(lambda seed: _half_mask(seed, n))(mask_seeds)
         loss, g = jax.value_and_grad(outer_loss)(p, warm, masks)
         updates, s = outer.update(g, s, p)
         return (optax.apply_updates(p, updates), s), loss
 
-    (params, _), losses = jax.lax.scan(step, (params, outer.init(params)),
-                                       jnp.arange(outer_steps))
-    return params, losses
+    (params, _), losses = jax.lax.scan(step, (params, outer.init(params)), (picks, seeds))
+    return params, losses, net.apply(params, z)[:, 0]
 
 
 def _value_with_rater(utility: Utility, *, seed: int, stop, progress, checkpoint,
