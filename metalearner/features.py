@@ -407,6 +407,8 @@ def features_for_utility(
     bag_w = _bootstrap_counts(utility, key=key, bags=bags) if "bagging" in groups else None
     fitted = utility.fit(fold_w if bag_w is None else np.concatenate([fold_w, bag_w]),
                          key=key)
+    # Sliced on the host: an eager slice of a device array compiles a program per shape.
+    fitted = jax.tree_util.tree_map(np.asarray, fitted)
     fold_params = jax.tree_util.tree_map(lambda a: a[:folds], fitted)
     arrays = {
         "ref_x": np.asarray(reference.x),

@@ -15,7 +15,8 @@ only):
   warm-up loop (the rater's first fit is dominated by compilation on small tasks);
 * outer loop: `outer_steps` AdamW steps on the rater's parameters, descending the copies'
   mean validation cross-entropy after their inner steps, differentiated through those steps
-  (`metagrad.train_steps`, rematerialised).
+  (`metagrad.train_steps`; rematerialised only when the states of all the copies' steps
+  would take more than `_STATES_BYTES`: `_remat_every`).
 
 The whole outer loop is one `lax.scan`, compiled once; every draw comes from `seed`, so the
 same seed gives a bit-identical rater and values. The rater reads the standardised features
@@ -53,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 from typing import Any
@@ -350,7 +352,7 @@ def _feature_key(seed: int) -> jax.Array:
 
 
 def _draws(seed: int, *, members: int, outer_steps: int, inner_models: int,
-           bags: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+           bags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The meta-training's draws: per member its initialisation key `(members, 2)`; per
     member and outer step which `inner_models` of the `bags` refits start the copies
     (without replacement) `(members, outer_steps, inner_models)`, and each copy's uint32
@@ -360,8 +362,7 @@ def _draws(seed: int, *, members: int, outer_steps: int, inner_models: int,
     shape = (members, outer_steps)
     picks = np.argsort(rng.random(shape + (bags,)), axis=-1)[..., :inner_models]
     seeds = rng.integers(0, 2**32, shape + (inner_models,), dtype=np.uint32)
-    return (jnp.asarray(init, jnp.uint32), jnp.asarray(picks, jnp.int32),
-            jnp.asarray(seeds, jnp.uint32))
+    return init, picks.astype(np.int32), seeds  # numpy: no conversion compiled
 
 
 def _half_mask(seed: jax.Array, n: int) -> jax.Array:
@@ -408,15 +409,19 @@ def _meta_train(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2,
     """Every member's rater, one per row of the draws (`_draws`), in one vmap: params with
     a leading `(members,)` axis, losses `(members, outer_steps)` and the trained raters'
     scores of the training rows `(members, n)`."""
-    del outer_steps, inner_models  # the draws' shapes
+    del outer_steps  # the draws' shape
+    remat_every = _remat_every(starts, x.shape[0], copies=init.shape[0] * inner_models,
+                               steps=inner_steps)
     return jax.vmap(lambda *draws: _meta_train_one(
         model, z, x, y, x_val, y_val, starts, *draws, l2=l2, hidden=hidden,
         outer_lr=outer_lr, weight_decay=weight_decay, inner_steps=inner_steps,
-        inner_lr=inner_lr, temperature=temperature))(init, picks, seeds)
+        inner_lr=inner_lr, temperature=temperature, remat_every=remat_every))(
+            init, picks, seeds)
 
 
 def _meta_train_one(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2, hidden,
-                    outer_lr, weight_decay, inner_steps, inner_lr, temperature):
+                    outer_lr, weight_decay, inner_steps, inner_lr, temperature,
+                    remat_every):
     """One rater's outer loop (module docstring) as one scan over its draws: its params,
     per-step losses and final scores of the rows `z`."""
     net = _rater_net(hidden)
@@ -432,7 +437,7 @@ def _meta_train_one(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *,
 
         def one(start, mask):
             trained = train_steps(model, start, x, y, w * mask, steps=inner_steps,
-                                  optimizer=inner, l2=l2)
+                                  optimizer=inner, l2=l2, remat_every=remat_every)
             return validation_loss(model, trained, x_val, y_val)
 
         return jnp.mean(jax.vmap(one)(warm, masks))
@@ -448,6 +453,24 @@ def _meta_train_one(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *,
 
     (params, _), losses = jax.lax.scan(step, (params, outer.init(params)), (picks, seeds))
     return params, losses, net.apply(params, z)[:, 0]
+
+
+_STATES_BYTES = 256 * 2**20
+
+
+def _remat_every(starts: Params, n: int, *, copies: int, steps: int) -> int | None:
+    """`train_steps`' segment length for the inner copies: all `steps` (a plain scan, the
+    smallest compiled program) when every step's state of all `copies` (members x inner
+    models, trained at once in one outer step) fits in `_STATES_BYTES`, else the default
+    (about `sqrt(steps)`).
+
+    The state per copy and step is estimated as 4 float32 copies of the params and of each
+    layer's outputs for `n` rows (a layer: a weight leaf `(bags, in, out)` of `starts`).
+    """
+    leaves = jax.tree_util.tree_leaves(starts)
+    floats = sum(math.prod(a.shape[1:]) for a in leaves) + n * sum(
+        a.shape[-1] for a in leaves if a.ndim == 3)
+    return steps if 4 * 4 * floats * copies * steps <= _STATES_BYTES else None
 
 
 def _value_with_rater(utility: Utility, *, seed: int, stop, progress, checkpoint,
