@@ -267,9 +267,11 @@ class FeatureMap:
         ref_fold = self.arrays["ref_fold"]
         own_fold = np.where(own >= 0, ref_fold[np.maximum(own, 0)], -1)
         static = tuple(g for g in self.groups if g != "dynamics")
-        # Rows per compiled call: a power of two up to _ROWS, the last chunk padded, so a
-        # few shapes serve every batch size (no recompiling per call) with little padding.
-        rows = min(_ROWS, 1 << max(data.n - 1, 1).bit_length())
+        # Rows per compiled call: fixed per map (the power of two that holds the training
+        # rows, at most _ROWS), the last chunk padded, so the program compiled for the
+        # training rows serves every later call (new rows compile nothing).
+        n_ref = len(self.arrays["ref_y"])
+        rows = min(_ROWS, 1 << max(n_ref - 1, 1).bit_length())
         out = [np.zeros((0, self.width), np.float32)]
         for start in range(0, data.n, rows):
             part = slice(start, start + rows)
