@@ -99,6 +99,26 @@ def row_hash(x: Any, y: Any) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
 
 
+def feature_names(groups: Sequence[str], n_classes: int) -> tuple[str, ...]:
+    """The feature columns of `groups` (in that order) for a task of `n_classes`."""
+    per_group = {
+        "model": ("loss", "p_label", "margin", "entropy"),
+        "gradient": ("grad_norm", "grad_alignment"),
+        "neighbours": (
+            "knn_same_label_input",
+            "knn_same_label_embed",
+            "knn_distance",
+            "dist_own_centroid",
+            "dist_other_centroid",
+            "centroid_gap",
+        ),
+        "bagging": ("oob_loss", "oob_p_label", "oob_correct"),
+        "label": tuple(f"label_{c}" for c in range(n_classes)),
+        "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
+    }
+    return tuple(name for g in groups for name in per_group[g])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FeatureMap:
     """Everything a feature needs, frozen: call it on samples to get their features.
@@ -137,27 +157,13 @@ class FeatureMap:
     @property
     def names(self) -> tuple[str, ...]:
         """The column names, in order."""
-        per_group = {
-            "model": ("loss", "p_label", "margin", "entropy"),
-            "gradient": ("grad_norm", "grad_alignment"),
-            "neighbours": (
-                "knn_same_label_input",
-                "knn_same_label_embed",
-                "knn_distance",
-                "dist_own_centroid",
-                "dist_other_centroid",
-                "centroid_gap",
-            ),
-            "bagging": ("oob_loss", "oob_p_label", "oob_correct"),
-            "label": tuple(f"label_{c}" for c in range(self.n_classes)),
-            "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
-        }
-        return tuple(name for g in self.groups for name in per_group[g])
+        return feature_names(self.groups, self.n_classes)
 
     @property
     def width(self) -> int:
         """Number of features `f`."""
         return len(self.names)
+
 
     @property
     def n_folds(self) -> int:

@@ -51,6 +51,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -76,7 +77,13 @@ from valuation import (
 from valuation.api import METHODS, Method
 from valuation.results import atomic_write, package_versions, write_json
 
-from .features import FeatureMap, bootstrap_refits, column_scale, features_for_utility
+from .features import (
+    FeatureMap,
+    bootstrap_refits,
+    column_scale,
+    feature_names,
+    features_for_utility,
+)
 from .metagrad import train_steps, validation_loss
 from .persistence import _flatten, _unflatten, feature_map_arrays, feature_map_from
 
@@ -185,17 +192,29 @@ class DataRater:
         Returns:
           A fitted copy; `value().extra` holds the outer objective's first and last value.
         """
-        fmap, z, mean, std = self._read(utility)
+        _check_utility(utility)
         train, valid = utility.train, utility.valid
-        starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
-        if starts is None:
-            starts = bootstrap_refits(utility, key=_feature_key(self.seed), bags=self.bags)[0]
-        params, losses, scores = _meta_train(
-            utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
-            jnp.asarray(valid.x), jnp.asarray(valid.y), starts,
-            *_draws(self.seed, members=self.members, outer_steps=self.outer_steps,
-                    inner_models=self.inner_models, bags=self.bags),
-            l2=utility.l2, **{f: getattr(self, f) for f in _TRAINING})
+        draws = _draws(self.seed, members=self.members, outer_steps=self.outer_steps,
+                       inner_models=self.inner_models, bags=self.bags)
+        training = {"l2": utility.l2, **{f: getattr(self, f) for f in _TRAINING}}
+        # The meta-training compiles from the shapes in a second thread while the features'
+        # programs compile and run (XLA compiles outside the GIL); the call below reuses it.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            ahead = pool.submit(_compile_ahead, utility, starts=self.bags, draws=draws,
+                                width=len(feature_names(self.groups, train.n_classes)),
+                                **training)
+            fmap, z, mean, std = self._read(utility)
+            starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
+            if starts is None:
+                starts = bootstrap_refits(utility, key=_feature_key(self.seed),
+                                          bags=self.bags)[0]
+            ahead.result()
+            params, losses, scores = _meta_train(
+                utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
+                jnp.asarray(valid.x), jnp.asarray(valid.y), starts, *draws, **training)
+        finally:
+            pool.shutdown(wait=False)
         state = _Rated(fmap, train, mean, std, params, self._shift(scores),
                        utility.describe(), np.asarray(losses))
         return dataclasses.replace(self, state=state)
@@ -221,9 +240,7 @@ class DataRater:
 
     def _read(self, utility: Utility):
         """The `FeatureMap` of `utility` and its training rows' standardised rater inputs."""
-        if not isinstance(utility, Utility):
-            raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
-                                 "one with valuation.make_utility(model, train, valid)")
+        _check_utility(utility)
         fmap = features_for_utility(utility, key=_feature_key(self.seed), k=self.k,
                                     groups=self.groups, folds=self.folds, bags=self.bags)
         inputs = _inputs(fmap, utility.train)
@@ -377,6 +394,30 @@ def _half_mask(seed: jax.Array, n: int) -> jax.Array:
 
 _TRAINING = ("hidden", "outer_steps", "outer_lr", "weight_decay", "inner_models",
              "inner_steps", "inner_lr", "temperature")
+
+
+def _check_utility(utility: Any) -> None:
+    if not isinstance(utility, Utility):
+        raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
+                             "one with valuation.make_utility(model, train, valid)")
+
+
+def _compile_ahead(utility: Utility, *, starts: int, width: int, draws, **training) -> None:
+    """Lower and compile `_meta_train` for `utility`'s shapes with JAX's ahead-of-time API:
+    the rater's inputs `(n, width)` float32 and `starts` refits shaped like
+    `utility.model.init`'s params. A later `_meta_train` call on arrays of those shapes and
+    dtypes reuses the program (JAX's in-memory cache); any other shapes compile anew."""
+    def spec(shape, dtype):
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(dtype))
+
+    train, valid = utility.train, utility.valid
+    x = spec(train.x.shape, train.x.dtype)
+    init = jax.eval_shape(utility.model.init, spec((2,), np.uint32), x)
+    refits = jax.tree_util.tree_map(lambda a: spec((starts,) + a.shape, a.dtype), init)
+    _meta_train.lower(utility.model, spec((train.n, width), np.float32), x,
+                      spec(train.y.shape, train.y.dtype), spec(valid.x.shape, valid.x.dtype),
+                      spec(valid.y.shape, valid.y.dtype), refits, *draws,
+                      **training).compile()
 
 
 def _inputs(fmap: FeatureMap, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
