@@ -24,10 +24,11 @@ noise `NOISE`, new rows = the test split with the task's noise under the seed st
   task (a fresh utility, so it pays its own set-up as the rater does), measured when the
   task has at most `--tmc-max-rows` training rows; above, a `--tmc-short`-permutation run
   is timed cold (compilation included once) and the remaining permutations are charged at
-  the rate of a second, warm run of the same length (labelled an estimate). JAX's persistent compilation
-  cache is off for the whole run (`VALUATE_COMPILE_CACHE=off`): both pay their compilation,
-  as a first-time user does. `--cost-only N` runs only this comparison, N alternations per
-  task, and writes `bench_rater_cost.csv`.
+  the rate of a second, warm run of the same length (labelled an estimate; `tmc200_cost`).
+  JAX's persistent compilation cache is off for the whole run (`VALUATE_COMPILE_CACHE=off`):
+  both pay their compilation, as a first-time user does. `--cost-only N` runs only this
+  comparison (the same TMC rule), N alternations per task, and writes
+  `bench_rater_cost.csv`.
 
 Writes `bench_rater_scores.csv` (task, seed, rows, method, f1, auroc),
 `bench_rater_top_rows.csv`, `bench_rater_runs.csv` (per task and seed: seconds, transfer),
@@ -163,26 +164,35 @@ def bench_task(name: str, seed: int, *, targets: tuple[str, ...] = TARGETS,
         u, task.test, ranked, key=jax.random.PRNGKey(_seed(seed, 6)))]
 
     if timed:
-        full_run = train.n <= tmc_max_rows
-        draws = 200 if full_run else tmc_short
         # a fresh utility: its one-time set-up (the full-data fit) is not inherited from
         # the raters' fits, as the rater pays its own
-        tmc_utility = make_utility(_target("logreg", k), train, valid)
-        _, tmc_cost = _cold(value, tmc_utility, method="tmc", seed=seed,
-                            stop=max_draws(draws), progress=False)
-        run["tmc_permutations_run"] = draws
-        run["tmc200_s"] = tmc_cost.seconds
-        if not full_run:
-            # the cold short run carries the compilation once; the other 200 - draws
-            # permutations go at the rate of a second, warm run of the same length
-            _, warm = measure(value, tmc_utility, method="tmc", seed=seed + 1,
-                              stop=max_draws(draws), progress=False)
-            run["tmc200_s"] += warm.seconds * (200 - draws) / draws
-        run["tmc200_measured"] = full_run
+        run.update(tmc200_cost(make_utility(_target("logreg", k), train, valid), seed,
+                               max_rows=tmc_max_rows, short=tmc_short))
     echo(f"{name} seed {seed}: AUROC train/new " + "; ".join(
         f"{m} {got[m, 'train']:.3f}/{got[m, 'new']:.3f}"
         for m in (*(f"rater_{t}" for t in rated), "knn10_agreement")), flush=True)
     return scores, top, run
+
+
+def tmc200_cost(utility, seed: int, *, max_rows: int, short: int) -> dict:
+    """Wall seconds of a 200-permutation TMC-Shapley run on `utility`, JAX's caches cleared:
+    measured when it has at most `max_rows` training rows; above, a `short`-permutation run
+    timed cold (compilation included once) plus the other `200 - short` permutations at the
+    rate of a second, warm run of the same length (an estimate).
+
+    Returns:
+      `{"tmc200_s", "tmc200_measured", "tmc_permutations_run"}`.
+    """
+    measured = utility.n <= max_rows
+    draws = 200 if measured else short
+    _, cold = _cold(value, utility, method="tmc", seed=seed, stop=max_draws(draws),
+                    progress=False)
+    seconds = cold.seconds
+    if not measured:
+        _, warm = measure(value, utility, method="tmc", seed=seed + 1,
+                          stop=max_draws(draws), progress=False)
+        seconds += warm.seconds * (200 - draws) / draws
+    return {"tmc200_s": seconds, "tmc200_measured": measured, "tmc_permutations_run": draws}
 
 
 def warm_up() -> None:
@@ -194,22 +204,26 @@ def warm_up() -> None:
     value(u, method="tmc", seed=0, stop=max_draws(2), progress=False)
 
 
-def cost_task(name: str, seed: int, *, repeats: int, echo=print) -> list[dict]:
+def cost_task(name: str, seed: int, *, repeats: int, tmc_max_rows: int, tmc_short: int,
+              echo=print) -> list[dict]:
     """The cost target alone: `repeats` alternations of a logistic-target rater fit and a
-    200-permutation TMC-Shapley run, each on a fresh utility with JAX's caches cleared."""
+    200-permutation TMC-Shapley run (`tmc200_cost`: estimated above `tmc_max_rows` rows),
+    each on a fresh utility with JAX's caches cleared."""
     task = make_task(name, noise=NOISE.get(name, 0.1), seed=seed)
     rows = []
     for repeat in range(repeats):
-        runs = {"rater_logreg_s": lambda u: DataRater(seed=seed).fit(u),
-                "tmc200_s": lambda u: value(u, method="tmc", seed=seed,
-                                            stop=max_draws(200), progress=False)}
-        row = {"task": name, "seed": seed, "n_train": task.train.n, "repeat": repeat}
-        for label, fn in runs.items():
-            u = make_utility(_target("logreg", task.train.n_classes), task.train, task.valid)
-            row[label] = _cold(fn, u)[1].seconds
-        row["load_1min"] = os.getloadavg()[0]
+        def fresh():
+            return make_utility(_target("logreg", task.train.n_classes), task.train,
+                                task.valid)
+
+        row = {"task": name, "seed": seed, "n_train": task.train.n, "repeat": repeat,
+               "rater_logreg_s": _cold(DataRater(seed=seed).fit, fresh())[1].seconds,
+               **tmc200_cost(fresh(), seed, max_rows=tmc_max_rows, short=tmc_short),
+               "load_1min": os.getloadavg()[0]}
+        estimated = "" if row["tmc200_measured"] else " (estimated)"
         echo(f"{name} seed {seed} repeat {repeat}: rater {row['rater_logreg_s']:.1f} s, "
-             f"TMC-200 {row['tmc200_s']:.1f} s (load {row['load_1min']:.1f})", flush=True)
+             f"TMC-200 {row['tmc200_s']:.1f} s{estimated} (load {row['load_1min']:.1f})",
+             flush=True)
         rows.append(row)
     return rows
 
@@ -332,7 +346,8 @@ def main(argv=None) -> None:
     warm_up()
     if args.cost_only:
         cost = pd.DataFrame([row for name in args.tasks for row in cost_task(
-            name, args.seeds[0], repeats=args.cost_only)])
+            name, args.seeds[0], repeats=args.cost_only, tmc_max_rows=args.tmc_max_rows,
+            tmc_short=args.tmc_short)])
         print(markdown(cost.set_index(["task", "repeat"]), 1))
         os.makedirs(args.out, exist_ok=True)
         write_text(os.path.join(args.out, "bench_rater_cost.csv"), cost.to_csv(index=False))

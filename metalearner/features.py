@@ -99,6 +99,26 @@ def row_hash(x: Any, y: Any) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
 
 
+def feature_names(groups: Sequence[str], n_classes: int) -> tuple[str, ...]:
+    """The feature columns of `groups` (in that order) for a task of `n_classes`."""
+    per_group = {
+        "model": ("loss", "p_label", "margin", "entropy"),
+        "gradient": ("grad_norm", "grad_alignment"),
+        "neighbours": (
+            "knn_same_label_input",
+            "knn_same_label_embed",
+            "knn_distance",
+            "dist_own_centroid",
+            "dist_other_centroid",
+            "centroid_gap",
+        ),
+        "bagging": ("oob_loss", "oob_p_label", "oob_correct"),
+        "label": tuple(f"label_{c}" for c in range(n_classes)),
+        "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
+    }
+    return tuple(name for g in groups for name in per_group[g])
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FeatureMap:
     """Everything a feature needs, frozen: call it on samples to get their features.
@@ -137,27 +157,13 @@ class FeatureMap:
     @property
     def names(self) -> tuple[str, ...]:
         """The column names, in order."""
-        per_group = {
-            "model": ("loss", "p_label", "margin", "entropy"),
-            "gradient": ("grad_norm", "grad_alignment"),
-            "neighbours": (
-                "knn_same_label_input",
-                "knn_same_label_embed",
-                "knn_distance",
-                "dist_own_centroid",
-                "dist_other_centroid",
-                "centroid_gap",
-            ),
-            "bagging": ("oob_loss", "oob_p_label", "oob_correct"),
-            "label": tuple(f"label_{c}" for c in range(self.n_classes)),
-            "dynamics": tuple(f"dyn_{c}" for c in FEATURE_COLUMNS),
-        }
-        return tuple(name for g in self.groups for name in per_group[g])
+        return feature_names(self.groups, self.n_classes)
 
     @property
     def width(self) -> int:
         """Number of features `f`."""
         return len(self.names)
+
 
     @property
     def n_folds(self) -> int:
@@ -267,9 +273,11 @@ class FeatureMap:
         ref_fold = self.arrays["ref_fold"]
         own_fold = np.where(own >= 0, ref_fold[np.maximum(own, 0)], -1)
         static = tuple(g for g in self.groups if g != "dynamics")
-        # Rows per compiled call: a power of two up to _ROWS, the last chunk padded, so a
-        # few shapes serve every batch size (no recompiling per call) with little padding.
-        rows = min(_ROWS, 1 << max(data.n - 1, 1).bit_length())
+        # Rows per compiled call: fixed per map (the power of two that holds the training
+        # rows, at most _ROWS), the last chunk padded, so the program compiled for the
+        # training rows serves every later call (new rows compile nothing).
+        n_ref = len(self.arrays["ref_y"])
+        rows = min(_ROWS, 1 << max(n_ref - 1, 1).bit_length())
         out = [np.zeros((0, self.width), np.float32)]
         for start in range(0, data.n, rows):
             part = slice(start, start + rows)
@@ -402,12 +410,13 @@ def features_for_utility(
             f"the training set has no samples of classes {missing[:5]}; neighbourhood "
             "features need every class (use a stratified split)"
         )
-    k_folds, k_bags, k_record = jax.random.split(key, 3)
     # The fold models and the bootstrap refits in one batched fit: one compiled program.
-    fold_w, ref_fold = _fold_weights(utility, key=k_folds, folds=folds)
-    bag_w = _bootstrap_counts(utility, key=k_bags, bags=bags) if "bagging" in groups else None
+    fold_w, ref_fold = _fold_weights(utility, key=key, folds=folds)
+    bag_w = _bootstrap_counts(utility, key=key, bags=bags) if "bagging" in groups else None
     fitted = utility.fit(fold_w if bag_w is None else np.concatenate([fold_w, bag_w]),
-                         key=jax.random.fold_in(key, 1))
+                         key=key)
+    # Sliced on the host: an eager slice of a device array compiles a program per shape.
+    fitted = jax.tree_util.tree_map(np.asarray, fitted)
     fold_params = jax.tree_util.tree_map(lambda a: a[:folds], fitted)
     arrays = {
         "ref_x": np.asarray(reference.x),
@@ -424,7 +433,8 @@ def features_for_utility(
         bagged, arrays["bag_in"] = jax.tree_util.tree_map(lambda a: a[folds:], fitted), bag_w > 0
     if "dynamics" in groups:
         held_out = ref_fold[None, :] == np.arange(folds)[:, None]
-        checkpoints, _ = record(utility.model, reference, key=k_record, epochs=epochs,
+        checkpoints, _ = record(utility.model, reference, key=jax.random.fold_in(key, 2),
+                                epochs=epochs,
                                 l2=utility.l2, valid=valid, seeds=folds,
                                 weights=(~held_out).astype(np.float32))
     return FeatureMap(
@@ -447,9 +457,8 @@ def fold_refits(utility: Utility, *, key: jax.Array, folds: int = 5) -> tuple[Pa
       `(params, fold)`: params with a leading axis `(folds,)` and `(n,)` the fold of each
       training row; model `j` trained on the rows with `fold != j`.
     """
-    k_weights, k_fit = jax.random.split(key)
-    weights, fold = _fold_weights(utility, key=k_weights, folds=folds)
-    return utility.fit(weights, key=k_fit), fold
+    weights, fold = _fold_weights(utility, key=key, folds=folds)
+    return utility.fit(weights, key=key), fold
 
 
 def _fold_weights(utility: Utility, *, key: jax.Array, folds: int) -> tuple[np.ndarray, np.ndarray]:
@@ -457,7 +466,7 @@ def _fold_weights(utility: Utility, *, key: jax.Array, folds: int) -> tuple[np.n
     n = utility.n
     if not 2 <= folds <= n:
         raise ValuationError(f"folds={folds} must lie between 2 and the {n} training samples")
-    order = np.asarray(jax.random.permutation(key, n))
+    order = _host_generator(key, stream=0).permutation(n)
     y = np.asarray(utility.train.y)[order]
     by_class = order[np.argsort(y, kind="stable")]  # shuffled within each class
     fold = np.empty(n, np.int64)
@@ -502,9 +511,8 @@ def bootstrap_refits(
       `(params, bag_in)`: the params with a leading axis `(bags,)` and `(bags, n)` booleans,
       whether model `b` drew training sample `i` at least once.
     """
-    k_draw, k_fit = jax.random.split(key)
-    counts = _bootstrap_counts(utility, key=k_draw, bags=bags)
-    return utility.fit(counts, key=k_fit), counts > 0
+    counts = _bootstrap_counts(utility, key=key, bags=bags)
+    return utility.fit(counts, key=key), counts > 0
 
 
 def _bootstrap_counts(utility: Utility, *, key: jax.Array, bags: int) -> np.ndarray:
@@ -512,8 +520,18 @@ def _bootstrap_counts(utility: Utility, *, key: jax.Array, bags: int) -> np.ndar
     if bags < 2:
         raise ValuationError(f"bags={bags}: the bagging features need at least 2 refits")
     n = utility.n
-    draws = jax.random.randint(key, (bags, n), 0, n)
-    return np.asarray(jax.vmap(lambda d: jnp.bincount(d, length=n))(draws), np.float32)
+    draws = _host_generator(key, stream=1).integers(0, n, (bags, n))
+    flat = (draws + n * np.arange(bags)[:, None]).ravel()  # row b's draws into block b
+    return np.bincount(flat, minlength=bags * n).reshape(bags, n).astype(np.float32)
+
+
+def _host_generator(key: jax.Array, *, stream: int) -> np.random.Generator:
+    """A numpy generator seeded by `key`'s data and `stream` (0: folds, 1: bootstrap
+    draws). The folds and bootstrap counts are drawn on the host: eager `jax.random` calls
+    each compile a program of their own (about 1 s in all of a cold rater fit on wine)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.random.default_rng([*np.asarray(key, np.uint32).ravel().tolist(), stream])
 
 
 def _embed(model: Model, params: Params, x: jax.Array) -> jax.Array:

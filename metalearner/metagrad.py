@@ -28,7 +28,11 @@ cross-entropy (no penalty). Negative = up-weighting the row lowers the validatio
   `steps / s` segment-start states (params + optimizer state) and recomputes one segment at a
   time, holding its `s` states: `O((steps / s + s) * state)` memory instead of
   `O(steps * (state + activations))`, minimal at `s ~ sqrt(steps)` (the default), for about
-  one extra forward pass of compute. Measured (XLA's temporary buffers of the compiled
+  one extra forward pass of compute. `remat_every = steps` (one segment) is a plain scan,
+  no `jax.checkpoint`: it keeps every state, as one checkpointed segment would while
+  recomputing it, and compiles to a smaller program (one loop and its transpose instead of
+  nested loops: on the data rater's wine meta-training, 128 instead of 166 fused kernels,
+  compile 1.80-1.92 s against 2.17-2.19 s of CPU at load 4-5). Measured (XLA's temporary buffers of the compiled
   meta-gradient on CPU; MLP 20-64-2, 512 rows, Adam): 100 steps take 24.3 MiB as one
   segment, 2.2 MiB with `s = 1` and 3.0 MiB with the default `s = 10`; 400 steps take
   95.6, 7.3 and 5.5 MiB (`s = 20`).
@@ -128,7 +132,8 @@ def train_steps(
 
     Differentiable in `weights` and `params` with bounded memory (module docstring); the
     optimizer state starts fresh. `steps` and `remat_every` are Python ints (they fix the
-    compiled loop); `remat_every` must divide `steps` (default: about `sqrt(steps)`).
+    compiled loop); `remat_every` must divide `steps` (default: about `sqrt(steps)`;
+    `steps`: no rematerialisation).
     """
     seg = _segment_length(steps, remat_every)
 
@@ -138,12 +143,13 @@ def train_steps(
         updates, s = optimizer.update(g, s, p)
         return (optax.apply_updates(p, updates), s), None
 
-    @jax.checkpoint
     def segment(carry, _):
         return jax.lax.scan(step, carry, None, length=seg)[0], None
 
     carry = (params, optimizer.init(params))
-    return jax.lax.scan(segment, carry, None, length=steps // seg)[0][0]
+    if seg == steps:
+        return segment(carry, None)[0][0]
+    return jax.lax.scan(jax.checkpoint(segment), carry, None, length=steps // seg)[0][0]
 
 
 def unrolled_metagrad(

@@ -15,7 +15,8 @@ only):
   warm-up loop (the rater's first fit is dominated by compilation on small tasks);
 * outer loop: `outer_steps` AdamW steps on the rater's parameters, descending the copies'
   mean validation cross-entropy after their inner steps, differentiated through those steps
-  (`metagrad.train_steps`, rematerialised).
+  (`metagrad.train_steps`; rematerialised only when the states of all the copies' steps
+  would take more than `_STATES_BYTES`: `_remat_every`).
 
 The whole outer loop is one `lax.scan`, compiled once; every draw comes from `seed`, so the
 same seed gives a bit-identical rater and values. The rater reads the standardised features
@@ -50,9 +51,11 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
+import math
 import os
 import time
 from typing import Any
@@ -74,7 +77,13 @@ from valuation import (
 from valuation.api import METHODS, Method
 from valuation.results import atomic_write, package_versions, write_json
 
-from .features import FeatureMap, bootstrap_refits, column_scale, features_for_utility
+from .features import (
+    FeatureMap,
+    bootstrap_refits,
+    column_scale,
+    feature_names,
+    features_for_utility,
+)
 from .metagrad import train_steps, validation_loss
 from .persistence import _flatten, _unflatten, feature_map_arrays, feature_map_from
 
@@ -120,7 +129,9 @@ class DataRater:
         +- sd over seeds), 20 steps 0.980 +- 0.020 / 0.995 +- 0.002, and the members of
         one fit agreed (their mean AUROC within 0.003 of the ensemble's): the spread was
         the splits' and the overfitting's, not the meta-training's draws. Chosen on those
-        seeds (experiments/README.md, "Data rater").
+        seeds (experiments/README.md, "Data rater"); checked since on held-out seeds 3-5
+        of synthetic_3k and synthetic_1k_cyclic, where 10, 40 and 80 steps and `hidden=(16,)`
+        were no more stable than 20.
       outer_lr, weight_decay: the rater's AdamW settings.
       inner_models: target copies per outer step (their mean loss is the outer objective),
         warm-started from that many of the `bags` bootstrap refits (at most `bags`).
@@ -183,17 +194,30 @@ class DataRater:
         Returns:
           A fitted copy; `value().extra` holds the outer objective's first and last value.
         """
-        fmap, z, mean, std = self._read(utility)
+        _check_utility(utility)
         train, valid = utility.train, utility.valid
-        starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
-        if starts is None:
-            starts = bootstrap_refits(utility, key=_keys(self.seed)[0], bags=self.bags)[0]
-        params, losses = _meta_train(
-            utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
-            jnp.asarray(valid.x), jnp.asarray(valid.y), starts,
-            jax.random.split(_keys(self.seed)[1], self.members), l2=utility.l2,
-            **{f: getattr(self, f) for f in _TRAINING})
-        state = _Rated(fmap, train, mean, std, params, self._shift(params, z),
+        draws = _draws(self.seed, members=self.members, outer_steps=self.outer_steps,
+                       inner_models=self.inner_models, bags=self.bags)
+        training = {"l2": utility.l2, **{f: getattr(self, f) for f in _TRAINING}}
+        # The meta-training compiles from the shapes in a second thread while the features'
+        # programs compile and run (XLA compiles outside the GIL); the call below reuses it.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            ahead = pool.submit(_compile_ahead, utility, starts=self.bags, draws=draws,
+                                width=len(feature_names(self.groups, train.n_classes)),
+                                **training)
+            fmap, z, mean, std = self._read(utility)
+            starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
+            if starts is None:
+                starts = bootstrap_refits(utility, key=_feature_key(self.seed),
+                                          bags=self.bags)[0]
+            ahead.result()
+            params, losses, scores = _meta_train(
+                utility.model, z, jnp.asarray(train.x), jnp.asarray(train.y),
+                jnp.asarray(valid.x), jnp.asarray(valid.y), starts, *draws, **training)
+        finally:
+            pool.shutdown(wait=False)
+        state = _Rated(fmap, train, mean, std, params, self._shift(scores),
                        utility.describe(), np.asarray(losses))
         return dataclasses.replace(self, state=state)
 
@@ -212,25 +236,23 @@ class DataRater:
                                  f"the rater's {list(s.features.names)}; use a task with "
                                  "the same columns and classes")
         state = dataclasses.replace(s, features=fmap, train=utility.train, mean=mean,
-                                    std=std, shift=self._shift(s.params, z),
+                                    std=std, shift=self._shift(_score(s.params, z, self.hidden)),
                                     target=utility.describe())
         return dataclasses.replace(self, state=state)
 
     def _read(self, utility: Utility):
         """The `FeatureMap` of `utility` and its training rows' standardised rater inputs."""
-        if not isinstance(utility, Utility):
-            raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
-                                 "one with valuation.make_utility(model, train, valid)")
-        fmap = features_for_utility(utility, key=_keys(self.seed)[0], k=self.k,
+        _check_utility(utility)
+        fmap = features_for_utility(utility, key=_feature_key(self.seed), k=self.k,
                                     groups=self.groups, folds=self.folds, bags=self.bags)
         inputs = _inputs(fmap, utility.train)
         mean, std = column_scale(inputs)
         return fmap, jnp.asarray((inputs - mean) / std, jnp.float32), mean, std
 
-    def _shift(self, params: Params, z: jax.Array) -> np.ndarray:
-        """Per member, `logsumexp(r / temperature) - log n` over the training rows' inputs
-        `z`: `(members,)`."""
-        scores = np.asarray(_score(params, z, self.hidden), np.float64) / self.temperature
+    def _shift(self, scores: jax.Array) -> np.ndarray:
+        """Per member, `logsumexp(r / temperature) - log n` of the training rows' scores
+        `r (members, n)`: `(members,)`."""
+        scores = np.asarray(scores, np.float64) / self.temperature
         return np.logaddexp.reduce(scores, axis=1) - np.log(scores.shape[1])
 
     def value(self) -> ValuationResult:
@@ -336,13 +358,68 @@ class DataRater:
         return cls(**config, state=state)
 
 
-def _keys(seed: int) -> jax.Array:
-    """`(features key, rater key)` from the seed."""
-    return jax.random.split(jax.random.PRNGKey(seed))
+# Every draw is made on the host from `seed` (numpy's SeedSequence and Generator): eager
+# `jax.random` calls each compile a small program, and threefry inside the outer loop made
+# the meta-training's compiled program about 3x slower to compile (4.8-6.9 s against
+# 1.7-2.0 s on wine, at load 4-5).
+
+
+def _feature_key(seed: int) -> jax.Array:
+    """The `FeatureMap`'s key (folds, bootstrap draws, the refits' training): a raw uint32
+    key `(2,)`."""
+    return jnp.asarray(np.random.SeedSequence([seed, 0]).generate_state(2), jnp.uint32)
+
+
+def _draws(seed: int, *, members: int, outer_steps: int, inner_models: int,
+           bags: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The meta-training's draws: per member its initialisation key `(members, 2)`; per
+    member and outer step which `inner_models` of the `bags` refits start the copies
+    (without replacement) `(members, outer_steps, inner_models)`, and each copy's uint32
+    row-mask seed (`_half_mask`), same shape."""
+    init = np.random.SeedSequence([seed, 1]).generate_state(2 * members).reshape(members, 2)
+    rng = np.random.default_rng([seed, 2])
+    shape = (members, outer_steps)
+    picks = np.argsort(rng.random(shape + (bags,)), axis=-1)[..., :inner_models]
+    seeds = rng.integers(0, 2**32, shape + (inner_models,), dtype=np.uint32)
+    return init, picks.astype(np.int32), seeds  # numpy: no conversion compiled
+
+
+def _half_mask(seed: jax.Array, n: int) -> jax.Array:
+    """`(n,)` float32 of 0 and 1, each row kept with probability 1/2: the top bit of
+    MurmurHash3's 32-bit finaliser (fmix32, a bijective mixer with full avalanche) of
+    `seed + row * 0x9E3779B9`. A few integer ops instead of threefry (module notes)."""
+    h = jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9) + seed
+    for shift, mult in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        h = (h ^ (h >> shift)) * jnp.uint32(mult)
+    return ((h ^ (h >> 16)) >> 31).astype(jnp.float32)
 
 
 _TRAINING = ("hidden", "outer_steps", "outer_lr", "weight_decay", "inner_models",
              "inner_steps", "inner_lr", "temperature")
+
+
+def _check_utility(utility: Any) -> None:
+    if not isinstance(utility, Utility):
+        raise ValuationError(f"expected a Utility, got {type(utility).__name__}; build "
+                             "one with valuation.make_utility(model, train, valid)")
+
+
+def _compile_ahead(utility: Utility, *, starts: int, width: int, draws, **training) -> None:
+    """Lower and compile `_meta_train` for `utility`'s shapes with JAX's ahead-of-time API:
+    the rater's inputs `(n, width)` float32 and `starts` refits shaped like
+    `utility.model.init`'s params. A later `_meta_train` call on arrays of those shapes and
+    dtypes reuses the program (JAX's in-memory cache); any other shapes compile anew."""
+    def spec(shape, dtype):
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(dtype))
+
+    train, valid = utility.train, utility.valid
+    x = spec(train.x.shape, train.x.dtype)
+    init = jax.eval_shape(utility.model.init, spec((2,), np.uint32), x)
+    refits = jax.tree_util.tree_map(lambda a: spec((starts,) + a.shape, a.dtype), init)
+    _meta_train.lower(utility.model, spec((train.n, width), np.float32), x,
+                      spec(train.y.shape, train.y.dtype), spec(valid.x.shape, valid.x.dtype),
+                      spec(valid.y.shape, valid.y.dtype), refits, *draws,
+                      **training).compile()
 
 
 def _inputs(fmap: FeatureMap, data: Dataset, *, id_conflict: str = "error") -> np.ndarray:
@@ -369,29 +446,32 @@ def _score(params: Params, z: jax.Array, hidden: tuple[int, ...]) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("model", "hidden", "outer_steps",
                                              "inner_models", "inner_steps"))
-def _meta_train(model, z, x, y, x_val, y_val, starts, keys, *, l2, hidden, outer_steps,
-                outer_lr, weight_decay, inner_models, inner_steps, inner_lr, temperature):
-    """Every member's rater, one per key of `keys (members, 2)`, in one vmap: params with
-    a leading `(members,)` axis and losses `(members, outer_steps)`."""
-    return jax.vmap(lambda key: _meta_train_one(
-        model, z, x, y, x_val, y_val, starts, key=key, l2=l2, hidden=hidden,
-        outer_steps=outer_steps, outer_lr=outer_lr, weight_decay=weight_decay,
-        inner_models=inner_models, inner_steps=inner_steps, inner_lr=inner_lr,
-        temperature=temperature))(keys)
+def _meta_train(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2, hidden,
+                outer_steps, outer_lr, weight_decay, inner_models, inner_steps, inner_lr,
+                temperature):
+    """Every member's rater, one per row of the draws (`_draws`), in one vmap: params with
+    a leading `(members,)` axis, losses `(members, outer_steps)` and the trained raters'
+    scores of the training rows `(members, n)`."""
+    del outer_steps  # the draws' shape
+    remat_every = _remat_every(starts, x.shape[0], copies=init.shape[0] * inner_models,
+                               steps=inner_steps)
+    return jax.vmap(lambda *draws: _meta_train_one(
+        model, z, x, y, x_val, y_val, starts, *draws, l2=l2, hidden=hidden,
+        outer_lr=outer_lr, weight_decay=weight_decay, inner_steps=inner_steps,
+        inner_lr=inner_lr, temperature=temperature, remat_every=remat_every))(
+            init, picks, seeds)
 
 
-def _meta_train_one(model, z, x, y, x_val, y_val, starts, *, key, l2, hidden, outer_steps,
-                    outer_lr, weight_decay, inner_models, inner_steps, inner_lr,
-                    temperature):
-    """One rater's outer loop (module docstring) as one scan: its params and per-step
-    losses."""
+def _meta_train_one(model, z, x, y, x_val, y_val, starts, init, picks, seeds, *, l2, hidden,
+                    outer_lr, weight_decay, inner_steps, inner_lr, temperature,
+                    remat_every):
+    """One rater's outer loop (module docstring) as one scan over its draws: its params,
+    per-step losses and final scores of the rows `z`."""
     net = _rater_net(hidden)
-    k_net, k_steps = jax.random.split(key)
-    params = net.init(k_net, z)
+    params = net.init(init, z)
     # Zero output layer: the rater starts from uniform weights.
     params["out"] = jax.tree_util.tree_map(jnp.zeros_like, params["out"])
     n = x.shape[0]
-    bags = jax.tree_util.tree_leaves(starts)[0].shape[0]
     outer = optax.adamw(outer_lr, weight_decay=weight_decay)
     inner = optax.sgd(inner_lr)
 
@@ -400,24 +480,40 @@ def _meta_train_one(model, z, x, y, x_val, y_val, starts, *, key, l2, hidden, ou
 
         def one(start, mask):
             trained = train_steps(model, start, x, y, w * mask, steps=inner_steps,
-                                  optimizer=inner, l2=l2)
+                                  optimizer=inner, l2=l2, remat_every=remat_every)
             return validation_loss(model, trained, x_val, y_val)
 
         return jnp.mean(jax.vmap(one)(warm, masks))
 
-    def step(carry, t):
+    def step(carry, draws):
         p, s = carry
-        k_pick, k_mask = jax.random.split(jax.random.fold_in(k_steps, t))
-        pick = jax.random.choice(k_pick, bags, (inner_models,), replace=False)
+        pick, mask_seeds = draws
         warm = jax.tree_util.tree_map(lambda a: a[pick], starts)
-        masks = jax.random.bernoulli(k_mask, 0.5, (inner_models, n)).astype(x.dtype)
+        masks = jax.vmap(lambda seed: _half_mask(seed, n))(mask_seeds)
         loss, g = jax.value_and_grad(outer_loss)(p, warm, masks)
         updates, s = outer.update(g, s, p)
         return (optax.apply_updates(p, updates), s), loss
 
-    (params, _), losses = jax.lax.scan(step, (params, outer.init(params)),
-                                       jnp.arange(outer_steps))
-    return params, losses
+    (params, _), losses = jax.lax.scan(step, (params, outer.init(params)), (picks, seeds))
+    return params, losses, net.apply(params, z)[:, 0]
+
+
+_STATES_BYTES = 256 * 2**20
+
+
+def _remat_every(starts: Params, n: int, *, copies: int, steps: int) -> int | None:
+    """`train_steps`' segment length for the inner copies: all `steps` (a plain scan, the
+    smallest compiled program) when every step's state of all `copies` (members x inner
+    models, trained at once in one outer step) fits in `_STATES_BYTES`, else the default
+    (about `sqrt(steps)`).
+
+    The state per copy and step is estimated as 4 float32 copies of the params and of each
+    layer's outputs for `n` rows (a layer: a weight leaf `(bags, in, out)` of `starts`).
+    """
+    leaves = jax.tree_util.tree_leaves(starts)
+    floats = sum(math.prod(a.shape[1:]) for a in leaves) + n * sum(
+        a.shape[-1] for a in leaves if a.ndim == 3)
+    return steps if 4 * 4 * floats * copies * steps <= _STATES_BYTES else None
 
 
 def _value_with_rater(utility: Utility, *, seed: int, stop, progress, checkpoint,

@@ -64,7 +64,7 @@ def test_unrolled_metagrad_equals_finite_differences_through_training():
             return validation_loss(model, p, xv, yv)
 
         want = _central_differences(loss, w)
-        for remat_every in (None, 1):  # segments of 4 (the default) and of 1 step
+        for remat_every in (None, 1, 12):  # segments of 4 (the default), 1, one plain scan
             got = jax.jit(lambda w, r=remat_every: unrolled_metagrad(
                 model, p0, x, y, w, xv, yv, steps=12, optimizer=opt, l2=0.1,
                 remat_every=r))(w)

@@ -158,3 +158,19 @@ def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, t
     sidecar.write_text(json.dumps(meta))
     with pytest.raises(va.ValuationError, match=r"format 'valuate.datarater/2'.*fit and save"):
         DataRater.load(path, utility.model)
+
+
+def test_the_meta_training_compiles_once_per_fit_ahead_of_the_features(task, caplog):
+    # A shape no other test uses (31 training rows), so the program is new here; the
+    # ahead-of-time compile (`_compile_ahead`) must be the one the fit runs.
+    utility, _, _ = task
+    small = va.make_utility(utility.model, utility.train.subset(np.arange(31)), utility.valid)
+    jax.config.update("jax_log_compiles", True)  # global: the context manager is per thread
+    try:
+        with caplog.at_level("WARNING", logger="jax"):
+            DataRater(seed=0, **{**FAST, "outer_steps": 3}).fit(small)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [r for r in caplog.records
+                if "Finished XLA compilation of jit(_meta_train)" in r.getMessage()]
+    assert len(compiled) == 1
