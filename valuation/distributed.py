@@ -61,16 +61,17 @@ __all__ = ["ShardedUtility", "merge", "ray_map", "ray_run", "shard"]
 _BATCH = PartitionSpec("batch")
 
 
-def _split(fn, mesh: Mesh):
-    """`fn(data, weights (B, n), keys (B, 2))` run on `B / devices` rows per device, jitted;
-    `data` (the utility's arrays) is replicated on every device.
+def _split(fn, mesh: Mesh, options: dict | None = None):
+    """`fn(data, weights (B, n), keys (B, 2))` run on `B / devices` rows per device, jitted
+    (with the utility's compiler `options`); `data` (the utility's arrays) is replicated on
+    every device.
 
     check_vma is off: the batch programs hold a `lax.scan` whose carry starts replicated
     and becomes per-device; every row is independent, so there is nothing to check.
     """
-    return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), _BATCH, _BATCH),
-                                 out_specs=_BATCH,
-                                 check_vma=False))
+    jit = functools.partial(jax.jit, compiler_options=options) if options else jax.jit
+    return jit(jax.shard_map(fn, mesh=mesh, in_specs=(PartitionSpec(), _BATCH, _BATCH),
+                             out_specs=_BATCH, check_vma=False))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,11 +127,13 @@ class ShardedUtility:
 
     @functools.cached_property
     def _score(self):
-        return _split(self.utility._score, self.mesh)
+        programs = self.utility._programs
+        return _split(programs.score_fn, self.mesh, programs.options)
 
     @functools.cached_property
     def _fit(self):
-        return _split(self.utility._fit, self.mesh)
+        programs = self.utility._programs
+        return _split(programs.fit_fn, self.mesh, programs.options)
 
 
 def shard(utility: Utility, devices: list | None = None) -> Utility | ShardedUtility:

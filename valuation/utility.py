@@ -232,12 +232,16 @@ class Utility:
         return self._compiled[0]
 
     @functools.cached_property
-    def _fit(self):
+    def _programs(self) -> _Programs:
         return self._compiled[1]
 
     @functools.cached_property
+    def _fit(self):
+        return self._programs.fit
+
+    @functools.cached_property
     def _score(self):
-        return self._compiled[2]
+        return self._programs.score
 
 
 def _weight_rows(weights: Any, n: int) -> tuple[np.ndarray, bool]:
@@ -352,6 +356,9 @@ class _Programs(NamedTuple):
     full: Callable | None  # jitted data -> the full-data params every subset starts from
     fit: Callable  # jitted (data, weights (B, n), keys (B, 2)) -> batched params
     score: Callable  # jitted (data, weights, keys) -> scores (B,)
+    fit_fn: Callable  # the two unjitted, for callers that trace them into a program of
+    score_fn: Callable  # their own (`distributed`): jax takes compiler options only at the
+    options: dict[str, Any] | None  # top level, so such a caller passes `options` itself
 
 
 def _spec(u: Utility) -> _Spec:
@@ -370,7 +377,7 @@ def _spec(u: Utility) -> _Spec:
 
 
 def _compiled(u: Utility):
-    """(data, jitted fit, jitted score) for one utility (cached on the instance).
+    """(data, programs) for one utility (cached on the instance).
 
     The data (training and validation arrays, the warm start) are arguments of the compiled
     functions, not constants folded into them; the programs come from `_programs`, shared by
@@ -395,7 +402,7 @@ def _compiled(u: Utility):
     if spec.shared:  # the same for every batch: computed once here, not per chunk
         data["shared"] = _shared_jit(data["xt"], data["yt"], data["full"], k, u.l2,
                                      data.get("outer"))
-    return data, programs.fit, programs.score
+    return data, programs
 
 
 @functools.lru_cache(maxsize=32)
@@ -488,7 +495,8 @@ def _programs(spec: _Spec) -> _Programs:
 
     options = _compiler_options() if spec.solver == "pcg" else None  # measured there only
     jit = functools.partial(jax.jit, compiler_options=options) if options else jax.jit
-    return _Programs(full, jit(fit_weighted), jit(score_batch))
+    return _Programs(full, jit(fit_weighted), jit(score_batch), fit_weighted, score_batch,
+                     options)
 
 
 _OUTER_BYTES = glm.OUTER_BYTES  # precompute [x_i x_i^T] (n, D*D) up to this size
