@@ -37,11 +37,12 @@ The logistic solver (`fit_logistic`):
    length an exact Newton step along the search direction (the curvature along a direction
    needs no Hessian: `sum_i w_i u_i^T S_i u_i` from the direction's logits `u`); a step that
    raises the objective beyond float32 rounding is rejected and retried shorter. Per step: two
-   products with `X` for the whole batch (the logits at `theta` and along the direction from
-   one, the gradient from the other); the logits are recomputed, not carried, because on CPU
-   the time goes to the passes over the `(n, m, B)` arrays, not to the products (10k rows,
-   128 subsets: a product ~1 ms, a pass with an exponential ~1 ms, several such passes per
-   step). Every `refresh_every` steps the subsets still
+   products with `X` for the whole batch. On CPU the time goes to the passes over the
+   `(n, m, B)` arrays more than to the products (10k rows, 128 subsets: a product ~1 ms, a
+   pass with an exponential ~1 ms): for two classes the logits at `theta` are recomputed with
+   the direction's in one product instead of carried and selected; for `k >= 3` the logits
+   and the softmax are carried (recomputing the softmax costs more: digits, wine and the
+   3-class n = 2,000 task ran 6-27 % slower that way). Every `refresh_every` steps the subsets still
    running (those whose optimum lies far from `theta_full`: tiny subsets) get the
    preconditioner of their own current curvature.
 4. Convergence: a subset is done once `max |grad J| <= tol` (scikit-learn's `LogisticRegression`
@@ -238,6 +239,8 @@ def shared_preconditioner(
 
 class _State(NamedTuple):
     theta: jax.Array  # (D, m, B)
+    z: jax.Array  # (n, m, B) logits, carried for k >= 3 (else recomputed: shape (1, 1, 1))
+    p: jax.Array  # (n, m, B) probabilities, likewise
     value: jax.Array  # (B,) objective
     grad: jax.Array  # (D, m, B)
     pgrad: jax.Array  # (D, m, B) preconditioned gradient
@@ -388,7 +391,9 @@ def fit_logistic(
     # Subsets with fewer than two classes are not trained (the engine scores them apart).
     done0 = (grad_max(g0) <= tol) | ((counts > 0).sum(axis=1) < 2)
     zeros = jnp.zeros_like(g0)
-    state = _State(theta0, value0, g0, zeros, zeros, jnp.ones((batch,), dtype), done0,
+    if binary:
+        z0 = p0 = jnp.zeros((1, 1, 1), dtype)
+    state = _State(theta0, z0, p0, value0, g0, zeros, zeros, jnp.ones((batch,), dtype), done0,
                    jnp.zeros((), jnp.int32), jnp.zeros((batch,), jnp.int32),
                    jnp.zeros((batch, big_d, big_d), dtype))
     if shared:
@@ -417,7 +422,8 @@ def fit_logistic(
         # the start that is the full-data optimum's; a subset still running after
         # `refresh_every` steps has its optimum far from it (tiny subsets), and conjugate
         # gradients restart in the new metric.
-        inverse = inverse_of(weights * curvature_of(probs_lse(logits(s.theta))[0]))
+        p = probs_lse(logits(s.theta))[0] if binary else s.p
+        inverse = inverse_of(weights * curvature_of(p))
         inverse = jnp.where(s.done[:, None, None], s.inverse, inverse)
         pg = precondition(inverse, s.grad)
         return s._replace(inverse=inverse, pgrad=jnp.where(s.done, s.pgrad, pg),
@@ -439,8 +445,11 @@ def fit_logistic(
         # The logits at theta and along the direction, recomputed from one product rather
         # than carried: a product costs less than the passes over (n, m, B) arrays that
         # carrying and selecting them would take.
-        z0, u = logits_pair(s.theta, s.direction)
-        p0 = probs_lse(z0)[0]
+        if binary:
+            z0, u = logits_pair(s.theta, s.direction)
+            p0 = probs_lse(z0)[0]
+        else:  # k >= 3: carrying the softmax costs less than recomputing it
+            z0, p0, u = s.z, s.p, logits(s.direction)
         slope = dot(s.grad, s.direction)  # (B,) < 0
         # The objective's exact curvature along the direction: sum_i w_i u_i^T S_i u_i.
         pu = jnp.sum(p0 * u, axis=1)  # (n, B)
@@ -463,6 +472,8 @@ def fit_logistic(
         retry = jnp.where(s.done, s.direction, -s.pgrad)
         return _State(
             theta=jnp.where(take, theta, s.theta),
+            z=s.z if binary else jnp.where(take, z, s.z),
+            p=s.p if binary else jnp.where(take, p, s.p),
             value=jnp.where(take, value, s.value),
             grad=jnp.where(take, g, s.grad),
             pgrad=jnp.where(take, pg, s.pgrad),
