@@ -54,7 +54,7 @@ from . import estimate as est
 from . import runner
 from .errors import ValuationError
 from .runner import Estimator, Limit, RunOutput, Saved, config_hash, draw_keys
-from .utility import Utility, _chunks, _per_model_keys, _weight_rows
+from .utility import Utility, padded_batches, per_model_keys, weight_rows
 
 __all__ = ["ShardedUtility", "merge", "ray_map", "ray_run", "shard"]
 
@@ -108,11 +108,11 @@ class ShardedUtility:
         Every call runs whole chunks of `chunk` (rounded up to a multiple of the devices),
         the last one padded, so one program serves all batch sizes.
         """
-        weights, single = _weight_rows(weights, self.n)
-        keys = _per_model_keys(key, weights.shape[0])
+        weights, single = weight_rows(weights, self.n)
+        keys = per_model_keys(key, weights.shape[0])
         size = -(-(chunk or self.chunk) // self.devices) * self.devices
         out = np.concatenate([np.asarray(self._score(self.utility._data, jnp.asarray(w), k))[:rows]
-                              for w, k, rows in _chunks(weights, keys, size)])
+                              for w, k, rows in padded_batches(weights, keys, size)])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
@@ -120,8 +120,8 @@ class ShardedUtility:
         devices (B is padded to a multiple of them); as `Utility.fit`."""
         weights = np.atleast_2d(np.asarray(weights, np.float32))
         rows = weights.shape[0]
-        keys = _per_model_keys(key, rows)
-        (w, k, _), = _chunks(weights, keys, -(-rows // self.devices) * self.devices)
+        keys = per_model_keys(key, rows)
+        (w, k, _), = padded_batches(weights, keys, -(-rows // self.devices) * self.devices)
         params = self._fit(self.utility._data, jnp.asarray(w), k)
         return jax.tree_util.tree_map(lambda a: a[:rows], params)
 

@@ -45,7 +45,7 @@ from .errors import ValuationError
 from .evaluate.point_removal import order_masks
 from .models import Model, linear_regression, logistic_regression
 from .results import ValuationResult, Z, categorize, reference_point
-from .utility import Utility, _chunks, _per_model_keys, make_utility
+from .utility import Utility, make_utility, padded_batches, per_model_keys
 
 __all__ = ["FRACTIONS", "STRATEGIES", "Selection", "candidate_masks", "coverage_masks",
            "keep_order", "select"]
@@ -216,9 +216,9 @@ def _predictions(utility: Utility, masks: np.ndarray, xs: Sequence[np.ndarray], 
     """Train one model per mask with the utility's solver (in chunks of `utility.chunk`, the
     last one padded, so one compile) and predict each of `xs`: per entry `(B, m, k)` class
     probabilities, or `(B, m)` predictions for a regression target."""
-    keys = _per_model_keys(key, masks.shape[0])
+    keys = per_model_keys(key, masks.shape[0])
     parts: list[list[jax.Array]] = [[] for _ in xs]
-    for w, k, rows in _chunks(masks, keys, min(utility.chunk, masks.shape[0])):
+    for w, k, rows in padded_batches(masks, keys, min(utility.chunk, masks.shape[0])):
         params = utility.fit(w, key=k)
         for part, x in zip(parts, xs):
             part.append(utility.predict_proba(params, x)[:rows])

@@ -51,7 +51,8 @@ from .models import Model
 from .training import fit, fit_logistic_newton, fit_warm, fit_warm_batch
 
 __all__ = ["DEGENERATE", "METRICS", "REGRESSION_METRICS", "Utility", "accuracy", "balanced_accuracy",
-           "class_weights", "make_utility", "neg_log_loss", "neg_mse", "r2"]
+           "class_weights", "make_utility", "neg_log_loss", "neg_mse", "padded_batches",
+           "per_model_keys", "r2", "weight_rows"]
 
 Metric = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -180,14 +181,14 @@ class Utility:
         Returns:
           Scores, float64 numpy array `(B,)` (or a float for a single vector).
         """
-        weights, single = _weight_rows(weights, self.n)
-        keys = _per_model_keys(key, weights.shape[0])
+        weights, single = weight_rows(weights, self.n)
+        keys = per_model_keys(key, weights.shape[0])
         # Small batches use the next power of two below the chunk: few shapes, few compiles.
         # "warm" pads with empty subsets, which it does not train (`training.fit_warm_batch`).
         size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
         out = np.concatenate([
             np.asarray(self._score(self._data, jnp.asarray(w), k))[:len_]
-            for w, k, len_ in _chunks(weights, keys, size, pad_empty=self.solver == "warm")])
+            for w, k, len_ in padded_batches(weights, keys, size, pad_empty=self.solver == "warm")])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
@@ -197,7 +198,7 @@ class Utility:
         `self.chunk`) when calling it repeatedly.
         """
         weights = jnp.asarray(np.atleast_2d(weights), jnp.float32)
-        return self._fit(self._data, weights, _per_model_keys(key, weights.shape[0]))
+        return self._fit(self._data, weights, per_model_keys(key, weights.shape[0]))
 
     def fit_full(self, *, key: jax.Array | None = None) -> Any:
         """Unbatched params of the model trained on every training sample (weight 1 each)."""
@@ -244,7 +245,7 @@ class Utility:
         return self._programs.score
 
 
-def _weight_rows(weights: Any, n: int) -> tuple[np.ndarray, bool]:
+def weight_rows(weights: Any, n: int) -> tuple[np.ndarray, bool]:
     """`weights` as float32 rows `(B, n)`, and whether one vector `(n,)` was given."""
     weights = np.asarray(weights, dtype=np.float32)
     single = weights.ndim == 1
@@ -255,7 +256,8 @@ def _weight_rows(weights: Any, n: int) -> tuple[np.ndarray, bool]:
     return weights, single
 
 
-def _per_model_keys(key, batch: int) -> jax.Array:
+def per_model_keys(key, batch: int) -> jax.Array:
+    """`(batch, 2)` keys: `key` (default `PRNGKey(0)`) repeated, or the caller's one per row."""
     key = jax.random.PRNGKey(0) if key is None else jnp.asarray(key)
     if key.ndim == 1:
         return jnp.broadcast_to(key, (batch,) + key.shape)
@@ -265,9 +267,10 @@ def _per_model_keys(key, batch: int) -> jax.Array:
     return key
 
 
-def _chunks(weights: np.ndarray, keys: jax.Array, chunk: int, pad_empty: bool = False):
-    """Fixed-size chunks, the last one padded by repeating its first row (one compile), or
-    with empty subsets (`pad_empty`)."""
+def padded_batches(weights: np.ndarray, keys: jax.Array, chunk: int, pad_empty: bool = False):
+    """`(weights, keys, rows)` in chunks of `chunk` rows: the engine's (and the sharded,
+    selection) loop over one compiled shape; the last chunk is padded by repeating its first
+    row, or with empty subsets (`pad_empty`), and `rows` says how many are real."""
     for start in range(0, weights.shape[0], chunk):
         w, k = weights[start:start + chunk], keys[start:start + chunk]
         size = w.shape[0]
