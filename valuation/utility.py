@@ -184,11 +184,10 @@ class Utility:
         weights, single = weight_rows(weights, self.n)
         keys = per_model_keys(key, weights.shape[0])
         # Small batches use the next power of two below the chunk: few shapes, few compiles.
-        # "warm" pads with empty subsets, which it does not train (`training.fit_warm_batch`).
         size = min(chunk or self.chunk, 1 << (weights.shape[0] - 1).bit_length())
         out = np.concatenate([
             np.asarray(self._score(self._data, jnp.asarray(w), k))[:len_]
-            for w, k, len_ in padded_batches(weights, keys, size, pad_empty=self.solver == "warm")])
+            for w, k, len_ in padded_batches(weights, keys, size)])
         return float(out[0]) if single else out.astype(np.float64)
 
     def fit(self, weights: Any, *, key: jax.Array | None = None) -> Any:
@@ -267,16 +266,16 @@ def per_model_keys(key, batch: int) -> jax.Array:
     return key
 
 
-def padded_batches(weights: np.ndarray, keys: jax.Array, chunk: int, pad_empty: bool = False):
+def padded_batches(weights: np.ndarray, keys: jax.Array, chunk: int):
     """`(weights, keys, rows)` in chunks of `chunk` rows: the engine's (and the sharded,
-    selection) loop over one compiled shape; the last chunk is padded by repeating its first
-    row, or with empty subsets (`pad_empty`), and `rows` says how many are real."""
+    selection) loop over one compiled shape; the last chunk is padded with empty subsets,
+    which the converging solvers ("pcg", "warm") do not train (the fixed-step ones train
+    them like any row), and `rows` says how many are real."""
     for start in range(0, weights.shape[0], chunk):
         w, k = weights[start:start + chunk], keys[start:start + chunk]
         size = w.shape[0]
         if size < chunk:
-            pad = np.zeros_like(w[:1]) if pad_empty else w[:1]
-            w = np.concatenate([w, np.repeat(pad, chunk - size, axis=0)])
+            w = np.concatenate([w, np.zeros((chunk - size, w.shape[1]), w.dtype)])
             k = jnp.concatenate([k, jnp.repeat(k[:1], chunk - size, axis=0)])
         yield w, k, size
 
