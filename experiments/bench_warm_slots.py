@@ -1,4 +1,4 @@
-"""The measurements behind the "warm" solver's chunk (`valuation.chunking.WARM_WORKING_SET`).
+"""The measurements behind the "warm" solver's chunk (`chunking.CACHE_WORKING_SET["warm"]`).
 
 For each MLP task of `bench_utility` (one hidden layer of 64), 1,024 random half-subsets are
 trained from the full-data fit by `training.fit_warm_batch`, all 1,024 queued in one compiled

@@ -74,7 +74,20 @@ def test_warm_chunk_keeps_its_working_set_within_the_cache_bound(cancer):
     per_model = chunking.bytes_per_model(model, train, valid, "warm")
     chunk = va.make_utility(model, train, valid).chunk
     at_a_time = chunking.warm_slots(chunk)
-    assert 1 < at_a_time == int(chunking.WARM_WORKING_SET // per_model) < 128
+    fits = int(chunking.CACHE_WORKING_SET["warm"] // per_model)
+    assert 1 < at_a_time <= fits < 2 * at_a_time < 256  # a power of two
+    assert at_a_time & (at_a_time - 1) == 0
     assert chunk == at_a_time * chunking.WARM_QUEUE  # callers batch by the chunk: queue full
     small = va.make_utility(model, train, valid, memory_budget=2.5 * per_model).chunk
     assert chunking.warm_slots(small) == 2
+
+
+def test_pcg_chunk_keeps_its_working_set_within_the_cache_bound_on_cpu():
+    """Many rows: the time model's 128 models would not fit the caches; the chunk is the
+    largest power of two whose working set does (few rows: the time model's 128)."""
+    train, valid = _data(10000, 20, 2)
+    model = va.logistic_regression(2)
+    per_model = chunking.bytes_per_model(model, train, valid, "pcg")
+    chunk = va.make_utility(model, train, valid).chunk
+    assert chunk * per_model <= chunking.CACHE_WORKING_SET["pcg"] < 2 * chunk * per_model
+    assert chunk & (chunk - 1) == 0 and 8 <= chunk < 128

@@ -56,10 +56,23 @@ breast_cancer MLP(64) (608 KB per model by the memory model) 8 / 16 / 32 / 64 / 
 earlier sitting). On the quieter machine (load 1.5, one run, wall seconds; there the larger
 products use both cores): breast_cancer 8 / 16 / 32 / 128: 5.37 / 4.90 / 4.65 / 5.57, digits
 9.83 / 9.54 / 8.35 / 10.81. So "warm" keeps the working set of the models it trains at a time
-within `WARM_WORKING_SET` bytes, 20 MB between the two optima (breast_cancer 32, digits 16,
-each within 15 % of the best measured in both settings), and its chunk (models per call) is
-`WARM_QUEUE` times that (`warm_slots` inverts it), so that callers that size their batches by
-the chunk (the runner, TMC's blocks, Data-OOB) keep the queue full.
+within `CACHE_WORKING_SET["warm"]` bytes, 20 MB between the two optima (breast_cancer 32,
+digits 16, each within 15 % of the best measured in both settings), and its chunk (models per
+call) is `WARM_QUEUE` times that (`warm_slots` inverts it), so that callers that size their
+batches by the chunk (the runner, TMC's blocks, Data-OOB) keep the queue full.
+
+The same holds for "pcg" once its chunk's working set outgrows the caches (this machine: 32
+MB of L3 shared by both cores, 1 MB of L2 each): every solver step makes several elementwise
+passes over `(n, m, B)` arrays, and past the caches each pass runs at memory speed. Measured
+(`bench_utility` tasks, 1,024 random half-subsets, CPU fits per second, best of three warm
+calls, load 2-4 with another session running; 2026-12-02), chunks 16 / 32 / 48 / 64 / 96 /
+128: n = 10k binary (474 KB per model) 756 / 1,064 / 1,114 / 1,077 / 755 / 724; 3 classes,
+n = 2,000 (279 KB) 1,236 / 2,016-2,018 / 2,012-2,238 / 1,507-1,657 / 1,714 / 1,468;
+digits (338 KB) 350 / 357-480 / 343-379 / 350-412 / 353 / 357 (noisy: no clear optimum);
+breast_cancer (36 KB) 4,573 / 6,320 / 7,654 / 7,901 / 7,455 / 8,185. The best chunks hold
+9-23 MB; 16 MB, floored to a power of two (32, 32, 32, 128), is within 4 / 10 / 0 / 0 % of
+the best measured, where the time model's 128 lost 35 / 34 / - / 0 %. The bound is applied
+on a CPU only (a GPU's batch is not cache-bound; not measured there).
 """
 
 from __future__ import annotations
@@ -72,13 +85,15 @@ import jax.numpy as jnp
 from .data import Dataset
 from .models import Model, n_params
 
-__all__ = ["CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_QUEUE", "WARM_WORKING_SET",
+__all__ = ["CACHE_WORKING_SET", "CANDIDATES", "R_FIXED", "STRAGGLER", "WARM_QUEUE",
            "auto_chunk", "bytes_per_model", "time_optimal", "warm_slots"]
 
 CANDIDATES = tuple(2 ** i for i in range(3, 11))  # 8 .. 1,024 models
 R_FIXED = 6.0  # measured median of fixed / per-model cost per solver step (module docstring)
 STRAGGLER = {"pcg": 0.035, "warm": 0.035}  # loss of mean/max steps per doubling of the chunk
-WARM_WORKING_SET = 20e6  # bytes: "warm"'s models at a time fit this (module docstring)
+# bytes: on a CPU, the models a solver trains at a time keep their working set within this
+# (the caches; module docstring)
+CACHE_WORKING_SET = {"pcg": 16e6, "warm": 20e6}
 WARM_QUEUE = 32  # "warm": models per call (the chunk) per model trained at a time
 
 
@@ -114,12 +129,14 @@ def time_optimal(solver: str) -> int:
 
 def auto_chunk(model: Model, train: Dataset, valid: Dataset, solver: str,
                memory_budget: float) -> int:
-    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes; for
-    "warm" the models trained at a time also fit `WARM_WORKING_SET`, and the chunk queues
-    `WARM_QUEUE` times as many."""
-    budget = min(memory_budget, WARM_WORKING_SET) if solver == "warm" else memory_budget
-    fits = int(budget // bytes_per_model(model, train, valid, solver))
-    at_a_time = max(1, min(time_optimal(solver), fits))
+    """Models per chunk: the time-optimal chunk, lowered to fit `memory_budget` bytes and,
+    on a CPU, for "pcg" and "warm" to the largest power of two whose models at a time fit
+    `CACHE_WORKING_SET`; "warm" queues `WARM_QUEUE` times as many models per call."""
+    per_model = bytes_per_model(model, train, valid, solver)
+    at_a_time = max(1, min(time_optimal(solver), int(memory_budget // per_model)))
+    cache = CACHE_WORKING_SET.get(solver) if jax.default_backend() == "cpu" else None
+    if cache is not None:
+        at_a_time = min(at_a_time, 1 << max(0, int(cache // per_model).bit_length() - 1))
     return at_a_time * WARM_QUEUE if solver == "warm" else at_a_time
 
 
