@@ -30,6 +30,16 @@ noise `NOISE`, new rows = the test split with the task's noise under the seed st
   comparison (the same TMC rule), N alternations per task, and writes
   `bench_rater_cost.csv`.
 
+`--stability` runs only the stability check instead: for each task and split seed
+(`--seeds`), `DataRater` fits with each of `--rater-seeds` on the SAME split (the rater's seed
+drives its features' folds and bootstraps, initialisations and masks), so the AUROC's sd over
+rater seeds is the method's own instability; beside it, the sd over split seeds of the rater
+(rater seed = split seed, the normal mode's protocol), of 10-NN label agreement and of
+KNN-Shapley (on training + new rows, as above), and the Hanley & McNeil (1982) standard error
+of one AUROC on each row set (its sampling noise). Writes `bench_rater_stability.csv` (one
+row per task, split seed, rater seed, target, rows and method) and
+`bench_rater_stability.md`.
+
 Writes `bench_rater_scores.csv` (task, seed, rows, method, f1, auroc),
 `bench_rater_top_rows.csv`, `bench_rater_runs.csv` (per task and seed: seconds, transfer),
 `bench_rater_summary.md` (the tables and each target met / missed) and `bench_rater.json` to
@@ -39,6 +49,7 @@ Writes `bench_rater_scores.csv` (task, seed, rows, method, f1, auroc),
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
@@ -70,7 +81,8 @@ from .bench_metalearner import NOISE, TASKS, _cold, _concat, _seed
 from .dvrl import dvrl_values
 from .meta_report import markdown
 
-__all__ = ["KEPT", "bench_task", "main", "summarize"]
+__all__ = ["KEPT", "bench_task", "hanley_mcneil_se", "main", "stability_task", "summarize",
+           "summarize_stability"]
 
 KEPT = (0.5, 0.7, 0.9)  # shares of training rows kept, highest values first
 OOB_BAGS = 256
@@ -228,6 +240,94 @@ def cost_task(name: str, seed: int, *, repeats: int, tmc_max_rows: int, tmc_shor
     return rows
 
 
+def hanley_mcneil_se(auroc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of one AUROC `auroc` with `n_pos` positive and `n_neg` negative rows
+    (Hanley & McNeil 1982, eq. 2, with Q1 = A / (2 - A), Q2 = 2A^2 / (1 + A))."""
+    a = float(auroc)
+    q1, q2 = a / (2.0 - a), 2.0 * a * a / (1.0 + a)
+    var = (a * (1.0 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (
+        n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
+def stability_task(name: str, seed: int, *, rater_seeds: tuple[int, ...],
+                   targets: tuple[str, ...], echo=print) -> list[dict]:
+    """One split (`seed`) of task `name`: a `DataRater` (defaults) per rater seed and
+    target, plus 10-NN agreement and KNN-Shapley; AUROC and F1 on training and new rows."""
+    task = make_task(name, noise=NOISE.get(name, 0.1), seed=seed)
+    train, valid = task.train, task.valid
+    new, new_noisy = task.flip(task.test, seed=_seed(seed, 1))
+    noisy = {"train": task.noisy, "new": new_noisy}
+    k = train.n_classes
+    values: list[tuple[str, str, int, dict]] = []  # (method, target, rater seed, by rows)
+    for t in targets:
+        utility = make_utility(_target(t, k), train, valid)
+        for r in rater_seeds:
+            start = time.perf_counter()
+            rater = DataRater(seed=r).fit(utility)
+            values.append((f"rater_{t}", t, r, {"train": rater.value().values,
+                                                 "new": rater.predict(new).values,
+                                                 "seconds": time.perf_counter() - start}))
+    full = _concat(train, new)
+    knn = value(make_utility(_target("logreg", k), full, valid), method="knn",
+                progress=False).values
+    n = train.n
+    values.append(("knn_shapley", "-", -1, {"train": knn[:n], "new": knn[n:]}))
+    values.append(("knn10_agreement", "-", -1, {
+        "train": knn_label_agreement(train.x, train.y),
+        "new": knn_label_agreement(new.x, new.y, reference=(train.x, train.y))}))
+    out = []
+    for method, target, r, by_rows in values:
+        for rows in ("train", "new"):
+            out.append({"task": name, "split_seed": seed, "rater_seed": r, "target": target,
+                        "rows": rows, "method": method,
+                        "auroc": detection_auroc(by_rows[rows], noisy[rows]),
+                        "f1": detection_f1(by_rows[rows], noisy[rows]),
+                        "n_pos": int(noisy[rows].sum()),
+                        "n_neg": int((~noisy[rows]).sum()),
+                        "seconds": by_rows.get("seconds", float("nan"))})
+    got = pd.DataFrame(out)
+    for t in targets:
+        part = got[got["method"] == f"rater_{t}"]
+        echo(f"{name} split {seed} rater_{t}: AUROC train " + " / ".join(
+            f"{a:.3f}" for a in part[part["rows"] == "train"]["auroc"]) + ", new " + " / ".join(
+            f"{a:.3f}" for a in part[part["rows"] == "new"]["auroc"]), flush=True)
+    return out
+
+
+def summarize_stability(rows: pd.DataFrame) -> str:
+    """Per task, target and row set: the rater's AUROC sd over rater seeds on one split
+    (mean and max over splits), its sd over split seeds (rater seed = split seed), the
+    baselines' sd over split seeds and the Hanley-McNeil SE of one AUROC (mean over splits,
+    at the rater's AUROC); markdown, with the own-seed target (<= 0.02) met / missed."""
+    out = []
+    # a split's baselines do not depend on the target: one copy per split (combined runs)
+    baselines = rows[rows["rater_seed"] < 0].drop_duplicates(
+        ["task", "split_seed", "rows", "method"])
+    raters = rows[rows["rater_seed"] >= 0]
+    for (task, target, rows_name), part in raters.groupby(["task", "target", "rows"]):
+        own = part.groupby("split_seed")["auroc"].std()
+        diagonal = part[part["rater_seed"] == part["split_seed"]].groupby("split_seed")["auroc"]
+        by_split = part.groupby("split_seed").agg(auroc=("auroc", "mean"), n_pos=("n_pos", "first"),
+                                                  n_neg=("n_neg", "first"))
+        se = [hanley_mcneil_se(r.auroc, r.n_pos, r.n_neg) for r in by_split.itertuples()]
+        base = baselines[(baselines["task"] == task) & (baselines["rows"] == rows_name)]
+        base_sd = base.groupby("method")["auroc"].std()
+        out.append({"task": task, "target": target, "rows": rows_name,
+                    "splits": len(own), "rater_seeds": int(part.groupby("split_seed").size().min()),
+                    "auroc_mean": part["auroc"].mean(),
+                    "sd_rater_seeds_mean": own.mean(), "sd_rater_seeds_max": own.max(),
+                    "sd_split_seeds_rater": diagonal.first().std(),
+                    "sd_split_seeds_rater_avg": by_split["auroc"].std(),
+                    "sd_split_seeds_knn10": base_sd.get("knn10_agreement", float("nan")),
+                    "sd_split_seeds_knn_shapley": base_sd.get("knn_shapley", float("nan")),
+                    "hanley_mcneil_se": float(np.mean(se)),
+                    "own_seed_target_met": bool(own.max() <= 0.02)})
+    table = pd.DataFrame(out).set_index(["task", "target", "rows"])
+    return ("### Stability: AUROC sd over rater seeds on one split against sd over split "
+            "seeds\n\n" + markdown(table, 4) + "\n")
+
+
 def _pairs(rated: list[str]) -> list[tuple[str, str]]:
     """(source, destination) target pairs of the transfer, when both raters exist."""
     return [("logreg", "mlp"), ("mlp", "logreg")] if len(rated) == 2 else []
@@ -330,10 +430,17 @@ def main(argv=None) -> None:
     parser.add_argument("--cost-only", type=int, metavar="REPEATS", default=0,
                         help="run only the cost comparison, REPEATS alternations per task "
                              "(first seed), and write bench_rater_cost.csv")
+    parser.add_argument("--stability", action="store_true",
+                        help="run only the stability check: each of --rater-seeds on every "
+                             "split seed; writes bench_rater_stability.csv / .md")
+    parser.add_argument("--rater-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--combine", nargs="+", metavar="DIR",
                         help="run nothing: report the tables of earlier runs in these folders")
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
+    if args.stability:
+        _stability(args)
+        return
     if args.combine:
         tables = {stem: pd.concat([pd.read_csv(os.path.join(d, f"bench_rater_{stem}.csv"))
                                    for d in args.combine], ignore_index=True)
@@ -369,6 +476,30 @@ def main(argv=None) -> None:
             # after every task and seed: a cut run keeps what it measured
             _write(args.out, {stem: pd.DataFrame(v) for stem, v in rows.items()},
                    {**config, "seconds": time.perf_counter() - start})
+
+
+def _stability(args) -> None:
+    """`--stability`: run (or, with `--combine`, read back) and write the stability table."""
+    if args.combine:
+        rows = pd.concat([pd.read_csv(os.path.join(d, "bench_rater_stability.csv"))
+                          for d in args.combine], ignore_index=True)
+    else:
+        rows = []
+        for name in args.tasks:
+            for seed in args.seeds:
+                rows += stability_task(name, seed, rater_seeds=tuple(args.rater_seeds),
+                                       targets=tuple(args.targets))
+                _write_stability(args.out, pd.DataFrame(rows))  # a cut run keeps its rows
+        rows = pd.DataFrame(rows)
+    print(_write_stability(args.out, rows))
+
+
+def _write_stability(out: str, rows: pd.DataFrame) -> str:
+    summary = summarize_stability(rows)
+    os.makedirs(out, exist_ok=True)
+    write_text(os.path.join(out, "bench_rater_stability.csv"), rows.to_csv(index=False))
+    write_text(os.path.join(out, "bench_rater_stability.md"), summary)
+    return summary
 
 
 if __name__ == "__main__":

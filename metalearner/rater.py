@@ -81,6 +81,7 @@ from .features import (
     FeatureMap,
     bootstrap_refits,
     column_scale,
+    compile_features_ahead,
     feature_names,
     features_for_utility,
 )
@@ -199,14 +200,17 @@ class DataRater:
         draws = _draws(self.seed, members=self.members, outer_steps=self.outer_steps,
                        inner_models=self.inner_models, bags=self.bags)
         training = {"l2": utility.l2, **{f: getattr(self, f) for f in _TRAINING}}
-        # The meta-training compiles from the shapes in a second thread while the features'
-        # programs compile and run (XLA compiles outside the GIL); the call below reuses it.
+        # The feature program and the meta-training compile from the shapes in a second
+        # thread while the target's fits compile and run (XLA compiles outside the GIL);
+        # the calls below reuse them.
         pool = concurrent.futures.ThreadPoolExecutor(1)
         try:
+            features_ahead = pool.submit(compile_features_ahead, utility, groups=self.groups,
+                                         k=self.k, folds=self.folds, bags=self.bags)
             ahead = pool.submit(_compile_ahead, utility, starts=self.bags, draws=draws,
                                 width=len(feature_names(self.groups, train.n_classes)),
                                 **training)
-            fmap, z, mean, std = self._read(utility)
+            fmap, z, mean, std = self._read(utility, ready=features_ahead)
             starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
             if starts is None:
                 starts = bootstrap_refits(utility, key=_feature_key(self.seed),
@@ -240,11 +244,15 @@ class DataRater:
                                     target=utility.describe())
         return dataclasses.replace(self, state=state)
 
-    def _read(self, utility: Utility):
-        """The `FeatureMap` of `utility` and its training rows' standardised rater inputs."""
+    def _read(self, utility: Utility, *, ready: concurrent.futures.Future | None = None):
+        """The `FeatureMap` of `utility` and its training rows' standardised rater inputs;
+        `ready`: the feature program's ahead-of-time compile, awaited before its first call
+        (two threads compiling one program would compile it twice)."""
         _check_utility(utility)
         fmap = features_for_utility(utility, key=_feature_key(self.seed), k=self.k,
                                     groups=self.groups, folds=self.folds, bags=self.bags)
+        if ready is not None:
+            ready.result()
         inputs = _inputs(fmap, utility.train)
         mean, std = column_scale(inputs)
         return fmap, jnp.asarray((inputs - mean) / std, jnp.float32), mean, std

@@ -167,3 +167,21 @@ def test_fold_models_and_bootstrap_refits_come_from_one_batched_fit(utility, mon
     assert jax.tree_util.tree_leaves(fm.folds)[0].shape[0] == 3
     assert jax.tree_util.tree_leaves(fm.bagged)[0].shape[0] == 6
     assert fm.arrays["bag_in"].shape == (6, utility.n)
+
+
+def test_a_linear_targets_centroids_without_the_gradient_group_match_the_compiled_summary(
+        utility):
+    """Without "gradient", a linear target's class centroids are computed on the host (no
+    program); the compiled summary (run when "gradient" is asked for) is the reference."""
+    groups = ("neighbours", "label")
+    key = jax.random.PRNGKey(5)
+    host = features_for_utility(utility, key=key, groups=groups, folds=3)
+    compiled = features_for_utility(utility, key=key, groups=("gradient", *groups), folds=3)
+    assert "valid_grad" not in host.arrays and "valid_grad" in compiled.arrays
+    assert "ref_h" not in host.arrays and "ref_h" not in compiled.arrays
+    np.testing.assert_allclose(host.arrays["centroids"], compiled.arrays["centroids"],
+                               rtol=1e-6, atol=1e-6)
+    rows = _fresh(utility.valid)
+    np.testing.assert_allclose(host(utility.train), compiled(utility.train)[:, 2:],
+                               rtol=1e-5, atol=1e-5)  # the 2 gradient columns come first
+    np.testing.assert_allclose(host(rows), compiled(rows)[:, 2:], rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import valuation as va
-from metalearner.rater import DataRater
+from metalearner.rater import RATER_GROUPS, DataRater
 
 # Small and quick: the cheapest feature groups (one compiled feature program).
 FAST = {"outer_steps": 40, "k": 5, "folds": 3,
@@ -160,17 +160,32 @@ def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, t
         DataRater.load(path, utility.model)
 
 
-def test_the_meta_training_compiles_once_per_fit_ahead_of_the_features(task, caplog):
-    # A shape no other test uses (31 training rows), so the program is new here; the
-    # ahead-of-time compile (`_compile_ahead`) must be the one the fit runs.
+@pytest.mark.parametrize(("rows", "target", "groups"), [
+    (31, "logistic", FAST["groups"]),
+    (29, "logistic", RATER_GROUPS),
+    (27, "mlp", RATER_GROUPS),
+])
+def test_the_feature_program_and_meta_training_compile_once_ahead_of_the_fits(
+        task, caplog, rows, target, groups):
+    # Shapes no other test uses (`rows` training rows), so the programs are new here; the
+    # ahead-of-time compiles (`compile_features_ahead`, `_compile_ahead`) must be the ones
+    # the fit runs (a drifted shape compiles a second time). A linear target without the
+    # "gradient" group compiles no fold-summary program (its centroids come from the host).
     utility, _, _ = task
-    small = va.make_utility(utility.model, utility.train.subset(np.arange(31)), utility.valid)
+    model = va.logistic_regression(2) if target == "logistic" else va.mlp(2, (4,))
+    small = va.make_utility(model, utility.train.subset(np.arange(rows)), utility.valid)
+    options = {**FAST, "outer_steps": 3, "groups": groups, "bags": 4}
     jax.config.update("jax_log_compiles", True)  # global: the context manager is per thread
     try:
         with caplog.at_level("WARNING", logger="jax"):
-            DataRater(seed=0, **{**FAST, "outer_steps": 3}).fit(small)
+            DataRater(seed=0, **options).fit(small)
     finally:
         jax.config.update("jax_log_compiles", False)
-    compiled = [r for r in caplog.records
-                if "Finished XLA compilation of jit(_meta_train)" in r.getMessage()]
-    assert len(compiled) == 1
+
+    def compiles(name):
+        return sum(f"Finished XLA compilation of jit({name})" in r.getMessage()
+                   for r in caplog.records)
+
+    assert compiles("_meta_train") == 1
+    assert compiles("_features") == 1
+    assert compiles("_summaries") == (target == "mlp")
