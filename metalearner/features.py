@@ -517,14 +517,16 @@ def _embeds_input(model: Model, folds: Params, x: Any) -> bool:
 
 def compile_features_ahead(utility: Utility, *, groups: Sequence[str], k: int, folds: int,
                            bags: int) -> None:
-    """Compile, from shapes alone, the feature program that the `FeatureMap` of
-    `features_for_utility(utility, groups=groups, k=k, folds=folds, bags=bags)` runs on
-    `utility`'s training rows; that call then reuses it (JAX's in-memory cache).
+    """Compile, from shapes alone, the programs that `features_for_utility(utility,
+    groups=groups, k=k, folds=folds, bags=bags)` runs: the utility's batched fit of the fold
+    models and bootstrap refits, and the feature program of its `FeatureMap` on `utility`'s
+    training rows; that call then reuses them (JAX's in-memory cache).
 
-    Meant for a second thread while the fits run (`DataRater.fit`). The shapes mirror
-    `features_for_utility` and `FeatureMap.__call__`; were they to drift, the call compiles
-    again (a test counts the compiles).
+    Meant for a second thread while the full-data fit compiles and runs (`DataRater.fit`).
+    The shapes mirror `features_for_utility` and `FeatureMap.__call__`; were they to drift,
+    the call compiles again (a test counts the compiles).
     """
+    utility.compile_fit_ahead(folds + (bags if "bagging" in groups else 0))
     static = tuple(g for g in GROUPS if g in groups and g != "dynamics")
     if not static:
         return

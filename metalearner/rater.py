@@ -200,19 +200,22 @@ class DataRater:
         draws = _draws(self.seed, members=self.members, outer_steps=self.outer_steps,
                        inner_models=self.inner_models, bags=self.bags)
         training = {"l2": utility.l2, **{f: getattr(self, f) for f in _TRAINING}}
-        # The feature program and the meta-training compile from the shapes in a second
-        # thread while the target's fits compile and run (XLA compiles outside the GIL);
-        # the calls below reuse them.
+        # The target's batched fits, the feature program and the meta-training compile from
+        # the shapes in a second thread while the full-data fit compiles and runs (XLA
+        # compiles outside the GIL); the calls below reuse them.
         pool = concurrent.futures.ThreadPoolExecutor(1)
         try:
             features_ahead = pool.submit(compile_features_ahead, utility, groups=self.groups,
                                          k=self.k, folds=self.folds, bags=self.bags)
+            refits_ahead = (None if "bagging" in self.groups  # else the starts' own refits
+                            else pool.submit(utility.compile_fit_ahead, self.bags))
             ahead = pool.submit(_compile_ahead, utility, starts=self.bags, draws=draws,
                                 width=len(feature_names(self.groups, train.n_classes)),
                                 **training)
             fmap, z, mean, std = self._read(utility, ready=features_ahead)
             starts = fmap.bagged  # the "bagging" group's refits, else refits of their own
             if starts is None:
+                refits_ahead.result()
                 starts = bootstrap_refits(utility, key=_feature_key(self.seed),
                                           bags=self.bags)[0]
             ahead.result()

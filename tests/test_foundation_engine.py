@@ -175,6 +175,32 @@ def test_one_compile_for_many_batches(cancer, rng):
     assert utility._score._cache_size() - before <= 2  # sizes 4 and 8 at most
 
 
+@pytest.mark.parametrize(("solver", "classes", "rows"), [
+    ("pcg", 3, 61), ("pcg", 2, 59), ("newton", 2, 57), ("warm", 2, 55), ("gd", 2, 53)])
+def test_a_fit_compiled_ahead_from_shapes_is_the_one_the_fit_runs(solver, classes, rows,
+                                                                   caplog):
+    # `rows` training rows: shapes no other test uses, so the batched fit is new here; the
+    # warm start's shapes come from eval_shape, so a drifted shape or dtype would compile
+    # the fit a second time when it runs.
+    train, valid = va.make_classification(rows + 40, 4, n_classes=classes, seed=3).split(
+        rows / (rows + 40), 40 / (rows + 40), seed=0)
+    model = va.mlp(classes, (3,)) if solver == "warm" else va.logistic_regression(classes)
+    utility = va.make_utility(model, train, valid, solver=solver, steps=20)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level("WARNING", logger="jax"):
+            utility.compile_fit_ahead(5)
+            ahead = len(caplog.records)
+            utility.fit(np.ones((5, train.n), np.float32))
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [r.getMessage() for r in caplog.records
+                if "Finished XLA compilation of jit(fit_weighted)" in r.getMessage()]
+    assert len(compiled) == 1
+    assert caplog.records.index(next(r for r in caplog.records
+                                     if r.getMessage() == compiled[0])) < ahead
+
+
 def test_equinox_adapter(blobs):
     eqx = pytest.importorskip("equinox")
     train, valid = blobs

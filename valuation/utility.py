@@ -206,6 +206,20 @@ class Utility:
         batched = self.fit(np.ones((1, self.n), np.float32), key=key)
         return jax.tree_util.tree_map(lambda a: a[0], batched)
 
+    def compile_fit_ahead(self, batch: int) -> None:
+        """Compile `fit` for `batch` weight vectors from shapes alone: the warm start's
+        shapes come from `jax.eval_shape`, so nothing is trained. Meant for a second thread
+        while this one compiles and runs the full-data fit (`DataRater.fit`): a later
+        `fit` of `batch` rows reuses the program (JAX's in-memory cache)."""
+        spec = _spec(self)
+        programs = _programs_of(spec)
+        raw = [jax.ShapeDtypeStruct(np.shape(a), jax.dtypes.canonicalize_dtype(
+            np.asarray(a).dtype)) for a in _raw_inputs(self)]
+        data = jax.eval_shape(functools.partial(_inputs, outer=_with_outer(self)), *raw)
+        data.update(_warm_start(data, programs, spec, run=_shapes))
+        programs.fit.lower(data, jax.ShapeDtypeStruct((batch, self.n), jnp.float32),
+                           jax.ShapeDtypeStruct((batch, 2), jnp.uint32)).compile()
+
     @property
     def task(self) -> str:
         """"classification" or "regression", the training set's."""
@@ -385,26 +399,67 @@ def _compiled(u: Utility):
     functions, not constants folded into them; the programs come from `_programs`, shared by
     every utility with the same `_Spec`.
     """
-    k = u.train.n_classes
-    data = {"xt": jnp.asarray(u.train.x), "yt": jnp.asarray(u.train.y),
-            "xv": jnp.asarray(u.valid.x), "yv": jnp.asarray(u.valid.y),
-            "base": jnp.asarray(class_weights(u.train.y, k) if u.class_weight == "balanced"
-                                else np.ones(u.n, np.float32))}
-    big_d = u.train.d + 1
-    if u.solver in ("closed_form", "pcg") and u.n * big_d * big_d * 4 <= _OUTER_BYTES:
-        x1 = jnp.concatenate([data["xt"], jnp.ones((u.n, 1), jnp.float32)], axis=1)
-        data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(u.n, big_d * big_d)
     spec = _spec(u)
-    try:
-        programs = _programs(spec)
-    except TypeError:  # a model or metric that cannot be hashed: programs of its own
-        programs = _programs.__wrapped__(spec)
-    if programs.full is not None:
-        data["full"] = programs.full(data)
-    if spec.shared:  # the same for every batch: computed once here, not per chunk
-        data["shared"] = _shared_jit(data["xt"], data["yt"], data["full"], k, u.l2,
-                                     data.get("outer"))
+    programs = _programs_of(spec)
+    data = _inputs(*_raw_inputs(u), outer=_with_outer(u))
+    data.update(_warm_start(data, programs, spec))
     return data, programs
+
+
+def _raw_inputs(u: Utility) -> tuple[np.ndarray, ...]:
+    """The arrays every program reads: training x, y, validation x, y, per-sample base
+    weights (class weights or ones)."""
+    k = u.train.n_classes
+    base = (class_weights(u.train.y, k) if u.class_weight == "balanced"
+            else np.ones(u.n, np.float32))
+    return u.train.x, u.train.y, u.valid.x, u.valid.y, base
+
+
+def _with_outer(u: Utility) -> bool:
+    big_d = u.train.d + 1
+    return u.solver in ("closed_form", "pcg") and u.n * big_d * big_d * 4 <= _OUTER_BYTES
+
+
+def _inputs(xt, yt, xv, yv, base, *, outer: bool) -> dict[str, jax.Array]:
+    """The data dict without the warm start; with `outer`, each training row's `x x^T`
+    (bias column appended) flattened, `(n, D*D)`. Pure, so `jax.eval_shape` gives its
+    shapes (`Utility.compile_fit_ahead`)."""
+    data = {"xt": jnp.asarray(xt), "yt": jnp.asarray(yt), "xv": jnp.asarray(xv),
+            "yv": jnp.asarray(yv), "base": jnp.asarray(base)}
+    if outer:
+        n = data["xt"].shape[0]
+        x1 = jnp.concatenate([data["xt"], jnp.ones((n, 1), jnp.float32)], axis=1)
+        data["outer"] = (x1[:, :, None] * x1[:, None, :]).reshape(n, -1)
+    return data
+
+
+def _programs_of(spec: _Spec) -> _Programs:
+    try:
+        return _programs(spec)
+    except TypeError:  # a model or metric that cannot be hashed: programs of its own
+        return _programs.__wrapped__(spec)
+
+
+def _warm_start(data: dict, programs: _Programs, spec: _Spec, *,
+                run: Callable = lambda f, *args: f(*args)) -> dict:
+    """The full-data params every subset starts from ("full") and, for "pcg" with a shared
+    preconditioner, the full data's curvature ("shared"): computed once per utility, not
+    per chunk. `run(f, *args)` calls each program; `_shapes` instead gives only the
+    output shapes (`Utility.compile_fit_ahead`)."""
+    out = {}
+    if programs.full is not None:
+        out["full"] = run(programs.full, data)
+    if spec.shared:
+        out["shared"] = run(_shared_jit, data["xt"], data["yt"], out["full"], spec.n_classes,
+                            spec.l2, data.get("outer"))
+    return out
+
+
+def _shapes(f: Callable, *args) -> Any:
+    """`f(*args)`'s output shapes, computing nothing. A jit is asked itself: its static
+    arguments and compiler options hold only at the top level (jax refuses options on a
+    nested jit)."""
+    return f.eval_shape(*args) if hasattr(f, "eval_shape") else jax.eval_shape(f, *args)
 
 
 @functools.lru_cache(maxsize=32)

@@ -168,7 +168,8 @@ def test_a_rater_saved_in_the_old_format_is_refused_with_one_clear_error(task, t
 def test_the_feature_program_and_meta_training_compile_once_ahead_of_the_fits(
         task, caplog, rows, target, groups):
     # Shapes no other test uses (`rows` training rows), so the programs are new here; the
-    # ahead-of-time compiles (`compile_features_ahead`, `_compile_ahead`) must be the ones
+    # ahead-of-time compiles (`compile_features_ahead` with the utility's batched fit,
+    # `_compile_ahead`) must be the ones
     # the fit runs (a drifted shape compiles a second time). A linear target without the
     # "gradient" group compiles no fold-summary program (its centroids come from the host).
     utility, _, _ = task
@@ -188,4 +189,6 @@ def test_the_feature_program_and_meta_training_compile_once_ahead_of_the_fits(
 
     assert compiles("_meta_train") == 1
     assert compiles("_features") == 1
+    # the fold models with the "bagging" refits, else the starts' refits apart: ahead too
+    assert compiles("fit_weighted") == 1 + ("bagging" not in groups)
     assert compiles("_summaries") == (target == "mlp")
