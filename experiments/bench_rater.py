@@ -158,7 +158,7 @@ def bench_task(name: str, seed: int, *, targets: tuple[str, ...] = TARGETS,
         run["dvrl"] = dvrl
     else:
         values["dvrl"] = {"train": dvrl[0][:n], "new": dvrl[0][n:]}
-        run["dvrl"] = "ran"
+        run["dvrl"], run["dvrl_s"] = "ran", dvrl[1]  # OpenDataVal's own training time
 
     scores = [{"task": name, "seed": seed, "rows": rows, "method": method,
                "f1": detection_f1(v, noisy[rows]), "auroc": detection_auroc(v, noisy[rows])}
@@ -353,7 +353,7 @@ def summarize(scores: pd.DataFrame, top: pd.DataFrame, runs: pd.DataFrame) -> tu
         transfer.columns = [f"{c} ({s})" for c, s in transfer.columns]
         parts.append(f"### Transfer: share of the native AUROC above chance kept\n\n"
                      f"{markdown(transfer.T, 2)}")
-    cost_cols = [c for c in ("rater_logreg_s", "rater_mlp_s", "tmc200_s", "tmc200_measured",
+    cost_cols = [c for c in ("rater_logreg_s", "rater_mlp_s", "dvrl_s", "tmc200_s", "tmc200_measured",
                              "tmc_permutations_run") if c in runs.columns]
     parts.append(f"### Cost, wall seconds, JAX caches cleared\n\n"
                  f"{markdown(runs.set_index(['task', 'seed'])[cost_cols], 1)}")
