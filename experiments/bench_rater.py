@@ -353,8 +353,8 @@ def summarize(scores: pd.DataFrame, top: pd.DataFrame, runs: pd.DataFrame) -> tu
         transfer.columns = [f"{c} ({s})" for c, s in transfer.columns]
         parts.append(f"### Transfer: share of the native AUROC above chance kept\n\n"
                      f"{markdown(transfer.T, 2)}")
-    cost_cols = [c for c in ("rater_logreg_s", "rater_mlp_s", "dvrl_s", "tmc200_s", "tmc200_measured",
-                             "tmc_permutations_run") if c in runs.columns]
+    cost_cols = [c for c in ("rater_logreg_s", "rater_mlp_s", "dvrl_s", "tmc200_s",
+                             "tmc200_measured", "tmc_permutations_run") if c in runs.columns]
     parts.append(f"### Cost, wall seconds, JAX caches cleared\n\n"
                  f"{markdown(runs.set_index(['task', 'seed'])[cost_cols], 1)}")
     targets = _targets(table, runs)

@@ -170,9 +170,9 @@ def test_the_feature_program_and_meta_training_compile_once_ahead_of_the_fits(
         task, caplog, rows, target, groups):
     # Shapes no other test uses (`rows` training rows), so the programs are new here; the
     # ahead-of-time compiles (`compile_features_ahead` with the utility's batched fit,
-    # `_compile_ahead`) must be the ones
-    # the fit runs (a drifted shape compiles a second time). A linear target without the
-    # "gradient" group compiles no fold-summary program (its centroids come from the host).
+    # `_compile_ahead`) must be the ones the fit runs (a drifted shape compiles a second
+    # time). A linear target without the "gradient" group compiles no fold-summary program
+    # (its centroids come from the host).
     utility, _, _ = task
     model = va.logistic_regression(2) if target == "logistic" else va.mlp(2, (4,))
     small = va.make_utility(model, utility.train.subset(np.arange(rows)), utility.valid)
